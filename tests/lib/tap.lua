@@ -1,0 +1,62 @@
+-- tap.lua: a tiny TAP producer for Lua tests run through `runbook lua` under prove.
+-- t.plan(n) | t.ok(v, name) | t.is(got, want, name) | t.isnt(got, bad, name)
+-- t.like(str, lua_pattern, name) | t.unlike(str, pattern, name) | t.diag(msg) | t.done()
+-- t.done() prints the plan when none was given and exits non-zero if anything failed.
+local M = { n = 0, failed = 0, planned = nil }
+
+local function out(s) io.stdout:write(s, "\n"); io.stdout:flush() end
+
+function M.plan(n) M.planned = n; out("1.." .. n) end
+
+function M.diag(msg)
+  for line in (tostring(msg) .. "\n"):gmatch("(.-)\n") do out("# " .. line) end
+end
+
+function M.ok(v, name)
+  M.n = M.n + 1
+  if v then out(("ok %d - %s"):format(M.n, name or ""))
+  else
+    M.failed = M.failed + 1
+    out(("not ok %d - %s"):format(M.n, name or ""))
+    local info = debug.getinfo(3, "Sl") or debug.getinfo(2, "Sl")
+    if info then M.diag(("  at %s:%d"):format(info.short_src, info.currentline)) end
+  end
+  return v and true or false
+end
+
+local function show(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  return tostring(v)
+end
+
+function M.is(got, want, name)
+  local ok = M.ok(got == want, name)
+  if not ok then M.diag("     got: " .. show(got) .. "\nexpected: " .. show(want)) end
+  return ok
+end
+
+function M.isnt(got, bad, name)
+  local ok = M.ok(got ~= bad, name)
+  if not ok then M.diag("     got: " .. show(got) .. "\n  wanted anything else") end
+  return ok
+end
+
+function M.like(s, pat, name)
+  local ok = M.ok(type(s) == "string" and s:find(pat) ~= nil, name)
+  if not ok then M.diag("     got: " .. show(s) .. "\n    like: " .. pat) end
+  return ok
+end
+
+function M.unlike(s, pat, name)
+  local ok = M.ok(type(s) == "string" and s:find(pat) == nil, name)
+  if not ok then M.diag("     got: " .. show(s) .. "\n  unlike: " .. pat) end
+  return ok
+end
+
+function M.done()
+  if not M.planned then out("1.." .. M.n) end
+  if M.failed > 0 or (M.planned and M.planned ~= M.n) then os.exit(1) end
+  os.exit(0)
+end
+
+return M
