@@ -1,0 +1,676 @@
+/* lexec.c: runbook.exec, the local host's primitives.
+ *
+ *   exec.run(argv, {timeout=, max_output=, stdin=, cwd=, env={K=V}})
+ *       -> {stdout=, stderr=, status=, signal=, truncated=, ms=} | nil, msg, code
+ *   exec.spawn(argv, {timeout=, cwd=, env=, max_stderr=}) -> proc; proc:read() -> chunk | nil (EOF)
+ *       | nil, msg, code; proc:close() -> {status=, signal=, stderr=}
+ *   exec.stat(path) / exec.lstat(path) -> {uid, gid, user, group, mode, perms, type, size}
+ *   exec.statvfs(path) -> {size_kb, used_kb, avail_kb, use_pct, files, files_free}
+ *   exec.readfile(path [, max]) -> string | nil, msg, code
+ *   exec.append(path, data, mode) -> true | nil, msg, code  (one write(2), O_APPEND)
+ *   exec.writefile(path, data, mode) -> true | nil, msg, code (temp file + rename)
+ *
+ * argv only, never a shell. Each child leads its own process group; a timeout kills the whole
+ * group (TERM, then KILL after a grace period). Output beyond max_output is drained and dropped.
+ * Codes: notfound denied timeout io cap. Depends on: Lua 5.4, POSIX. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#define EXEC_MAX_ARGS 256
+#define PROC_MT "runbook.exec.proc"
+
+static double now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *errno_code(int e)
+{
+	switch (e) {
+	case ENOENT: case ENOTDIR: return "notfound";
+	case EACCES: case EPERM: return "denied";
+	default: return "io";
+	}
+}
+
+static int fail(lua_State *L, const char *code, const char *fmt, const char *a, const char *b)
+{
+	lua_pushnil(L);
+	lua_pushfstring(L, fmt, a, b);
+	lua_pushstring(L, code);
+	return 3;
+}
+
+/* A dynamic byte buffer owned by C (never by Lua) while children run. */
+struct buf {
+	char *p;
+	size_t n, cap, max;
+	int truncated;
+};
+
+static int buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->n + n > b->max) {
+		b->truncated = 1;
+		n = b->max > b->n ? b->max - b->n : 0;
+	}
+	if (n == 0)
+		return 0;
+	if (b->n + n > b->cap) {
+		size_t nc = b->cap ? b->cap * 2 : 8192;
+		while (nc < b->n + n)
+			nc *= 2;
+		char *np = realloc(b->p, nc);
+		if (np == NULL)
+			return -1;
+		b->p = np;
+		b->cap = nc;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	return 0;
+}
+
+/* Collected, checked arguments of run/spawn: everything that can raise is done before fork. */
+struct cmd {
+	const char *argv[EXEC_MAX_ARGS + 1];
+	const char *env_k[64], *env_v[64];
+	int nenv;
+	const char *cwd;
+	const char *stdin_data;
+	size_t stdin_len;
+	double timeout;
+	size_t max_output;
+};
+
+static void check_opts(lua_State *L, int idx, struct cmd *c, int allow_stdin)
+{
+	int n = (int)luaL_len(L, 1);
+	luaL_argcheck(L, n >= 1 && n <= EXEC_MAX_ARGS, 1, "argv must hold 1..256 strings");
+	for (int i = 1; i <= n; i++) {
+		lua_rawgeti(L, 1, i);
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "bad argument #1 (argv[%d] must be a string)", i);
+		size_t len;
+		const char *s = lua_tolstring(L, -1, &len);
+		if (strlen(s) != len)
+			luaL_error(L, "bad argument #1 (argv[%d] contains a NUL byte)", i);
+		c->argv[i - 1] = s;     /* anchored by the argv table on the stack */
+		lua_pop(L, 1);
+	}
+	c->argv[n] = NULL;
+	c->timeout = 10;
+	c->max_output = 16 * 1024 * 1024;
+	if (lua_isnoneornil(L, idx))
+		return;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+		if (strcmp(k, "timeout") == 0) {
+			c->timeout = luaL_checknumber(L, -1);
+			luaL_argcheck(L, c->timeout > 0, idx, "timeout must be positive");
+		} else if (strcmp(k, "max_output") == 0 || strcmp(k, "max_stderr") == 0) {
+			lua_Integer m = luaL_checkinteger(L, -1);
+			luaL_argcheck(L, m > 0, idx, "max_output must be positive");
+			c->max_output = (size_t)m;
+		} else if (strcmp(k, "cwd") == 0) {
+			c->cwd = luaL_checkstring(L, -1);
+		} else if (strcmp(k, "stdin") == 0 && allow_stdin) {
+			c->stdin_data = luaL_checklstring(L, -1, &c->stdin_len);
+		} else if (strcmp(k, "env") == 0) {
+			luaL_checktype(L, -1, LUA_TTABLE);
+			lua_pushnil(L);
+			while (lua_next(L, -2)) {
+				if (c->nenv >= 64)
+					luaL_error(L, "too many env entries");
+				if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+					luaL_error(L, "env entries must be string = string");
+				c->env_k[c->nenv] = lua_tostring(L, -2);
+				c->env_v[c->nenv] = lua_tostring(L, -1);
+				c->nenv++;
+				lua_pop(L, 1);
+			}
+		} else {
+			luaL_error(L, "unknown option '%s'", k);
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* Forks the child in its own process group. Returns pid, or -errno on failure (exec errors
+ * come back through a CLOEXEC pipe). fds: [0] child's stdin writer (or -1), [1] stdout, [2] stderr. */
+static pid_t start_child(struct cmd *c, int fds[3])
+{
+	int in[2] = {-1, -1}, out[2], err[2], rep[2];
+	pid_t pid;
+	int e = 0;
+
+	if (pipe2(out, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(err, O_CLOEXEC) < 0) {
+		e = errno;
+		close(out[0]); close(out[1]);
+		return -e;
+	}
+	if (pipe2(rep, O_CLOEXEC) < 0 || (c->stdin_data && pipe2(in, O_CLOEXEC) < 0)) {
+		e = errno;
+		close(out[0]); close(out[1]); close(err[0]); close(err[1]);
+		return -e;
+	}
+	pid = fork();
+	if (pid < 0) {
+		e = errno;
+		close(out[0]); close(out[1]); close(err[0]); close(err[1]); close(rep[0]); close(rep[1]);
+		if (in[0] >= 0) { close(in[0]); close(in[1]); }
+		return -e;
+	}
+	if (pid == 0) {
+		int devnull;
+		setpgid(0, 0);
+		signal(SIGPIPE, SIG_DFL);
+		if (in[0] >= 0)
+			dup2(in[0], 0);
+		else if ((devnull = open("/dev/null", O_RDONLY)) >= 0)
+			dup2(devnull, 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		for (int i = 0; i < c->nenv; i++)
+			setenv(c->env_k[i], c->env_v[i], 1);
+		if (c->cwd && chdir(c->cwd) < 0) {
+			e = errno;
+			if (write(rep[1], &e, sizeof e) < 0) { /* nothing to do */ }
+			_exit(127);
+		}
+		execvp(c->argv[0], (char *const *)c->argv);
+		e = errno;
+		if (write(rep[1], &e, sizeof e) < 0) { /* nothing to do */ }
+		_exit(127);
+	}
+	setpgid(pid, pid);      /* both sides, so the group exists before any kill */
+	close(out[1]); close(err[1]); close(rep[1]);
+	if (in[0] >= 0)
+		close(in[0]);
+	if (read(rep[0], &e, sizeof e) == (ssize_t)sizeof e) {
+		close(rep[0]); close(out[0]); close(err[0]);
+		if (in[1] >= 0)
+			close(in[1]);
+		waitpid(pid, NULL, 0);
+		return -e;
+	}
+	close(rep[0]);
+	fds[0] = in[1];
+	fds[1] = out[0];
+	fds[2] = err[0];
+	return pid;
+}
+
+/* Kills the child's whole group: TERM, a short grace, then KILL; reaps it. */
+static int kill_group(pid_t pid)
+{
+	int status = 0;
+	kill(-pid, SIGTERM);
+	for (int i = 0; i < 20; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			kill(-pid, SIGKILL);   /* stragglers in the group */
+			return status;
+		}
+		usleep(25000);
+	}
+	kill(-pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+static void push_status(lua_State *L, int status)
+{
+	if (WIFEXITED(status)) {
+		lua_pushinteger(L, WEXITSTATUS(status));
+		lua_setfield(L, -2, "status");
+	} else if (WIFSIGNALED(status)) {
+		lua_pushinteger(L, 128 + WTERMSIG(status));
+		lua_setfield(L, -2, "status");
+		lua_pushinteger(L, WTERMSIG(status));
+		lua_setfield(L, -2, "signal");
+	}
+}
+
+/* exec.run(argv, opts) */
+static int exec_run(lua_State *L)
+{
+	struct cmd c;
+	struct buf out = {0}, err = {0};
+	int fds[3], status = 0, timed_out = 0, oom = 0;
+	size_t in_off = 0;
+	double t0, deadline;
+	pid_t pid;
+
+	memset(&c, 0, sizeof c);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	check_opts(L, 2, &c, 1);
+	out.max = err.max = c.max_output;
+	t0 = now_mono();
+	deadline = t0 + c.timeout;
+	pid = start_child(&c, fds);
+	if (pid < 0)
+		return fail(L, errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
+	if (fds[0] >= 0 && c.stdin_len == 0) {
+		close(fds[0]);
+		fds[0] = -1;
+	}
+	if (fds[0] >= 0)
+		fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	while (fds[1] >= 0 || fds[2] >= 0) {
+		struct pollfd p[3];
+		int np = 0, ms = (int)((deadline - now_mono()) * 1000);
+		if (ms <= 0) {
+			timed_out = 1;
+			break;
+		}
+		for (int i = 0; i < 3; i++)
+			if (fds[i] >= 0) {
+				p[np].fd = fds[i];
+				p[np].events = i == 0 ? POLLOUT : POLLIN;
+				p[np].revents = 0;
+				np++;
+			}
+		int r = poll(p, (nfds_t)np, ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			break;
+		for (int j = 0; j < np; j++) {
+			char chunk[65536];
+			if (!p[j].revents)
+				continue;
+			if (p[j].fd == fds[0]) {
+				ssize_t w = write(fds[0], c.stdin_data + in_off, c.stdin_len - in_off);
+				if (w > 0)
+					in_off += (size_t)w;
+				if (w < 0 && errno != EAGAIN) in_off = c.stdin_len;
+				if (in_off >= c.stdin_len) {
+					close(fds[0]);
+					fds[0] = -1;
+				}
+				continue;
+			}
+			int which = p[j].fd == fds[1] ? 1 : 2;
+			ssize_t n = read(p[j].fd, chunk, sizeof chunk);
+			if (n > 0) {
+				if (buf_add(which == 1 ? &out : &err, chunk, (size_t)n) < 0)
+					oom = 1;
+			} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+				close(fds[which]);
+				fds[which] = -1;
+			}
+		}
+		if (oom)
+			break;
+	}
+	for (int i = 0; i < 3; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	if (timed_out || oom) {
+		kill_group(pid);
+	} else {
+		/* Pipes closed: the child is exiting; wait for it within what is left of the timeout. */
+		for (;;) {
+			pid_t w = waitpid(pid, &status, WNOHANG);
+			if (w == pid)
+				break;
+			if (now_mono() > deadline) {
+				timed_out = 1;
+				status = kill_group(pid);
+				break;
+			}
+			usleep(2000);
+		}
+		kill(-pid, SIGKILL);   /* no background leftovers of a finished command */
+	}
+	if (oom) {
+		free(out.p); free(err.p);
+		return luaL_error(L, "out of memory collecting output of %s", c.argv[0]);
+	}
+	if (timed_out) {
+		free(out.p); free(err.p);
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: timed out after %f s (process group killed)", c.argv[0], c.timeout);
+		lua_pushliteral(L, "timeout");
+		return 3;
+	}
+	lua_createtable(L, 0, 6);
+	lua_pushlstring(L, out.p ? out.p : "", out.n);
+	lua_setfield(L, -2, "stdout");
+	lua_pushlstring(L, err.p ? err.p : "", err.n);
+	lua_setfield(L, -2, "stderr");
+	free(out.p);
+	free(err.p);
+	push_status(L, status);
+	lua_pushboolean(L, out.truncated || err.truncated);
+	lua_setfield(L, -2, "truncated");
+	lua_pushnumber(L, (now_mono() - t0) * 1000);
+	lua_setfield(L, -2, "ms");
+	return 1;
+}
+
+/* ---------------------------------------------------------------- spawn: streaming stdout */
+
+struct proc {
+	pid_t pid;             /* 0 once closed */
+	int out, err;
+	double deadline;
+	struct buf errbuf;
+	int status, timed_out;
+};
+
+static struct proc *check_proc(lua_State *L)
+{
+	return luaL_checkudata(L, 1, PROC_MT);
+}
+
+static void proc_drain_err(struct proc *p)
+{
+	char chunk[4096];
+	ssize_t n;
+	while (p->err >= 0 && (n = read(p->err, chunk, sizeof chunk)) > 0)
+		buf_add(&p->errbuf, chunk, (size_t)n);
+	if (p->err >= 0 && n == 0) {
+		close(p->err);
+		p->err = -1;
+	}
+}
+
+/* One idempotent close: kill what is left, reap, free. */
+static void proc_release(struct proc *p)
+{
+	if (p->pid > 0) {
+		int st = 0;
+		if (p->out >= 0) close(p->out);
+		proc_drain_err(p);
+		if (p->err >= 0) close(p->err);
+		p->out = p->err = -1;
+		if (waitpid(p->pid, &st, WNOHANG) == p->pid)
+			kill(-p->pid, SIGKILL);
+		else
+			st = kill_group(p->pid);
+		p->status = st;
+		p->pid = 0;
+	}
+}
+
+static int exec_spawn(lua_State *L)
+{
+	struct cmd c;
+	int fds[3];
+	struct proc *p;
+
+	memset(&c, 0, sizeof c);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	check_opts(L, 2, &c, 0);
+	p = lua_newuserdatauv(L, sizeof *p, 0);
+	memset(p, 0, sizeof *p);
+	p->out = p->err = -1;
+	luaL_setmetatable(L, PROC_MT);
+	pid_t pid = start_child(&c, fds);
+	if (pid < 0)
+		return fail(L, errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
+	p->pid = pid;
+	p->out = fds[1];
+	p->err = fds[2];
+	p->errbuf.max = c.max_output < 65536 ? c.max_output : 65536;
+	p->deadline = now_mono() + c.timeout;
+	fcntl(p->err, F_SETFL, O_NONBLOCK);
+	return 1;
+}
+
+/* proc:read() -> next stdout chunk | nil at EOF | nil, msg, "timeout" */
+static int proc_read(lua_State *L)
+{
+	struct proc *p = check_proc(L);
+	char chunk[65536];
+	if (p->pid == 0 || p->out < 0) {
+		lua_pushnil(L);
+		return 1;
+	}
+	for (;;) {
+		struct pollfd pf[2] = {{p->out, POLLIN, 0}, {p->err, POLLIN, 0}};
+		int ms = (int)((p->deadline - now_mono()) * 1000);
+		if (ms <= 0) {
+			p->timed_out = 1;
+			proc_release(p);
+			lua_pushnil(L);
+			lua_pushliteral(L, "command timed out (process group killed)");
+			lua_pushliteral(L, "timeout");
+			return 3;
+		}
+		int r = poll(pf, p->err >= 0 ? 2 : 1, ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (p->err >= 0 && pf[1].revents)
+			proc_drain_err(p);
+		if (pf[0].revents) {
+			ssize_t n = read(p->out, chunk, sizeof chunk);
+			if (n > 0) {
+				lua_pushlstring(L, chunk, (size_t)n);
+				return 1;
+			}
+			if (n == 0 || errno != EINTR) {
+				close(p->out);
+				p->out = -1;
+				lua_pushnil(L);
+				return 1;
+			}
+		}
+	}
+}
+
+/* proc:close() -> {status=, signal=, stderr=, timed_out=} */
+static int proc_close(lua_State *L)
+{
+	struct proc *p = check_proc(L);
+	proc_release(p);
+	lua_createtable(L, 0, 4);
+	push_status(L, p->status);
+	lua_pushlstring(L, p->errbuf.p ? p->errbuf.p : "", p->errbuf.n);
+	lua_setfield(L, -2, "stderr");
+	lua_pushboolean(L, p->timed_out);
+	lua_setfield(L, -2, "timed_out");
+	free(p->errbuf.p);
+	p->errbuf.p = NULL;
+	p->errbuf.n = p->errbuf.cap = 0;
+	return 1;
+}
+
+static int proc_gc(lua_State *L)
+{
+	struct proc *p = check_proc(L);
+	proc_release(p);
+	free(p->errbuf.p);
+	p->errbuf.p = NULL;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- files */
+
+static const char *type_name(mode_t m)
+{
+	if (S_ISREG(m)) return "file";
+	if (S_ISDIR(m)) return "directory";
+	if (S_ISLNK(m)) return "symlink";
+	if (S_ISSOCK(m)) return "socket";
+	if (S_ISFIFO(m)) return "fifo";
+	return "other";
+}
+
+static int push_stat(lua_State *L, int use_lstat)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct stat st;
+	char perms[8];
+	if ((use_lstat ? lstat(path, &st) : stat(path, &st)) < 0)
+		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+	struct passwd *pw = getpwuid(st.st_uid);
+	struct group *gr = getgrgid(st.st_gid);
+	lua_createtable(L, 0, 8);
+	lua_pushinteger(L, st.st_uid); lua_setfield(L, -2, "uid");
+	lua_pushinteger(L, st.st_gid); lua_setfield(L, -2, "gid");
+	if (pw) { lua_pushstring(L, pw->pw_name); lua_setfield(L, -2, "user"); }
+	if (gr) { lua_pushstring(L, gr->gr_name); lua_setfield(L, -2, "group"); }
+	lua_pushinteger(L, st.st_mode & 07777); lua_setfield(L, -2, "mode");
+	snprintf(perms, sizeof perms, "%04o", (unsigned)(st.st_mode & 07777));
+	lua_pushstring(L, perms); lua_setfield(L, -2, "perms");
+	lua_pushstring(L, type_name(st.st_mode)); lua_setfield(L, -2, "type");
+	lua_pushinteger(L, (lua_Integer)st.st_size); lua_setfield(L, -2, "size");
+	return 1;
+}
+
+static int exec_stat(lua_State *L) { return push_stat(L, 0); }
+static int exec_lstat(lua_State *L) { return push_stat(L, 1); }
+
+static int exec_statvfs(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	struct statvfs v;
+	if (statvfs(path, &v) < 0)
+		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+	double bs = (double)v.f_frsize / 1024.0;
+	double size = (double)v.f_blocks * bs, avail = (double)v.f_bavail * bs;
+	double used = ((double)v.f_blocks - (double)v.f_bfree) * bs;
+	lua_createtable(L, 0, 6);
+	lua_pushinteger(L, (lua_Integer)size); lua_setfield(L, -2, "size_kb");
+	lua_pushinteger(L, (lua_Integer)used); lua_setfield(L, -2, "used_kb");
+	lua_pushinteger(L, (lua_Integer)avail); lua_setfield(L, -2, "avail_kb");
+	/* as df(1): used / (used + available), rounded up */
+	double denom = used + avail;
+	lua_pushinteger(L, denom > 0 ? (lua_Integer)((used * 100 + denom - 1) / denom) : 0);
+	lua_setfield(L, -2, "use_pct");
+	lua_pushinteger(L, (lua_Integer)v.f_files); lua_setfield(L, -2, "files");
+	lua_pushinteger(L, (lua_Integer)v.f_favail); lua_setfield(L, -2, "files_free");
+	return 1;
+}
+
+static int exec_readfile(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	lua_Integer max = luaL_optinteger(L, 2, 16 * 1024 * 1024);
+	luaL_Buffer b;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+	luaL_buffinit(L, &b);   /* a Lua error below would leak fd: only allocation can raise */
+	for (;;) {
+		char *p = luaL_prepbuffer(&b);
+		ssize_t n = read(fd, p, LUAL_BUFFERSIZE);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			return fail(L, "io", "%s: %s", path, strerror(e));
+		}
+		if (n == 0)
+			break;
+		luaL_addsize(&b, (size_t)n);
+		if ((lua_Integer)luaL_bufflen(&b) > max) {
+			close(fd);
+			return fail(L, "cap", "%s: larger than %s bytes", path, lua_pushfstring(L, "%I", max));
+		}
+	}
+	close(fd);
+	luaL_pushresult(&b);
+	return 1;
+}
+
+static int exec_append(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600);
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode);
+	if (fd < 0)
+		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+	ssize_t w = write(fd, data, len);
+	int e = errno;
+	close(fd);
+	if (w != (ssize_t)len)
+		return fail(L, "io", "%s: %s", path, w < 0 ? strerror(e) : "short write");
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int exec_writefile(lua_State *L)
+{
+	const char *path = luaL_checkstring(L, 1);
+	size_t len;
+	const char *data = luaL_checklstring(L, 2, &len);
+	mode_t mode = (mode_t)luaL_optinteger(L, 3, 0644);
+	const char *tmp = lua_pushfstring(L, "%s.runbook-tmp.%d", path, (int)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0)
+		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+	ssize_t w = write(fd, data, len);
+	int e = errno;
+	if (w != (ssize_t)len || fsync(fd) < 0) {
+		close(fd);
+		unlink(tmp);
+		return fail(L, "io", "%s: %s", path, w < 0 ? strerror(e) : "short write");
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		e = errno;
+		unlink(tmp);
+		return fail(L, errno_code(e), "%s: %s", path, strerror(e));
+	}
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static const luaL_Reg exec_funcs[] = {
+	{"run", exec_run},
+	{"spawn", exec_spawn},
+	{"stat", exec_stat},
+	{"lstat", exec_lstat},
+	{"statvfs", exec_statvfs},
+	{"readfile", exec_readfile},
+	{"append", exec_append},
+	{"writefile", exec_writefile},
+	{NULL, NULL}
+};
+
+static const luaL_Reg proc_methods[] = {
+	{"read", proc_read},
+	{"close", proc_close},
+	{NULL, NULL}
+};
+
+int luaopen_runbook_exec(lua_State *L)
+{
+	luaL_newmetatable(L, PROC_MT);
+	luaL_newlib(L, proc_methods);
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, proc_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pushcfunction(L, proc_gc);
+	lua_setfield(L, -2, "__close");
+	lua_pop(L, 1);
+	luaL_newlib(L, exec_funcs);
+	return 1;
+}
