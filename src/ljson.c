@@ -1,0 +1,901 @@
+/* ljson.c: runbook.json, JSON encode/decode for the engine (audit journal, HTTP bodies, docker API).
+ *
+ *   json.encode(value [, {pretty=false, sort_keys=true}]) -> string      (raises on misuse)
+ *   json.decode(text) -> value | nil, message, "protocol"
+ *   json.null       unique sentinel for JSON null (the same object as yaml.null)
+ *   json.array_mt   metatable marking a table as a JSON array (decoded arrays carry it)
+ *
+ * Encoding is written directly into a growable buffer owned by a userdata (so a raise in the
+ * middle frees it through __gc): cJSON's printer cannot carry NUL bytes, 64-bit integers or our
+ * invalid-UTF-8 policy. Invalid UTF-8 bytes in strings are each replaced by "\ufffd"; all control
+ * characters and DEL are escaped. Keys are sorted bytewise by default.
+ * Decoding parses with cJSON (tree held in a userdata box, freed before any error is returned
+ * and by __gc if a Lua error unwinds), then a strict pass over the text rejects what cJSON lets
+ * through (raw control characters in strings, non-JSON numbers like 01 or 1., overflow) and
+ * enforces the depth limit; numbers are re-read from their text so integers keep all 64 bits,
+ * and strings holding \u0000 are re-read from their text so they are not truncated.
+ * Depends on: Lua 5.4, cJSON (libcjson). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "ljson.h"
+
+#define JSON_MAX_DEPTH 100        /* keep the "100" in messages in step */
+#define ARRAY_MT_KEY "runbook.json.array_mt"
+#define NULL_KEY "runbook.null"
+
+/* ------------------------------------------------------------------ shared sentinels */
+
+static int null_tostring(lua_State *L)
+{
+	lua_pushliteral(L, "null");
+	return 1;
+}
+
+/* Pushes the null sentinel: one full userdata per state, shared with runbook.yaml. */
+void rb_push_null(lua_State *L)
+{
+	if (lua_getfield(L, LUA_REGISTRYINDEX, NULL_KEY) != LUA_TNIL)
+		return;
+	lua_pop(L, 1);
+	lua_newuserdatauv(L, 0, 0);
+	lua_createtable(L, 0, 3);
+	lua_pushliteral(L, "null");
+	lua_setfield(L, -2, "__name");
+	lua_pushcfunction(L, null_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");   /* nobody replaces it */
+	lua_setmetatable(L, -2);
+	lua_pushvalue(L, -1);
+	lua_setfield(L, LUA_REGISTRYINDEX, NULL_KEY);
+}
+
+static void push_array_mt(lua_State *L)
+{
+	if (luaL_newmetatable(L, ARRAY_MT_KEY)) {
+		lua_pushliteral(L, "json.array");
+		lua_setfield(L, -2, "__name");
+	}
+}
+
+/* ------------------------------------------------------------------ output buffer */
+
+struct jbuf {
+	char *data;
+	size_t len, cap;
+};
+
+static int jbuf_gc(lua_State *L)
+{
+	struct jbuf *b = lua_touserdata(L, 1);
+	free(b->data);
+	b->data = NULL;
+	return 0;
+}
+
+static struct jbuf *jbuf_new(lua_State *L)
+{
+	struct jbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	if (luaL_newmetatable(L, "runbook.json.buffer")) {
+		lua_pushcfunction(L, jbuf_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return b;
+}
+
+static void jbuf_add(lua_State *L, struct jbuf *b, const char *s, size_t n)
+{
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap - b->len < n) {
+			if (cap > ((size_t)-1) / 2)
+				luaL_error(L, "json.encode: output too large");
+			cap *= 2;
+		}
+		char *p = realloc(b->data, cap);
+		if (!p)
+			luaL_error(L, "json.encode: out of memory");
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+}
+
+#define jbuf_lit(L, b, s) jbuf_add((L), (b), "" s, sizeof(s) - 1)
+
+/* ------------------------------------------------------------------ encoder */
+
+struct path_elem {
+	const char *key;       /* NULL: array index */
+	size_t keylen;
+	lua_Integer index;
+};
+
+struct encoder {
+	lua_State *L;
+	struct jbuf *b;
+	int pretty, sort_keys;
+	int visiting;          /* stack index of the set of tables being encoded (cycle check) */
+	int depth;
+	struct path_elem path[JSON_MAX_DEPTH + 2];
+};
+
+/* Raises "json.encode: <what> at $.a[2].b" with the path of the value being encoded. */
+static void encode_error(struct encoder *e, const char *what)
+{
+	char where[256];
+	size_t n = 0;
+	where[n++] = '$';
+	for (int i = 1; i <= e->depth && n < sizeof where - 1; i++) {
+		if (i == 12 && e->depth > 16) {      /* deep paths: keep the head and the tail */
+			n += (size_t)snprintf(where + n, sizeof where - n, "...");
+			i = e->depth - 3;
+		}
+		const struct path_elem *p = &e->path[i];
+		int w;
+		if (p->key)
+			w = snprintf(where + n, sizeof where - n, ".%.*s", (int)(p->keylen > 40 ? 40 : p->keylen), p->key);
+		else
+			w = snprintf(where + n, sizeof where - n, "[%lld]", (long long)p->index);
+		if (w < 0 || (size_t)w >= sizeof where - n) {
+			n = sizeof where - 1;
+			break;
+		}
+		n += (size_t)w;
+	}
+	where[n] = '\0';
+	luaL_error(e->L, "json.encode: %s at %s", what, where);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when the byte there starts none. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF)
+		return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
+	if (c >= 0xE0 && c <= 0xEF) {
+		if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+			return 0;
+		if (c == 0xE0 && s[1] < 0xA0)
+			return 0;     /* overlong */
+		if (c == 0xED && s[1] >= 0xA0)
+			return 0;     /* UTF-16 surrogate */
+		return 3;
+	}
+	if (c >= 0xF0 && c <= 0xF4) {
+		if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+			return 0;
+		if (c == 0xF0 && s[1] < 0x90)
+			return 0;     /* overlong */
+		if (c == 0xF4 && s[1] >= 0x90)
+			return 0;     /* above U+10FFFF */
+		return 4;
+	}
+	return 0;
+}
+
+static void encode_string(struct encoder *e, const char *str, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, run = 0;    /* run: start of the pending verbatim span */
+	jbuf_lit(e->L, e->b, "\"");
+	while (i < len) {
+		unsigned char c = s[i];
+		const char *esc = NULL;
+		char ubuf[6];
+		size_t step = 1;
+		if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+			i++;
+			continue;
+		}
+		if (c >= 0x80) {
+			step = utf8_seq_len(s + i, len - i);
+			if (step) {
+				i += step;
+				continue;
+			}
+			step = 1;
+			esc = "\\ufffd";
+		} else if (c == '"') {
+			esc = "\\\"";
+		} else if (c == '\\') {
+			esc = "\\\\";
+		} else if (c == '\n') {
+			esc = "\\n";
+		} else if (c == '\r') {
+			esc = "\\r";
+		} else if (c == '\t') {
+			esc = "\\t";
+		} else if (c == '\b') {
+			esc = "\\b";
+		} else if (c == '\f') {
+			esc = "\\f";
+		} else {              /* other control characters and DEL */
+			memcpy(ubuf, "\\u00", 4);
+			ubuf[4] = hex[c >> 4];
+			ubuf[5] = hex[c & 15];
+		}
+		jbuf_add(e->L, e->b, str + run, i - run);
+		if (esc)
+			jbuf_add(e->L, e->b, esc, strlen(esc));
+		else
+			jbuf_add(e->L, e->b, ubuf, 6);
+		i += step;
+		run = i;
+	}
+	jbuf_add(e->L, e->b, str + run, i - run);
+	jbuf_lit(e->L, e->b, "\"");
+}
+
+static void encode_number(struct encoder *e, int idx)
+{
+	char buf[64];
+	int n;
+	if (lua_isinteger(e->L, idx)) {
+		n = snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(e->L, idx));
+	} else {
+		double d = lua_tonumber(e->L, idx);
+		if (isnan(d) || isinf(d))
+			encode_error(e, isnan(d) ? "cannot encode NaN" : "cannot encode infinity");
+		/* shortest of %.15g..%.17g that reads back to the same double */
+		for (int prec = 15; prec <= 17; prec++) {
+			n = snprintf(buf, sizeof buf, "%.*g", prec, d);
+			if (strtod(buf, NULL) == d)
+				break;
+		}
+		int plain = 1;
+		for (int i = 0; i < n; i++) {
+			if (buf[i] == ',')
+				buf[i] = '.';     /* a non-C LC_NUMERIC must not leak into JSON */
+			if (buf[i] == '.' || buf[i] == 'e' || buf[i] == ',')
+				plain = 0;
+		}
+		if (plain && n + 2 < (int)sizeof buf) {   /* keep floats floats: 2.0, not 2 */
+			buf[n++] = '.';
+			buf[n++] = '0';
+			buf[n] = '\0';
+		}
+	}
+	jbuf_add(e->L, e->b, buf, (size_t)n);
+}
+
+static void encode_newline(struct encoder *e)
+{
+	if (!e->pretty)
+		return;
+	jbuf_lit(e->L, e->b, "\n");
+	for (int i = 0; i < e->depth; i++)
+		jbuf_lit(e->L, e->b, "  ");
+}
+
+struct sort_entry {
+	const char *s;         /* a string key's bytes, or NULL: the text is num[] */
+	size_t len;
+	int slot;              /* index into the keys table */
+	char num[24];          /* decimal form of an integer key */
+};
+
+static int sort_entry_cmp(const void *a, const void *b)
+{
+	const struct sort_entry *x = a, *y = b;
+	size_t n = x->len < y->len ? x->len : y->len;
+	int c = memcmp(x->s ? x->s : x->num, y->s ? y->s : y->num, n);
+	if (c)
+		return c;
+	return (x->len > y->len) - (x->len < y->len);
+}
+
+static void encode_value(struct encoder *e, int idx);
+
+/* Table at the top of the stack: classify it as array (returns n >= 0) or object (-1). */
+static lua_Integer table_array_length(struct encoder *e, int t, int marked_array)
+{
+	lua_State *L = e->L;
+	lua_Integer count = 0, max = 0;
+	int object = 0;
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		lua_pop(L, 1);
+		if (lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0) {
+			lua_Integer k = lua_tointeger(L, -1);
+			if (k > max)
+				max = k;
+		} else if (lua_type(L, -1) == LUA_TSTRING || lua_isinteger(L, -1)) {
+			object = 1;
+		} else {
+			char what[80];
+			snprintf(what, sizeof what, "table key of type %s (keys must be strings or integers)",
+			         luaL_typename(L, -1));
+			lua_pop(L, 1);
+			encode_error(e, what);
+		}
+		count++;
+	}
+	if (!object && count == max && (count > 0 || marked_array))
+		return count;
+	if (marked_array)
+		encode_error(e, "table marked with json.array_mt has keys other than 1..n");
+	return -1;
+}
+
+static void encode_array(struct encoder *e, int t, lua_Integer n)
+{
+	jbuf_lit(e->L, e->b, "[");
+	for (lua_Integer i = 1; i <= n; i++) {
+		if (i > 1)
+			jbuf_lit(e->L, e->b, ",");
+		e->path[e->depth].key = NULL;
+		e->path[e->depth].index = i;
+		encode_newline(e);
+		lua_rawgeti(e->L, t, i);
+		encode_value(e, lua_gettop(e->L));
+		lua_pop(e->L, 1);
+	}
+	e->depth--;
+	if (n > 0)
+		encode_newline(e);
+	e->depth++;
+	jbuf_lit(e->L, e->b, "]");
+}
+
+static void encode_member(struct encoder *e, const char *k, size_t klen, int first)
+{
+	if (!first)
+		jbuf_lit(e->L, e->b, ",");
+	e->path[e->depth].key = k;
+	e->path[e->depth].keylen = klen;
+	encode_newline(e);
+	encode_string(e, k, klen);
+	if (e->pretty)
+		jbuf_lit(e->L, e->b, ": ");
+	else
+		jbuf_lit(e->L, e->b, ":");
+}
+
+/* Object keys as JSON strings: a string key itself, an integer key in decimal. */
+static const char *key_text(lua_State *L, int idx, char num[24], size_t *len)
+{
+	if (lua_type(L, idx) == LUA_TSTRING)
+		return lua_tolstring(L, idx, len);
+	*len = (size_t)snprintf(num, 24, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+	return num;
+}
+
+static void encode_object(struct encoder *e, int t)
+{
+	lua_State *L = e->L;
+	int first = 1;
+	jbuf_lit(L, e->b, "{");
+	if (!e->sort_keys) {
+		lua_pushnil(L);
+		while (lua_next(L, t)) {
+			char num[24];
+			size_t klen;
+			const char *k = key_text(L, -2, num, &klen);
+			encode_member(e, k, klen, first);
+			first = 0;
+			encode_value(e, lua_gettop(L));
+			lua_pop(L, 1);
+		}
+	} else {
+		int n = 0;
+		lua_newtable(L);                     /* keys, anchored while their text is used */
+		int keys = lua_gettop(L);
+		lua_pushnil(L);
+		while (lua_next(L, t)) {
+			lua_pop(L, 1);
+			lua_pushvalue(L, -1);
+			lua_rawseti(L, keys, ++n);
+		}
+		struct sort_entry *v = lua_newuserdatauv(L, sizeof *v * (size_t)(n ? n : 1), 0);
+		for (int i = 0; i < n; i++) {
+			lua_rawgeti(L, keys, i + 1);
+			v[i].s = key_text(L, -1, v[i].num, &v[i].len);
+			if (v[i].s == v[i].num)
+				v[i].s = NULL;           /* qsort moves entries: refer to num[] by flag */
+			v[i].slot = i + 1;
+			lua_pop(L, 1);               /* a string key stays alive in keys */
+		}
+		qsort(v, (size_t)n, sizeof *v, sort_entry_cmp);
+		for (int i = 0; i < n; i++) {
+			if (i > 0 && sort_entry_cmp(&v[i - 1], &v[i]) == 0)
+				encode_error(e, "duplicate object key (integer and string key with the same text)");
+			encode_member(e, v[i].s ? v[i].s : v[i].num, v[i].len, first);
+			first = 0;
+			lua_rawgeti(L, keys, v[i].slot);
+			lua_rawget(L, t);
+			encode_value(e, lua_gettop(L));
+			lua_pop(L, 1);
+		}
+		lua_pop(L, 2);
+	}
+	e->depth--;
+	if (!first)
+		encode_newline(e);
+	e->depth++;
+	jbuf_lit(L, e->b, "}");
+}
+
+static void encode_table(struct encoder *e, int t)
+{
+	lua_State *L = e->L;
+	if (e->depth >= JSON_MAX_DEPTH)
+		encode_error(e, "nesting deeper than " "100");
+	luaL_checkstack(L, 8, "json.encode");
+	lua_pushvalue(L, t);
+	if (lua_rawget(L, e->visiting) != LUA_TNIL)
+		encode_error(e, "cycle detected (table contains itself)");
+	lua_pop(L, 1);
+	lua_pushvalue(L, t);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, e->visiting);
+
+	int marked_array = 0;
+	if (lua_getmetatable(L, t)) {
+		luaL_getmetatable(L, ARRAY_MT_KEY);
+		marked_array = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+	}
+	lua_Integer n = table_array_length(e, t, marked_array);
+	e->depth++;
+	if (n >= 0)
+		encode_array(e, t, n);
+	else
+		encode_object(e, t);
+	e->depth--;
+
+	lua_pushvalue(L, t);
+	lua_pushnil(L);
+	lua_rawset(L, e->visiting);
+}
+
+static void encode_value(struct encoder *e, int idx)
+{
+	lua_State *L = e->L;
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		jbuf_lit(L, e->b, "null");
+		break;
+	case LUA_TBOOLEAN:
+		if (lua_toboolean(L, idx))
+			jbuf_lit(L, e->b, "true");
+		else
+			jbuf_lit(L, e->b, "false");
+		break;
+	case LUA_TNUMBER:
+		encode_number(e, idx);
+		break;
+	case LUA_TSTRING: {
+		size_t len;
+		const char *s = lua_tolstring(L, idx, &len);
+		encode_string(e, s, len);
+		break;
+	}
+	case LUA_TTABLE:
+		encode_table(e, idx);
+		break;
+	case LUA_TUSERDATA:
+		rb_push_null(L);
+		if (lua_rawequal(L, -1, idx)) {
+			lua_pop(L, 1);
+			jbuf_lit(L, e->b, "null");
+			break;
+		}
+		lua_pop(L, 1);
+		/* fall through */
+	default: {
+		char what[64];
+		snprintf(what, sizeof what, "cannot encode a value of type %s", luaL_typename(L, idx));
+		encode_error(e, what);
+	}
+	}
+}
+
+/* Reads {pretty=, sort_keys=} at index idx; unknown keys and wrong types raise. */
+static void encode_options(lua_State *L, int idx, struct encoder *e)
+{
+	if (lua_isnoneornil(L, idx))
+		return;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+		int *slot = NULL;
+		if (k && strcmp(k, "pretty") == 0)
+			slot = &e->pretty;
+		else if (k && strcmp(k, "sort_keys") == 0)
+			slot = &e->sort_keys;
+		else
+			luaL_error(L, "unknown option '%s'", k ? k : luaL_typename(L, -2));
+		if (!lua_isboolean(L, -1))
+			luaL_error(L, "option '%s' must be a boolean", k);
+		*slot = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+	}
+}
+
+/* json.encode(value [, opts]) -> string */
+static int json_encode(lua_State *L)
+{
+	struct encoder e;
+	luaL_checkany(L, 1);
+	e.L = L;
+	e.pretty = 0;
+	e.sort_keys = 1;
+	e.depth = 0;
+	encode_options(L, 2, &e);
+	lua_settop(L, 1);
+	lua_newtable(L);
+	e.visiting = lua_gettop(L);
+	e.b = jbuf_new(L);
+	encode_value(&e, 1);
+	lua_pushlstring(L, e.b->data ? e.b->data : "", e.b->len);
+	free(e.b->data);
+	e.b->data = NULL;
+	return 1;
+}
+
+/* ------------------------------------------------------------------ decoder */
+
+struct tree_box {
+	cJSON *root;
+};
+
+static int tree_box_gc(lua_State *L)
+{
+	struct tree_box *box = lua_touserdata(L, 1);
+	if (box->root) {
+		cJSON_Delete(box->root);
+		box->root = NULL;
+	}
+	return 0;
+}
+
+static struct tree_box *tree_box_new(lua_State *L)
+{
+	struct tree_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+	box->root = NULL;
+	if (luaL_newmetatable(L, "runbook.json.tree")) {
+		lua_pushcfunction(L, tree_box_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return box;
+}
+
+/* Position of byte offset off in s as 1-based line and column (columns count bytes). */
+static void text_position(const char *s, size_t off, size_t *line, size_t *col)
+{
+	size_t l = 1, bol = 0;
+	for (size_t i = 0; i < off; i++)
+		if (s[i] == '\n') {
+			l++;
+			bol = i + 1;
+		}
+	*line = l;
+	*col = off - bol + 1;
+}
+
+/* Pushes "json.decode: <what> at line L column C[ near '...']". */
+static void push_decode_error(lua_State *L, const char *s, size_t len, size_t off, const char *what)
+{
+	size_t line, col;
+	char near[24];
+	size_t n = 0;
+	if (off > len)
+		off = len;
+	text_position(s, off, &line, &col);
+	for (size_t i = off; i < len && n < 16; i++)
+		near[n++] = (s[i] >= 0x20 && s[i] < 0x7F) ? s[i] : '?';
+	near[n] = '\0';
+	if (n)
+		lua_pushfstring(L, "json.decode: %s at line %I column %I near '%s'", what,
+		                (lua_Integer)line, (lua_Integer)col, near);
+	else
+		lua_pushfstring(L, "json.decode: %s at line %I column %I", what,
+		                (lua_Integer)line, (lua_Integer)col);
+}
+
+static int is_number_char(char c)
+{
+	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* 1 when s[0..n) is a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int valid_json_number(const char *s, size_t n)
+{
+	size_t i = 0, d;
+	if (i < n && s[i] == '-')
+		i++;
+	if (i < n && s[i] == '0')
+		i++;
+	else if (i < n && s[i] >= '1' && s[i] <= '9')
+		while (i < n && s[i] >= '0' && s[i] <= '9')
+			i++;
+	else
+		return 0;
+	if (i < n && s[i] == '.') {
+		for (d = ++i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		for (d = i; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	return i == n;
+}
+
+/* Strict second pass over text cJSON accepted. Returns 0, or -1 with *off and *what set. */
+static int json_strict_check(const char *s, size_t len, size_t *off, const char **what)
+{
+	int depth = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"') {
+			for (i++; i < len && s[i] != '"'; i++) {
+				if ((unsigned char)s[i] < 0x20) {
+					*off = i;
+					*what = "raw control character in string";
+					return -1;
+				}
+				if (s[i] == '\\')
+					i++;
+			}
+		} else if (c == '[' || c == '{') {
+			if (++depth > JSON_MAX_DEPTH) {
+				*off = i;
+				*what = "nesting deeper than " "100";
+				return -1;
+			}
+		} else if (c == ']' || c == '}') {
+			depth--;
+		} else if (c == '-' || (c >= '0' && c <= '9')) {
+			size_t start = i;
+			while (i < len && is_number_char(s[i]))
+				i++;
+			if (!valid_json_number(s + start, i - start)) {
+				*off = start;
+				*what = "invalid number";
+				return -1;
+			}
+			char num[80];
+			if (i - start < sizeof num) {
+				memcpy(num, s + start, i - start);
+				num[i - start] = '\0';
+				if (isinf(strtod(num, NULL))) {
+					*off = start;
+					*what = "number out of range";
+					return -1;
+				}
+			}
+			i--;
+		} else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+			*off = i;
+			*what = "invalid character";
+			return -1;
+		}
+	}
+	return 0;
+}
+
+struct decoder {
+	lua_State *L;
+	const char *s;
+	size_t len, pos;     /* pos: scan cursor for the next number token */
+};
+
+/* Advances d->pos over the next string or number token (cJSON visits keys, strings and numbers
+ * in text order, so this cursor walks in step with it). Sets *start and *end; *has_nul tells
+ * whether a string token holds \u0000, which cJSON's NUL-terminated strings would truncate. */
+static void next_token(struct decoder *d, size_t *start, size_t *end, int *has_nul)
+{
+	const char *s = d->s;
+	size_t i = d->pos;
+	*has_nul = 0;
+	while (i < d->len && s[i] != '"' && s[i] != '-' && !(s[i] >= '0' && s[i] <= '9'))
+		i++;
+	*start = i;
+	if (i < d->len && s[i] == '"') {
+		for (i++; i < d->len && s[i] != '"'; i++)
+			if (s[i] == '\\') {
+				if (i + 5 < d->len && s[i + 1] == 'u' && memcmp(s + i + 2, "0000", 4) == 0)
+					*has_nul = 1;
+				i++;
+			}
+		if (i < d->len)
+			i++;
+	} else {
+		while (i < d->len && is_number_char(s[i]))
+			i++;
+	}
+	*end = d->pos = i;
+}
+
+static unsigned hex4(const char *p)
+{
+	unsigned v = 0;
+	for (int k = 0; k < 4; k++) {
+		char c = p[k];
+		v = v * 16 + (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+	}
+	return v;
+}
+
+/* Pushes the string token s[start..end) (quotes included, already validated by cJSON). */
+static void push_json_string(lua_State *L, const char *s, size_t start, size_t end)
+{
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (size_t i = start + 1; i + 1 < end; i++) {
+		if (s[i] != '\\') {
+			luaL_addchar(&b, s[i]);
+			continue;
+		}
+		char c = s[++i];
+		switch (c) {
+		case 'b': luaL_addchar(&b, '\b'); break;
+		case 'f': luaL_addchar(&b, '\f'); break;
+		case 'n': luaL_addchar(&b, '\n'); break;
+		case 'r': luaL_addchar(&b, '\r'); break;
+		case 't': luaL_addchar(&b, '\t'); break;
+		case 'u': {
+			unsigned cp = hex4(s + i + 1);
+			i += 4;
+			if (cp >= 0xD800 && cp <= 0xDBFF && i + 6 < end && s[i + 1] == '\\' && s[i + 2] == 'u') {
+				cp = 0x10000 + ((cp - 0xD800) << 10) + (hex4(s + i + 3) - 0xDC00);
+				i += 6;
+			}
+			char u[4];
+			int n;
+			if (cp < 0x80) {
+				u[0] = (char)cp; n = 1;
+			} else if (cp < 0x800) {
+				u[0] = (char)(0xC0 | cp >> 6); u[1] = (char)(0x80 | (cp & 0x3F)); n = 2;
+			} else if (cp < 0x10000) {
+				u[0] = (char)(0xE0 | cp >> 12); u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+				u[2] = (char)(0x80 | (cp & 0x3F)); n = 3;
+			} else {
+				u[0] = (char)(0xF0 | cp >> 18); u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+				u[2] = (char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (char)(0x80 | (cp & 0x3F)); n = 4;
+			}
+			luaL_addlstring(&b, u, (size_t)n);
+			break;
+		}
+		default: luaL_addchar(&b, c); break;   /* " \ / */
+		}
+	}
+	luaL_pushresult(&b);
+}
+
+/* Pushes the string cJSON decoded (str), re-read from the text when it holds \u0000. */
+static void decode_string(struct decoder *d, const char *str)
+{
+	size_t start, end;
+	int has_nul;
+	next_token(d, &start, &end, &has_nul);
+	if (has_nul)
+		push_json_string(d->L, d->s, start, end);
+	else
+		lua_pushstring(d->L, str);
+}
+
+/* Pushes the number whose text is the next token: integers that fit lua_Integer stay
+ * integers with all 64 bits (cJSON only keeps a double). */
+static void decode_number(struct decoder *d, const cJSON *node)
+{
+	size_t start, end;
+	int has_nul;
+	next_token(d, &start, &end, &has_nul);
+	char buf[80];
+	if (end - start > 0 && end - start < sizeof buf) {
+		memcpy(buf, d->s + start, end - start);
+		buf[end - start] = '\0';
+		if (lua_stringtonumber(d->L, buf))
+			return;
+	}
+	lua_pushnumber(d->L, node->valuedouble);
+}
+
+static void decode_node(struct decoder *d, const cJSON *node)
+{
+	lua_State *L = d->L;
+	luaL_checkstack(L, 4, "json.decode");
+	if (cJSON_IsNull(node)) {
+		rb_push_null(L);
+	} else if (cJSON_IsFalse(node)) {
+		lua_pushboolean(L, 0);
+	} else if (cJSON_IsTrue(node)) {
+		lua_pushboolean(L, 1);
+	} else if (cJSON_IsNumber(node)) {
+		decode_number(d, node);
+	} else if (cJSON_IsString(node)) {
+		decode_string(d, node->valuestring);
+	} else if (cJSON_IsArray(node)) {
+		lua_createtable(L, cJSON_GetArraySize(node), 0);
+		lua_Integer i = 0;
+		for (const cJSON *c = node->child; c; c = c->next) {
+			decode_node(d, c);
+			lua_rawseti(L, -2, ++i);
+		}
+		push_array_mt(L);
+		lua_setmetatable(L, -2);
+	} else {   /* object; duplicate keys: the last one wins */
+		lua_createtable(L, 0, cJSON_GetArraySize(node));
+		for (const cJSON *c = node->child; c; c = c->next) {
+			decode_string(d, c->string);
+			decode_node(d, c);
+			lua_rawset(L, -3);
+		}
+	}
+}
+
+/* json.decode(text) -> value | nil, message, "protocol" */
+static int json_decode(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	lua_settop(L, 1);
+	struct tree_box *box = tree_box_new(L);
+	const char *end = NULL;
+	/* len + 1: cJSON wants the terminating NUL counted to accept the end of input */
+	box->root = cJSON_ParseWithLengthOpts(s, len + 1, &end, 1);
+	if (!box->root) {
+		size_t off = end ? (size_t)(end - s) : 0;
+		lua_pushnil(L);
+		push_decode_error(L, s, len, off, off >= len ? "unexpected end of input" : "syntax error");
+		lua_pushliteral(L, "protocol");
+		return 3;
+	}
+	size_t off;
+	const char *what;
+	if (json_strict_check(s, len, &off, &what) != 0) {
+		cJSON_Delete(box->root);
+		box->root = NULL;
+		lua_pushnil(L);
+		push_decode_error(L, s, len, off, what);
+		lua_pushliteral(L, "protocol");
+		return 3;
+	}
+	struct decoder d = { L, s, len, 0 };
+	decode_node(&d, box->root);   /* a raise here (out of memory) leaves the tree to __gc */
+	cJSON_Delete(box->root);
+	box->root = NULL;
+	return 1;
+}
+
+static const luaL_Reg json_funcs[] = {
+	{ "encode", json_encode },
+	{ "decode", json_decode },
+	{ NULL, NULL }
+};
+
+int luaopen_runbook_json(lua_State *L)
+{
+	luaL_newlib(L, json_funcs);
+	rb_push_null(L);
+	lua_setfield(L, -2, "null");
+	push_array_mt(L);
+	lua_setfield(L, -2, "array_mt");
+	return 1;
+}
