@@ -1,0 +1,720 @@
+/* lsql.c: runbook.sql, a MariaDB/MySQL client for the engine on libmariadb (Connector/C).
+ *
+ *   sql.connect{host=, port=3306, user=, password=, database=, unix_socket=, tls=false|true|"verify",
+ *               tls_ca=, connect_timeout=10, read_timeout=30, write_timeout=30}
+ *       -> conn | nil, msg, code        code: auth refused timeout unreachable tls sql
+ *   conn:query(sql_text [, params_array [, {max_rows=10000}]])
+ *       -> {columns={name...}, rows={{name=value...}...}, affected=n, insert_id=n, warnings=n,
+ *           truncated=true|nil} | nil, msg, code   code: sql (server said no), timeout, closed
+ *   conn:ping() -> true | nil, msg, code ; conn:close() (idempotent; also __gc and __close)
+ *   sql.NULL  the one value that stands for SQL NULL, distinct from "": the engine's shared null
+ *             sentinel (sql.NULL == json.null, tostring "null"), so rows encode to JSON as-is
+ *
+ * Prepared statements only: the text is sent with mysql_stmt_prepare and every value travels
+ * bound to a `?` (string, integer, number, boolean, sql.NULL); no function splices values into
+ * SQL text, multi-statements are never enabled and LOAD DATA LOCAL is off.
+ * Column values: integer types -> Lua integers (an unsigned BIGINT above 2^63-1 -> decimal
+ * string); FLOAT/DOUBLE -> Lua numbers; DECIMAL -> string (exact); dates and times -> strings as
+ * the server prints them; everything else (text, blobs, enum, set, json, bit) -> byte strings.
+ * Rows are keyed by column name: alias duplicated names (`d.name AS domain`).
+ * Timeouts are whole seconds for libmariadb (rounded up); read_timeout bounds each network read.
+ * The password is never part of a returned message. Every C resource lives in a userdata with a
+ * __gc, so a Lua error (even out of memory) cannot leak it.
+ * Depends on: Lua 5.4, libmariadb, ljson.h (the shared null sentinel). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <errmsg.h>
+#include <mysql.h>
+#include <mysqld_error.h>
+
+#include "ljson.h"
+
+#define SQL_CONN "runbook.sql.conn"
+#define SQL_STMT "runbook.sql.stmt"
+#define SQL_STRBUF 256          /* first buffer per text column; longer values are re-fetched */
+#define SQL_DEFAULT_MAX_ROWS 10000
+
+
+struct sql_conn {
+	MYSQL *my;                  /* NULL once closed */
+	unsigned read_timeout;
+	char where[300];            /* "host:port" or the socket path, for messages */
+};
+
+/* The per-query resources, owned by a userdata on the stack for the length of one query. */
+struct sql_stmt {
+	MYSQL_STMT *st;
+	MYSQL_RES *meta;
+};
+
+static double now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int is_null(lua_State *L, int idx)
+{
+	int eq;
+	if (lua_type(L, idx) != LUA_TUSERDATA)
+		return 0;
+	idx = lua_absindex(L, idx);
+	rb_push_null(L);
+	eq = lua_rawequal(L, idx, -1);
+	lua_pop(L, 1);
+	return eq;
+}
+
+/* ------------------------------------------------------------------ error classification */
+
+/* The system errno libmariadb appends to client messages: "... (111)" or "system error: 110". */
+static int message_errno(const char *msg)
+{
+	const char *p = strstr(msg, "system error: ");
+	if (p)
+		return atoi(p + 14);
+	p = strrchr(msg, '(');
+	if (p && p[1] >= '0' && p[1] <= '9')
+		return atoi(p + 1);
+	return 0;
+}
+
+/* libmariadb reports a failed non-blocking connect with errno EINPROGRESS, losing the real
+ * reason. On that path only, repeat the TCP connect to a numeric address (never a name) within
+ * `secs` and return the socket error it gets (0 if it connects now). */
+static int probe_connect_errno(const char *host, unsigned port, double secs)
+{
+	struct sockaddr_in a4;
+	struct sockaddr_in6 a6;
+	struct sockaddr *sa;
+	socklen_t len;
+	int fd, err = 0, r;
+	socklen_t elen = sizeof err;
+	struct pollfd p;
+
+	memset(&a4, 0, sizeof a4);
+	memset(&a6, 0, sizeof a6);
+	if (host && inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
+		a4.sin_family = AF_INET;
+		a4.sin_port = htons((unsigned short)port);
+		sa = (struct sockaddr *)&a4, len = sizeof a4;
+	} else if (host && inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
+		a6.sin6_family = AF_INET6;
+		a6.sin6_port = htons((unsigned short)port);
+		sa = (struct sockaddr *)&a6, len = sizeof a6;
+	} else {
+		return 0;
+	}
+	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	if (connect(fd, sa, len) == 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno != EINPROGRESS) {
+		err = errno;
+		close(fd);
+		return err;
+	}
+	p.fd = fd;
+	p.events = POLLOUT;
+	do
+		r = poll(&p, 1, (int)(secs * 1000));
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		err = ETIMEDOUT;
+	else if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+		err = 0;
+	close(fd);
+	return err;
+}
+
+/* Classify a failed connect/query. `waited` is how long the blocking call took and `limit` the
+ * timeout that bounded it: libmariadb reports a timed-out read as a lost connection. */
+static const char *error_code(unsigned err, double waited, double limit, int sys)
+{
+	switch (err) {
+	case ER_ACCESS_DENIED_ERROR: case ER_DBACCESS_DENIED_ERROR:
+	case ER_ACCESS_DENIED_NO_PASSWORD_ERROR: case ER_HOST_NOT_PRIVILEGED:
+	case ER_NOT_SUPPORTED_AUTH_MODE:
+		return "auth";
+	case CR_SSL_CONNECTION_ERROR:
+		return "tls";
+	case CR_UNKNOWN_HOST:
+		return "unreachable";
+	case CR_CONN_HOST_ERROR: case CR_CONNECTION_ERROR:
+		if (sys == ECONNREFUSED || sys == ENOENT)
+			return "refused";
+		if (sys == ETIMEDOUT || sys == EAGAIN || waited >= limit - 0.2)
+			return "timeout";
+		if (sys == EHOSTUNREACH || sys == ENETUNREACH || sys == EADDRNOTAVAIL)
+			return "unreachable";
+		return "refused";   /* fast failure, no recoverable reason: nothing accepted us */
+	case CR_SERVER_LOST: case CR_SERVER_GONE_ERROR: case CR_SERVER_LOST_EXTENDED:
+		if (sys == ETIMEDOUT || sys == EAGAIN || (limit > 0 && waited >= limit - 0.2))
+			return "timeout";
+		return "closed";
+	default:
+		return err >= 2000 && err < 3000 ? "closed" : "sql";
+	}
+}
+
+/* Push `s` with every occurrence of `secret` replaced by "***". */
+static void push_scrubbed(lua_State *L, const char *s, const char *secret)
+{
+	size_t n = secret ? strlen(secret) : 0;
+	const char *hit;
+	luaL_Buffer b;
+
+	luaL_buffinit(L, &b);
+	while (n > 0 && (hit = strstr(s, secret)) != NULL) {
+		luaL_addlstring(&b, s, (size_t)(hit - s));
+		luaL_addstring(&b, "***");
+		s = hit + n;
+	}
+	luaL_addstring(&b, s);
+	luaL_pushresult(&b);
+}
+
+/* nil, "<where>: ERROR errno (SQLSTATE): message", code */
+static int push_failure(lua_State *L, const char *where, unsigned err, const char *state,
+                        const char *msg, const char *secret, double waited, double limit)
+{
+	const char *code = error_code(err, waited, limit, message_errno(msg));
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: ERROR %d (%s): ", where, (int)err, state);
+	push_scrubbed(L, msg, secret);
+	lua_concat(L, 2);
+	lua_pushstring(L, code);
+	return 3;
+}
+
+/* ------------------------------------------------------------------ options */
+
+static void check_keys(lua_State *L, int idx, const char *const allowed[])
+{
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		int i;
+		if (lua_type(L, -2) != LUA_TSTRING)
+			luaL_error(L, "option names must be strings");
+		for (i = 0; allowed[i]; i++)
+			if (strcmp(allowed[i], lua_tostring(L, -2)) == 0)
+				break;
+		if (!allowed[i])
+			luaL_error(L, "unknown option '%s'", lua_tostring(L, -2));
+		lua_pop(L, 1);
+	}
+}
+
+static const char *opt_string(lua_State *L, int idx, const char *k, const char *def)
+{
+	const char *v = def;
+	lua_getfield(L, idx, k);
+	if (!lua_isnil(L, -1)) {
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "option '%s' must be a string", k);
+		v = lua_tostring(L, -1);
+	}
+	lua_pop(L, 1);   /* the string stays referenced by the options table */
+	return v;
+}
+
+/* A timeout in seconds (>0, <= one day) rounded up to libmariadb's whole seconds. */
+static unsigned opt_seconds(lua_State *L, int idx, const char *k, unsigned def)
+{
+	unsigned v = def;
+	lua_getfield(L, idx, k);
+	if (!lua_isnil(L, -1)) {
+		int ok;
+		double d = lua_tonumberx(L, -1, &ok);
+		if (!ok || !(d > 0) || d > 86400)
+			luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", k);
+		v = (unsigned)ceil(d);
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+/* ------------------------------------------------------------------ connection handle */
+
+static struct sql_conn *check_conn(lua_State *L)
+{
+	struct sql_conn *c = luaL_checkudata(L, 1, SQL_CONN);
+	if (c->my == NULL)
+		luaL_error(L, "attempt to use a closed sql connection");
+	return c;
+}
+
+static int conn_close(lua_State *L)
+{
+	struct sql_conn *c = luaL_checkudata(L, 1, SQL_CONN);
+	if (c->my) {
+		mysql_close(c->my);
+		c->my = NULL;
+	}
+	return 0;
+}
+
+static int conn_tostring(lua_State *L)
+{
+	struct sql_conn *c = luaL_checkudata(L, 1, SQL_CONN);
+	lua_pushfstring(L, "sql.conn (%s%s)", c->where, c->my ? "" : ", closed");
+	return 1;
+}
+
+static const char *const connect_keys[] = {
+	"host", "port", "user", "password", "database", "unix_socket", "tls", "tls_ca",
+	"connect_timeout", "read_timeout", "write_timeout", NULL
+};
+
+/* sql.connect(opts) -> conn | nil, msg, code */
+static int sql_connect(lua_State *L)
+{
+	const char *host, *user, *password, *database, *sock, *ca;
+	unsigned ct, rt, wt, zero = 0;
+	lua_Integer port = 3306;
+	int tls = 0, verify = 0;
+	struct sql_conn *c;
+	my_bool off = 0, on = 1;
+	double t0;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	check_keys(L, 1, connect_keys);
+	host = opt_string(L, 1, "host", NULL);
+	user = opt_string(L, 1, "user", NULL);
+	password = opt_string(L, 1, "password", "");
+	database = opt_string(L, 1, "database", NULL);
+	sock = opt_string(L, 1, "unix_socket", NULL);
+	ca = opt_string(L, 1, "tls_ca", NULL);
+	ct = opt_seconds(L, 1, "connect_timeout", 10);
+	rt = opt_seconds(L, 1, "read_timeout", 30);
+	wt = opt_seconds(L, 1, "write_timeout", 30);
+	if (host == NULL && sock == NULL)
+		luaL_error(L, "option 'host' or 'unix_socket' is required");
+	if (user == NULL)
+		luaL_error(L, "option 'user' is required");
+	lua_getfield(L, 1, "port");
+	if (!lua_isnil(L, -1)) {
+		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 65535)
+			luaL_error(L, "option 'port' must be an integer in 1..65535");
+		port = lua_tointeger(L, -1);
+	}
+	lua_getfield(L, 1, "tls");
+	if (lua_type(L, -1) == LUA_TBOOLEAN)
+		tls = lua_toboolean(L, -1);
+	else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "verify") == 0)
+		tls = verify = 1;
+	else if (!lua_isnil(L, -1))
+		luaL_error(L, "option 'tls' must be false, true or \"verify\"");
+	lua_settop(L, 1);
+
+	c = lua_newuserdatauv(L, sizeof *c, 0);   /* created closed, acquired second */
+	c->my = NULL;
+	c->read_timeout = rt;
+	if (sock && host == NULL)
+		snprintf(c->where, sizeof c->where, "%s", sock);
+	else
+		snprintf(c->where, sizeof c->where, "%s:%d", host, (int)port);
+	luaL_setmetatable(L, SQL_CONN);
+	if ((c->my = mysql_init(NULL)) == NULL)
+		return luaL_error(L, "sql.connect: out of memory");
+	mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
+	mysql_options(c->my, MYSQL_OPT_READ_TIMEOUT, &rt);
+	mysql_options(c->my, MYSQL_OPT_WRITE_TIMEOUT, &wt);
+	mysql_options(c->my, MYSQL_OPT_LOCAL_INFILE, &zero);
+	mysql_options(c->my, MYSQL_OPT_RECONNECT, &off);
+	mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	if (sock)
+		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &(unsigned){MYSQL_PROTOCOL_SOCKET});
+	else
+		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &(unsigned){MYSQL_PROTOCOL_TCP});
+	if (tls) {
+		mysql_options(c->my, MYSQL_OPT_SSL_ENFORCE, &on);
+		mysql_options(c->my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, verify ? &on : &off);
+		if (ca)
+			mysql_options(c->my, MYSQL_OPT_SSL_CA, ca);
+	}
+	t0 = now_mono();
+	/* client flags: no CLIENT_MULTI_STATEMENTS, no CLIENT_LOCAL_FILES */
+	if (mysql_real_connect(c->my, sock ? NULL : host, user, password, database,
+	                       (unsigned)port, sock, 0) == NULL) {
+		unsigned e = mysql_errno(c->my);
+		const char *msg = mysql_error(c->my);
+		double waited = now_mono() - t0;
+		int sys = message_errno(msg), n;
+		if ((e == CR_CONN_HOST_ERROR || e == CR_CONNECTION_ERROR) && sock == NULL && (sys == EINPROGRESS || sys == 0) &&
+		    waited < ct - 0.2)
+			sys = probe_connect_errno(host, (unsigned)port, ct - waited);
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: ERROR %d (%s): ", c->where, (int)e, mysql_sqlstate(c->my));
+		push_scrubbed(L, msg, password);
+		if (sys != 0 && sys != message_errno(msg))
+			lua_pushfstring(L, " [%s]", strerror(sys));
+		else
+			lua_pushliteral(L, "");
+		lua_concat(L, 3);
+		lua_pushstring(L, error_code(e, waited, ct, sys));
+		n = 3;
+		mysql_close(c->my);
+		c->my = NULL;
+		return n;
+	}
+	return 1;
+}
+
+/* conn:ping() -> true | nil, msg, code */
+static int conn_ping(lua_State *L)
+{
+	struct sql_conn *c = check_conn(L);
+	double t0 = now_mono();
+	if (mysql_ping(c->my) != 0)
+		return push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
+		                    mysql_error(c->my), NULL, now_mono() - t0, c->read_timeout);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+/* ------------------------------------------------------------------ statements */
+
+static int stmt_gc(lua_State *L)
+{
+	struct sql_stmt *s = luaL_checkudata(L, 1, SQL_STMT);
+	if (s->meta) {
+		mysql_free_result(s->meta);
+		s->meta = NULL;
+	}
+	if (s->st) {
+		mysql_stmt_close(s->st);
+		s->st = NULL;
+	}
+	return 0;
+}
+
+static void stmt_release(lua_State *L, int idx)
+{
+	lua_pushcfunction(L, stmt_gc);
+	lua_pushvalue(L, idx);
+	lua_call(L, 1, 0);
+}
+
+static int stmt_failure(lua_State *L, struct sql_conn *c, struct sql_stmt *s, int sidx, double t0)
+{
+	int n = push_failure(L, c->where, mysql_stmt_errno(s->st), mysql_stmt_sqlstate(s->st),
+	                     mysql_stmt_error(s->st), NULL, now_mono() - t0, c->read_timeout);
+	stmt_release(L, sidx);
+	return n;
+}
+
+/* Values a caller may bind; checked before any I/O. */
+static void check_params(lua_State *L, int idx, lua_Integer n)
+{
+	for (lua_Integer i = 1; i <= n; i++) {
+		int t = lua_rawgeti(L, idx, i);
+		if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN && !is_null(L, -1))
+			luaL_error(L, "bad argument #2 to 'query' (parameter %d: %s cannot be bound; "
+			           "use a string, number, boolean or sql.NULL)", (int)i, luaL_typename(L, -1));
+		lua_pop(L, 1);
+	}
+}
+
+union sql_scalar {
+	long long i;
+	double d;
+	signed char b;
+};
+
+static void bind_params(lua_State *L, int idx, MYSQL_BIND *pb, union sql_scalar *val,
+                        unsigned long *len, lua_Integer n)
+{
+	for (lua_Integer i = 0; i < n; i++) {
+		MYSQL_BIND *b = &pb[i];
+		lua_rawgeti(L, idx, i + 1);   /* the params table keeps the value alive */
+		if (is_null(L, -1)) {
+			b->buffer_type = MYSQL_TYPE_NULL;
+		} else if (lua_type(L, -1) == LUA_TSTRING) {
+			b->buffer_type = MYSQL_TYPE_STRING;
+			b->buffer = (void *)lua_tolstring(L, -1, &len[i]);
+			b->buffer_length = len[i];
+			b->length = &len[i];
+		} else if (lua_type(L, -1) == LUA_TBOOLEAN) {
+			val[i].b = (signed char)lua_toboolean(L, -1);
+			b->buffer_type = MYSQL_TYPE_TINY;
+			b->buffer = &val[i].b;
+		} else if (lua_isinteger(L, -1)) {
+			val[i].i = (long long)lua_tointeger(L, -1);
+			b->buffer_type = MYSQL_TYPE_LONGLONG;
+			b->buffer = &val[i].i;
+		} else {
+			val[i].d = (double)lua_tonumber(L, -1);
+			b->buffer_type = MYSQL_TYPE_DOUBLE;
+			b->buffer = &val[i].d;
+		}
+		lua_pop(L, 1);
+	}
+}
+
+/* Per result column: what we bind and where it lands. */
+struct sql_col {
+	unsigned long length;
+	my_bool null, error;
+	union sql_scalar v;
+	char text[SQL_STRBUF];
+};
+
+static int is_integer_type(enum enum_field_types t)
+{
+	return t == MYSQL_TYPE_TINY || t == MYSQL_TYPE_SHORT || t == MYSQL_TYPE_INT24 ||
+	       t == MYSQL_TYPE_LONG || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
+}
+
+static void bind_results(MYSQL_FIELD *f, unsigned ncol, MYSQL_BIND *rb, struct sql_col *col)
+{
+	for (unsigned i = 0; i < ncol; i++) {
+		MYSQL_BIND *b = &rb[i];
+		b->is_null = &col[i].null;
+		b->error = &col[i].error;
+		b->length = &col[i].length;
+		if (is_integer_type(f[i].type)) {
+			b->buffer_type = MYSQL_TYPE_LONGLONG;
+			b->buffer = &col[i].v.i;
+			b->is_unsigned = (f[i].flags & UNSIGNED_FLAG) != 0;
+		} else if (f[i].type == MYSQL_TYPE_FLOAT || f[i].type == MYSQL_TYPE_DOUBLE) {
+			b->buffer_type = MYSQL_TYPE_DOUBLE;
+			b->buffer = &col[i].v.d;
+		} else {
+			b->buffer_type = MYSQL_TYPE_STRING;   /* server text form, exact */
+			b->buffer = col[i].text;
+			b->buffer_length = sizeof col[i].text;
+		}
+	}
+}
+
+/* Push column i of the current row; long text is fetched again into a scratch userdata. */
+static int push_value(lua_State *L, MYSQL_STMT *st, MYSQL_BIND *rb, struct sql_col *col,
+                      unsigned i)
+{
+	if (col[i].null) {
+		rb_push_null(L);
+	} else if (rb[i].buffer_type == MYSQL_TYPE_LONGLONG) {
+		unsigned long long u = (unsigned long long)col[i].v.i;
+		if (rb[i].is_unsigned && u > (unsigned long long)LLONG_MAX) {
+			char dec[24];
+			snprintf(dec, sizeof dec, "%llu", u);
+			lua_pushstring(L, dec);
+		} else
+			lua_pushinteger(L, (lua_Integer)col[i].v.i);
+	} else if (rb[i].buffer_type == MYSQL_TYPE_DOUBLE) {
+		lua_pushnumber(L, (lua_Number)col[i].v.d);
+	} else if (col[i].length <= sizeof col[i].text) {
+		lua_pushlstring(L, col[i].text, col[i].length);
+	} else {
+		MYSQL_BIND b;
+		unsigned long len = col[i].length;
+		char *buf = lua_newuserdatauv(L, len, 0);
+		memset(&b, 0, sizeof b);
+		b.buffer_type = MYSQL_TYPE_STRING;
+		b.buffer = buf;
+		b.buffer_length = len;
+		b.length = &len;
+		if (mysql_stmt_fetch_column(st, &b, i, 0) != 0)
+			return -1;
+		lua_pushlstring(L, buf, len);
+		lua_remove(L, -2);
+	}
+	return 0;
+}
+
+static const char *const query_keys[] = { "max_rows", NULL };
+
+/* conn:query(sql_text [, params [, opts]]) -> result | nil, msg, code */
+static int conn_query(lua_State *L)
+{
+	struct sql_conn *c = check_conn(L);
+	size_t qlen;
+	const char *q = luaL_checklstring(L, 2, &qlen);
+	lua_Integer nparam = 0, max_rows = SQL_DEFAULT_MAX_ROWS, nrows = 0;
+	struct sql_stmt *s;
+	MYSQL_BIND *pb = NULL, *rb;
+	struct sql_col *col;
+	MYSQL_FIELD *f;
+	unsigned ncol;
+	int truncated = 0, sidx;
+	double t0 = now_mono();
+
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		nparam = (lua_Integer)lua_rawlen(L, 3);
+		check_params(L, 3, nparam);
+	}
+	if (!lua_isnoneornil(L, 4)) {
+		luaL_checktype(L, 4, LUA_TTABLE);
+		check_keys(L, 4, query_keys);
+		lua_getfield(L, 4, "max_rows");
+		if (!lua_isnil(L, -1)) {
+			if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+				luaL_error(L, "option 'max_rows' must be a non-negative integer");
+			max_rows = lua_tointeger(L, -1);
+		}
+	}
+	lua_settop(L, 3);
+
+	s = lua_newuserdatauv(L, sizeof *s, 0);
+	s->st = NULL;
+	s->meta = NULL;
+	luaL_setmetatable(L, SQL_STMT);
+	sidx = lua_gettop(L);
+	if ((s->st = mysql_stmt_init(c->my)) == NULL)
+		return push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
+		                    mysql_error(c->my), NULL, 0, 0);
+	if (mysql_stmt_prepare(s->st, q, (unsigned long)qlen) != 0)
+		return stmt_failure(L, c, s, sidx, t0);
+	if ((lua_Integer)mysql_stmt_param_count(s->st) != nparam) {
+		unsigned long want = mysql_stmt_param_count(s->st);
+		stmt_release(L, sidx);
+		return luaL_error(L, "bad argument #3 to 'query' (the statement has %d placeholders, "
+		                  "%d parameters given)", (int)want, (int)nparam);
+	}
+	if (nparam > 0) {
+		union sql_scalar *val;
+		unsigned long *len;
+		pb = lua_newuserdatauv(L, (size_t)nparam * sizeof *pb, 0);
+		val = lua_newuserdatauv(L, (size_t)nparam * sizeof *val, 0);
+		len = lua_newuserdatauv(L, (size_t)nparam * sizeof *len, 0);
+		memset(pb, 0, (size_t)nparam * sizeof *pb);
+		bind_params(L, 3, pb, val, len, nparam);
+		if (mysql_stmt_bind_param(s->st, pb) != 0)
+			return stmt_failure(L, c, s, sidx, t0);
+	}
+	t0 = now_mono();
+	if (mysql_stmt_execute(s->st) != 0)
+		return stmt_failure(L, c, s, sidx, t0);
+
+	s->meta = mysql_stmt_result_metadata(s->st);
+	if (s->meta == NULL) {
+		if (mysql_stmt_errno(s->st) != 0)
+			return stmt_failure(L, c, s, sidx, t0);
+		lua_createtable(L, 0, 6);
+		lua_newtable(L);
+		lua_setfield(L, -2, "columns");
+		lua_newtable(L);
+		lua_setfield(L, -2, "rows");
+		lua_pushinteger(L, (lua_Integer)mysql_stmt_affected_rows(s->st));
+		lua_setfield(L, -2, "affected");
+		lua_pushinteger(L, (lua_Integer)mysql_stmt_insert_id(s->st));
+		lua_setfield(L, -2, "insert_id");
+		lua_pushinteger(L, (lua_Integer)mysql_stmt_warning_count(s->st));
+		lua_setfield(L, -2, "warnings");
+		stmt_release(L, sidx);
+		return 1;
+	}
+	ncol = mysql_num_fields(s->meta);
+	f = mysql_fetch_fields(s->meta);
+	rb = lua_newuserdatauv(L, ncol * sizeof *rb, 0);    /* stay on the stack until the end */
+	col = lua_newuserdatauv(L, ncol * sizeof *col, 0);
+	memset(rb, 0, ncol * sizeof *rb);
+	memset(col, 0, ncol * sizeof *col);
+	bind_results(f, ncol, rb, col);
+	if (mysql_stmt_bind_result(s->st, rb) != 0)
+		return stmt_failure(L, c, s, sidx, t0);
+
+	lua_createtable(L, 0, 6);                            /* result */
+	lua_createtable(L, (int)ncol, 0);
+	for (unsigned i = 0; i < ncol; i++) {
+		lua_pushstring(L, f[i].name);
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	lua_setfield(L, -2, "columns");
+	lua_newtable(L);                                     /* rows */
+	for (;;) {
+		int rc;
+		t0 = now_mono();
+		rc = mysql_stmt_fetch(s->st);
+		if (rc == MYSQL_NO_DATA)
+			break;
+		if (rc == 1)
+			return stmt_failure(L, c, s, sidx, t0);
+		if (nrows == max_rows) {
+			truncated = 1;   /* closing the statement discards the rest */
+			break;
+		}
+		lua_createtable(L, 0, (int)ncol);
+		for (unsigned i = 0; i < ncol; i++) {
+			if (push_value(L, s->st, rb, col, i) != 0)
+				return stmt_failure(L, c, s, sidx, t0);
+			lua_setfield(L, -2, f[i].name);
+		}
+		lua_rawseti(L, -2, ++nrows);
+	}
+	lua_setfield(L, -2, "rows");
+	lua_pushinteger(L, 0);
+	lua_setfield(L, -2, "affected");
+	lua_pushinteger(L, 0);
+	lua_setfield(L, -2, "insert_id");
+	lua_pushinteger(L, (lua_Integer)mysql_stmt_warning_count(s->st));
+	lua_setfield(L, -2, "warnings");
+	if (truncated) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "truncated");
+	}
+	stmt_release(L, sidx);   /* f (field names) belongs to meta: not used past this point */
+	return 1;
+}
+
+static const luaL_Reg conn_methods[] = {
+	{"query", conn_query},
+	{"ping", conn_ping},
+	{"close", conn_close},
+	{NULL, NULL}
+};
+
+static const luaL_Reg conn_meta[] = {
+	{"__gc", conn_close},
+	{"__close", conn_close},
+	{"__tostring", conn_tostring},
+	{"__index", NULL},
+	{NULL, NULL}
+};
+
+static const luaL_Reg sql_funcs[] = {
+	{"connect", sql_connect},
+	{"NULL", NULL},
+	{"client_version", NULL},
+	{NULL, NULL}
+};
+
+int luaopen_runbook_sql(lua_State *L)
+{
+	luaL_newmetatable(L, SQL_CONN);
+	luaL_setfuncs(L, conn_meta, 0);
+	luaL_newlib(L, conn_methods);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+	luaL_newmetatable(L, SQL_STMT);
+	lua_pushcfunction(L, stmt_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pop(L, 1);
+
+	luaL_newlib(L, sql_funcs);
+	rb_push_null(L);
+	lua_setfield(L, -2, "NULL");
+	lua_pushstring(L, mysql_get_client_info());
+	lua_setfield(L, -2, "client_version");
+	return 1;
+}
