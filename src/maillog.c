@@ -1,0 +1,371 @@
+/* maillog.c: the line parser of maillog.h (no Lua, no allocation).
+ *
+ * A line is: [container | ] [timestamp ...] [host] program[pid]: message. Timestamps may be
+ * RFC 3164 (English or German month, any day padding), ISO 8601/RFC 3339 (T or space, µs or
+ * nanoseconds, Z/offset or none, comma fraction of supervisord), tai64n, or several of them
+ * (docker --timestamps in front of a syslog line). The message is then split by family:
+ * Postfix (queue id, delivery key=values, rejects, qmgr, cleanup, bounce) or Dovecot
+ * (service(user)<pid><session>: Level: msgid=<...>: saved/failed ...).
+ * Depends on: libc only. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "maillog.h"
+
+#define SLEN(s) (sizeof(s) - 1)
+
+static ml_str mk(const char *p, const char *e) { return (ml_str){ p, (size_t)(e - p) }; }
+
+static int is_digit(int c) { return c >= '0' && c <= '9'; }
+static int is_alnum(int c) { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static int is_space(int c) { return c == ' ' || c == '\t'; }
+
+static int starts(const char *p, const char *e, const char *lit, size_t n)
+{
+	return (size_t)(e - p) >= n && memcmp(p, lit, n) == 0;
+}
+#define STARTS(p, e, lit) starts((p), (e), (lit), SLEN(lit))
+
+
+/* Reads up to max digits; returns the value or -1 when there is none. */
+static long digits(const char **pp, const char *e, int max)
+{
+	const char *p = *pp;
+	long v = 0;
+	int n = 0;
+	while (p < e && n < max && is_digit((unsigned char)*p)) {
+		v = v * 10 + (*p - '0');
+		p++, n++;
+	}
+	if (n == 0)
+		return -1;
+	*pp = p;
+	return v;
+}
+
+/* Howard Hinnant's days_from_civil. */
+int64_t ml_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	y -= m <= 2;
+	const int64_t era = (y >= 0 ? y : y - 399) / 400;
+	const unsigned yoe = (unsigned)(y - era * 400);
+	const unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+	const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + (int64_t)doe - 719468;
+}
+
+static double civil_time(int64_t y, int mo, int d, int h, int mi, int s)
+{
+	return (double)(ml_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + s);
+}
+
+/* --------------------------------------------------------------- timestamps */
+static const struct { const char *name; unsigned char len, mon; } months[] = {
+	{ "Jan", 3, 1 }, { "Feb", 3, 2 }, { "Mar", 3, 3 }, { "Apr", 3, 4 }, { "May", 3, 5 },
+	{ "Jun", 3, 6 }, { "Jul", 3, 7 }, { "Aug", 3, 8 }, { "Sep", 3, 9 }, { "Oct", 3, 10 },
+	{ "Nov", 3, 11 }, { "Dec", 3, 12 },
+	/* German (journalctl/syslog under de_DE) */
+	{ "M\xc3\xa4r", 4, 3 }, { "Mrz", 3, 3 }, { "Mai", 3, 5 }, { "Okt", 3, 10 }, { "Dez", 3, 12 },
+};
+
+static int hms(const char **pp, const char *e, int *h, int *mi, int *s)
+{
+	const char *p = *pp;
+	long a, b, c;
+	if ((a = digits(&p, e, 2)) < 0 || p >= e || *p++ != ':' || (b = digits(&p, e, 2)) < 0 ||
+	    p >= e || *p++ != ':' || (c = digits(&p, e, 2)) < 0 || a > 24 || b > 59 || c > 60)
+		return 0;
+	*h = (int)a, *mi = (int)b, *s = (int)c;
+	*pp = p;
+	return 1;
+}
+
+/* `Mmm dd HH:MM:SS` (day padded with a space or zero, or not at all). Quality 1. */
+static int parse_rfc3164(const char *p, const char *e, const ml_time_opts *to, double *t, const char **end)
+{
+	int mon = 0, h, mi, s;
+	long day;
+	for (size_t i = 0; i < sizeof months / sizeof months[0]; i++)
+		if (starts(p, e, months[i].name, months[i].len)) {
+			mon = months[i].mon;
+			p += months[i].len;
+			break;
+		}
+	if (!mon || p >= e || *p != ' ')
+		return 0;
+	while (p < e && *p == ' ')
+		p++;
+	if ((day = digits(&p, e, 2)) < 1 || day > 31 || p >= e || *p++ != ' ' || !hms(&p, e, &h, &mi, &s))
+		return 0;
+	if (p < e && *p == '.') /* rsyslog high precision without year: skip the fraction */
+		for (p++; p < e && is_digit((unsigned char)*p); p++)
+			;
+	if (p < e && *p != ' ')
+		return 0;
+	*end = p;
+	if (to) {
+		int64_t year = to->year;
+		if (year == 0) {
+			int64_t now = to->now, days = now / 86400, y400, doe, yoe, doy, mp;
+			/* civil_from_days, for the current year */
+			days += 719468;
+			y400 = (days >= 0 ? days : days - 146096) / 146097;
+			doe = days - y400 * 146097;
+			yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+			doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+			mp = (5 * doy + 2) / 153;
+			year = yoe + y400 * 400 + (mp >= 10);
+			*t = civil_time(year, mon, (int)day, h, mi, s) - (double)to->utc_offset;
+			if (*t > (double)now + 7 * 86400.0) /* December lines read in January */
+				*t = civil_time(year - 1, mon, (int)day, h, mi, s) - (double)to->utc_offset;
+		} else
+			*t = civil_time(year, mon, (int)day, h, mi, s) - (double)to->utc_offset;
+	}
+	return 1;
+}
+
+/* ISO 8601 / RFC 3339: `YYYY-MM-DD[T ]HH:MM:SS[.,frac][Z|+HH:MM|+HHMM|+HH]`. Quality 2 without
+ * zone, 3 with one. */
+static int parse_iso(const char *p, const char *e, const ml_time_opts *to, double *t, const char **end)
+{
+	long y, mo, d;
+	int h, mi, s, q = 2;
+	double frac = 0, scale = 0.1, off;
+	if ((y = digits(&p, e, 4)) < 1000 || p >= e || *p++ != '-' || (mo = digits(&p, e, 2)) < 1 || mo > 12 ||
+	    p >= e || *p++ != '-' || (d = digits(&p, e, 2)) < 1 || d > 31 || p >= e || (*p != 'T' && *p != ' '))
+		return 0;
+	p++;
+	if (!hms(&p, e, &h, &mi, &s))
+		return 0;
+	if (p < e && (*p == '.' || *p == ',')) {
+		for (p++; p < e && is_digit((unsigned char)*p); p++, scale /= 10)
+			frac += (*p - '0') * scale;
+	}
+	off = to ? (double)to->utc_offset : 0;
+	if (p < e && *p == 'Z') {
+		p++, off = 0, q = 3;
+	} else if (p < e && (*p == '+' || *p == '-') && p + 3 <= e && is_digit((unsigned char)p[1])) {
+		int sign = *p == '-' ? -1 : 1;
+		long oh, om = 0;
+		p++;
+		if ((oh = digits(&p, e, 2)) < 0)
+			return 0;
+		if (p < e && *p == ':')
+			p++;
+		if (p < e && is_digit((unsigned char)*p) && (om = digits(&p, e, 2)) < 0)
+			return 0;
+		off = sign * (double)(oh * 3600 + om * 60), q = 3;
+	}
+	if (p < e && *p != ' ')
+		return 0;
+	*end = p;
+	*t = civil_time(y, (int)mo, (int)d, h, mi, s) + frac - off;
+	return q;
+}
+
+/* tai64n label `@4000000000000000xxxxxxxx`. Quality 3. */
+static int parse_tai64n(const char *p, const char *e, double *t, const char **end)
+{
+	uint64_t label = 0, nano = 0;
+	if (e - p < 25 || *p != '@')
+		return 0;
+	for (int i = 1; i <= 24; i++) {
+		int c = (unsigned char)p[i], v;
+		if (is_digit(c))
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else
+			return 0;
+		if (i <= 16)
+			label = label << 4 | (uint64_t)v;
+		else
+			nano = nano << 4 | (uint64_t)v;
+	}
+	if (p + 25 < e && p[25] != ' ')
+		return 0;
+	*t = (double)(int64_t)(label - UINT64_C(0x400000000000000a)) + (double)nano / 1e9;
+	*end = p + 25;
+	return 3;
+}
+
+/* ------------------------------------------------------------ program tags */
+static const char *const postfix_daemons[] = {
+	"smtpd", "smtp", "lmtp", "qmgr", "cleanup", "pickup", "bounce", "local", "virtual", "pipe",
+	"error", "retry", "discard", "postscreen", "trivial-rewrite", "tlsmgr", "tlsproxy", "anvil",
+	"scache", "verify", "proxymap", "postdrop", "sendmail", "postsuper", "showq", "dnsblog",
+	"postlog", "postqueue", "master", "postfix-script", "oqmgr", "flush", "spawn", "qmqpd", NULL,
+};
+static const char *const dovecot_services[] = {
+	"dovecot", "lmtp", "lda", "deliver", "imap", "pop3", "imap-login", "pop3-login", "auth",
+	"auth-worker", "master", "managesieve", "managesieve-login", "submission", "submission-login",
+	"indexer", "indexer-worker", "dict", "stats", "config", "log", "doveadm", "quota-status",
+	"anvil", "imap-hibernate", "replicator", "aggregator", NULL,
+};
+
+static int in_list(const char *const *l, ml_str s)
+{
+	for (; *l; l++)
+		if (strlen(*l) == s.n && memcmp(*l, s.p, s.n) == 0)
+			return 1;
+	return 0;
+}
+
+static int tag_char(int c)
+{
+	return is_alnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '+' || c == '@';
+}
+
+/* Parses `name[pid]: `, `name: `, or the Dovecot form `name(args)<pid><session>: `. On success
+ * sets program/pid, *paren when the Dovecot form was used, and *msg to the message start. */
+static int parse_tag(const char *p, const char *e, ml_record *r, int *paren, const char **msg)
+{
+	const char *n0 = p;
+	*paren = 0;
+	while (p < e && tag_char((unsigned char)*p))
+		p++;
+	if (p == n0 || p >= e)
+		return 0;
+	ml_str name = mk(n0, p);
+	if (*p == '[') {
+		const char *q = p + 1;
+		long pid = digits(&q, e, 10);
+		if (pid < 0 || q >= e || *q != ']')
+			return 0;
+		r->pid = pid, r->has_pid = 1;
+		p = q + 1;
+	} else if (*p == '(') {
+		const char *q = memchr(p, ')', (size_t)(e - p));
+		if (!q || q - p > 512)
+			return 0;
+		p = q + 1;
+		while (p < e && *p == '<') {
+			q = memchr(p, '>', (size_t)(e - p));
+			if (!q || q - p > 128)
+				return 0;
+			p = q + 1;
+		}
+		*paren = 1;
+	}
+	if (p >= e || *p != ':' || (p + 1 < e && p[1] != ' '))
+		return 0;
+	r->program = name;
+	*msg = p + 1 < e ? p + 2 : e;
+	return 1;
+}
+
+static int classify(ml_record *r, int paren)
+{
+	ml_str name = r->program;
+	const char *slash = NULL;
+	for (const char *q = name.p + name.n; q > name.p; q--)
+		if (q[-1] == '/') {
+			slash = q - 1;
+			break;
+		}
+	if (slash) {
+		r->instance = mk(name.p, slash);
+		r->daemon = mk(slash + 1, name.p + name.n);
+	} else
+		r->daemon = name;
+	if (paren)
+		return in_list(dovecot_services, name) ? ML_DOVECOT : ML_OTHER;
+	if (name.n >= 7 && memcmp(name.p, "postfix", 7) == 0)
+		return ML_POSTFIX;
+	if (slash)
+		return in_list(postfix_daemons, r->daemon) ? ML_POSTFIX : ML_OTHER;
+	if (name.n == 7 && memcmp(name.p, "dovecot", 7) == 0)
+		return ML_DOVECOT;
+	if (r->has_pid)
+		return in_list(postfix_daemons, name) ? ML_POSTFIX : ML_OTHER;
+	return in_list(dovecot_services, name) ? ML_DOVECOT : ML_OTHER;
+}
+
+/* `NAME   | ` prefix of docker compose / swarm service logs. */
+static const char *skip_container(const char *p, const char *e, ml_record *r)
+{
+	const char *q = p;
+	while (q < e && q - p < 200 && (is_alnum((unsigned char)*q) || *q == '_' || *q == '-' || *q == '.' || *q == '@'))
+		q++;
+	if (q == p || q >= e || *q != ' ')
+		return p;
+	const char *n = q;
+	while (q < e && *q == ' ')
+		q++;
+	if (e - q >= 2 && q[0] == '|' && q[1] == ' ') {
+		r->container = mk(p, n);
+		return q + 2;
+	}
+	return p;
+}
+
+int ml_parse_postfix(const char *p, const char *e, ml_record *r);
+int ml_parse_dovecot(const char *p, const char *e, ml_record *r);
+
+int ml_parse_line(const char *line, size_t len, const ml_time_opts *to, ml_record *r)
+{
+	const char *p = line, *e = line + len, *q, *msg = NULL;
+	int best = 0, paren = 0;
+	memset(r, 0, sizeof *r);
+	r->saved = -1;
+	while (e > p && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
+		e--;
+	p = skip_container(p, e, r);
+	for (int i = 0; i < 3; i++) {
+		double t = 0;
+		int qual;
+		while (p < e && is_space((unsigned char)*p))
+			p++;
+		if (p >= e)
+			break;
+		if ((qual = parse_iso(p, e, to, &t, &q)) == 0 && (qual = parse_tai64n(p, e, &t, &q)) == 0)
+			qual = parse_rfc3164(p, e, to, &t, &q);
+		if (!qual)
+			break;
+		r->timestamp = mk(p, q);
+		if (to && qual > best)
+			r->time = t, r->has_time = 1, best = qual;
+		else if (!to && !best)
+			best = qual;
+		p = q;
+	}
+	while (p < e && is_space((unsigned char)*p))
+		p++;
+	if (p >= e)
+		return ML_OTHER;
+	const char *tag = p;
+	if (!parse_tag(p, e, r, &paren, &msg)) {
+		if (!r->timestamp.p)
+			return ML_OTHER;
+		q = p;
+		while (q < e && *q != ' ')
+			q++;
+		r->host = mk(p, q);
+		while (q < e && *q == ' ')
+			q++;
+		tag = q;
+		r->has_pid = 0;
+		if (!parse_tag(q, e, r, &paren, &msg))
+			return ML_OTHER;
+	}
+	r->family = classify(r, paren);
+	if (r->family == ML_OTHER)
+		return ML_OTHER;
+	if (paren)
+		msg = tag; /* Dovecot's own log file: the tag is the service prefix */
+	if (STARTS(msg, e, "[ID ") && (q = memchr(msg, ']', (size_t)(e - msg))) != NULL)
+		msg = q + 1 < e ? q + 2 : e; /* Solaris msgid */
+	if (msg > e)
+		msg = e;
+	r->message = mk(msg, e);
+	if (r->family == ML_POSTFIX)
+		ml_parse_postfix(msg, e, r);
+	else {
+		if (!paren && !(r->program.n == 7 && memcmp(r->program.p, "dovecot", 7) == 0)) {
+			/* `master: Info: ...`: the tag is the service */
+			r->service = r->program;
+		}
+		ml_parse_dovecot(msg, e, r);
+	}
+	return r->family;
+}

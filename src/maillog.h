@@ -1,0 +1,100 @@
+/* maillog.h: pure-C parser and filtering scanner for Postfix and Dovecot log lines (no Lua).
+ *
+ * ml_parse_line() splits one log line into fields that point into the line (no allocation).
+ * ml_scanner is the streaming hot path: fed raw chunks, it finds line ends with memchr, keeps a
+ * bounded ring of recent queue-id lines as context, and reports only the lines that mention one
+ * of the watched needles (address/domain, case-insensitive) or belong to a watched queue id /
+ * Dovecot session, together with the earlier lines of the same queue id.
+ * Memory is bounded by the options given to ml_scanner_new(), whatever the log size.
+ * Depends on: libc only. Used by lmaillog.c (the Lua binding) and tests/c/maillog.c. */
+#ifndef RUNBOOK_MAILLOG_H
+#define RUNBOOK_MAILLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+	const char *p; /* NULL when absent; never NUL-terminated */
+	size_t n;
+} ml_str;
+
+enum ml_family { ML_OTHER = 0, ML_POSTFIX, ML_DOVECOT };
+
+/* The fields of one line. Strings point into the parsed line. Numbers are valid when their
+ * has_* flag is set. */
+typedef struct {
+	int family;
+	ml_str timestamp;          /* the log's own timestamp text (innermost header) */
+	double time;               /* epoch seconds */
+	int has_time;
+	ml_str container;          /* docker compose / swarm `name | ` prefix */
+	ml_str host, program, instance, daemon;
+	long pid;
+	int has_pid;
+	ml_str message;            /* everything after `program[pid]: ` */
+	ml_str level;              /* warning/fatal/... (Postfix) or Info/Error/... (Dovecot) */
+	ml_str event;              /* a static name, see ml_event names in maillog.c */
+	ml_str queue_id;           /* short hex, long base-52, or NOQUEUE */
+	ml_str from, to, orig_to, relay, relay_host, relay_ip, relay_port;
+	double delay;
+	int has_delay;
+	double delays[4];          /* before qmgr, in qmgr, connection setup, transmission */
+	int has_delays;
+	ml_str dsn, status, reply, queued_as, session, message_id;
+	ml_str client, client_host, client_ip, client_port;
+	ml_str action, stage, enhanced, rejected, reason, proto, helo;
+	int code, has_code;        /* SMTP reply code of a reject or of the remote reply */
+	long size, nrcpt;
+	int has_size, has_nrcpt;
+	ml_str bounce_id;          /* queue id of a bounce/DSN notification */
+	ml_str conn_use, tls;
+	ml_str service, user, mailbox, error;  /* Dovecot */
+	int saved;                 /* Dovecot: 1 saved, 0 failed, -1 neither */
+	ml_str text;               /* message text after queue id / Dovecot prefix and level */
+} ml_record;
+
+typedef struct {
+	int year;                  /* for RFC 3164 stamps; 0 = current year with rollover guard */
+	long utc_offset;           /* seconds east of UTC assumed for stamps without a zone */
+	int64_t now;               /* reference "now" for the rollover guard (epoch seconds) */
+} ml_time_opts;
+
+/* Parse one line (without its newline). Returns the family (ML_POSTFIX/ML_DOVECOT) or ML_OTHER
+ * (0) for lines that are not Postfix/Dovecot lines; r is filled in either case. */
+int ml_parse_line(const char *line, size_t len, const ml_time_opts *to, ml_record *r);
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+int64_t ml_days_from_civil(int64_t y, unsigned m, unsigned d);
+
+/* ------------------------------------------------------------------ scanner */
+typedef struct ml_scanner ml_scanner;
+
+typedef struct {
+	size_t window;             /* bytes of context ring (default 4 MiB) */
+	size_t max_line;           /* longer lines are cut to this many bytes (default 64 KiB) */
+	size_t keys;               /* watched/context key slots (default 65536) */
+	double since, until;       /* time filter; NAN = open */
+	ml_time_opts time;
+} ml_scanner_opts;
+
+/* Called for every reported line, in log order. Returning non-zero stops the feed. */
+typedef int (*ml_emit_fn)(void *ud, const char *line, size_t len, const ml_record *r, int context);
+
+ml_scanner *ml_scanner_new(const ml_scanner_opts *o);
+void ml_scanner_free(ml_scanner *s);
+/* Add a needle (case-insensitive substring); an empty needle list reports every mail line. */
+int ml_scanner_add_needle(ml_scanner *s, const char *needle, size_t n);
+/* Watch a queue id, Dovecot session id or message-id: its lines are reported from now on. */
+void ml_scanner_watch(ml_scanner *s, const char *key, size_t n);
+/* Feed raw bytes; a partial last line is kept for the next call. Returns 0, or the non-zero
+ * value the callback returned. */
+int ml_scanner_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, void *ud);
+/* Process the partial last line, if any. */
+int ml_scanner_flush(ml_scanner *s, ml_emit_fn fn, void *ud);
+
+typedef struct {
+	uint64_t bytes, lines, mail_lines, matched, reported, context_dropped, truncated;
+} ml_scanner_stats;
+void ml_scanner_get_stats(const ml_scanner *s, ml_scanner_stats *st);
+
+#endif
