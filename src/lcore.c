@@ -47,11 +47,10 @@ static int core_time(lua_State *L)
 static void deadline_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
-	if (deadline > 0 && mono_now() > deadline) {
-		deadline = 0;   /* raise once; the engine's handlers must be able to run */
-		lua_sethook(L, NULL, 0, 0);
+	/* Raises again at every tick past the deadline, so a runbook that catches the error with
+	 * pcall cannot keep running; the engine disarms the hook once the runbook has returned. */
+	if (deadline > 0 && mono_now() > deadline)
 		luaL_error(L, "deadline exceeded");
-	}
 }
 
 /* core.set_deadline(seconds_from_now | nil): arm or disarm the run deadline on this thread

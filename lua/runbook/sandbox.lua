@@ -1,0 +1,112 @@
+-- runbook.sandbox: loading runbooks into their own environment.
+--
+--   sandbox.load(path) -> rb | nil, "file:line: message"
+--
+-- A runbook is a Lua file that returns its declaration:
+--   return {
+--     description = "one line",  help = [[longer text]],  kind = "diagnosis" | "remedy",
+--     args = { { name = "addr", type = "email", required = true, help = "..." } },
+--     hosts = { "ec2", "dell" },           -- inventory hosts it touches (documentation + check)
+--     run = function(ctx) ... end,         -- ctx: the read-only per-run proxy (runbook.context)
+--   }
+-- It runs with only safe parts of the standard library: no io, no os.execute/getenv/remove,
+-- no debug, no package, no C modules, no bytecode (`load` is text-only), no string.dump.
+-- Everything it can do to the world goes through ctx's primitives, hence through the gate.
+-- Runbooks may `require` a few pure engine libraries and their own helpers in runbooks/lib/.
+local M = {}
+
+local DECL_KEYS = { description = true, help = true, kind = true, args = true, hosts = true,
+                    run = true, name = true, examples = true, fixes = true }
+
+-- Pure Lua libraries a runbook may require.
+M.LIBS = { ["runbook.maillog"] = true, ["runbook.mailfacts"] = true }
+
+local function readonly_copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- env(dir) -> a fresh environment for one runbook file; dir is where its lib/ helpers live.
+function M.env(dir)
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
+    select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
+    rawequal = rawequal, rawlen = rawlen, rawget = rawget, rawset = rawset,
+    setmetatable = setmetatable, getmetatable = getmetatable,
+    string = readonly_copy(string), table = readonly_copy(table), math = readonly_copy(math),
+    utf8 = readonly_copy(utf8), coroutine = readonly_copy(coroutine),
+    os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
+    _VERSION = _VERSION,
+  }
+  env.string.dump = nil
+  env._G = env
+  env.load = function(chunk, name, _, e)
+    return load(chunk, name, "t", e or env)
+  end
+  env.print = function() error("print is not available in a runbook: use ctx:note(...)", 2) end
+  local loaded = {}
+  env.require = function(name)
+    if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
+    if loaded[name] then return loaded[name] end
+    if M.LIBS[name] then
+      loaded[name] = require(name)
+      return loaded[name]
+    end
+    local rel = name:match("^lib%.([%w_]+)$")
+    if rel and dir then
+      local chunk, err = loadfile(dir .. "/lib/" .. rel .. ".lua", "t", env)
+      if not chunk then error(err, 2) end
+      loaded[name] = chunk() or true
+      return loaded[name]
+    end
+    error(("module '%s' is not available to runbooks (allowed: lib.<name> from the runbook's lib/, %s)")
+      :format(name, "runbook.maillog"), 2)
+  end
+  return env
+end
+
+local function fail_decl(path, msg) return nil, ("%s: %s"):format(path, msg) end
+
+-- load(path) -> rb | nil, message. Runs only the file's top level, which only declares.
+function M.load(path)
+  local exec = require "runbook.exec"
+  local text, err = exec.readfile(path, 4 * 1024 * 1024)
+  if not text then return nil, err end
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  local env = M.env(dir)
+  local name = path:match("([^/]+)%.lua$") or path:match("([^/]+)$")
+  local chunk, perr = load(text, "@" .. path, "t", env)
+  if not chunk then return nil, perr end
+  local ok, decl = pcall(chunk)
+  if not ok then return nil, tostring(decl) end
+  if type(decl) ~= "table" then return fail_decl(path, "a runbook must return its declaration table") end
+  for k in pairs(decl) do
+    if not DECL_KEYS[k] then return fail_decl(path, ("unknown declaration key '%s'"):format(tostring(k))) end
+  end
+  if type(decl.description) ~= "string" or decl.description == "" then
+    return fail_decl(path, "declaration needs a one-line 'description'")
+  end
+  if decl.description:find("\n") then return fail_decl(path, "'description' must be one line (use 'help')") end
+  if decl.help ~= nil and type(decl.help) ~= "string" then return fail_decl(path, "'help' must be a string") end
+  if type(decl.run) ~= "function" then return fail_decl(path, "declaration needs 'run = function(ctx) ... end'") end
+  if decl.kind ~= nil and decl.kind ~= "diagnosis" and decl.kind ~= "remedy" and decl.kind ~= "report" then
+    return fail_decl(path, "'kind' must be diagnosis, remedy or report")
+  end
+  if decl.hosts ~= nil then
+    if type(decl.hosts) ~= "table" then return fail_decl(path, "'hosts' must be a list of inventory host names") end
+    for _, h in ipairs(decl.hosts) do
+      if type(h) ~= "string" then return fail_decl(path, "'hosts' must be a list of inventory host names") end
+    end
+  end
+  local specs, aerr = require("runbook.args").normalize(decl.args)
+  if not specs then return fail_decl(path, aerr) end
+  local digest = require("runbook.core").sha256(text)
+  return {
+    name = decl.name or name, path = path, sha256 = digest, description = decl.description,
+    help = decl.help, kind = decl.kind or "diagnosis", args = specs, hosts = decl.hosts or {},
+    examples = decl.examples, run = decl.run,
+  }
+end
+
+return M
