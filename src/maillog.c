@@ -130,7 +130,7 @@ static int parse_iso(const char *p, const char *e, const ml_time_opts *to, doubl
 {
 	long y, mo, d;
 	int h, mi, s, q = 2;
-	double frac = 0, scale = 0.1, off;
+	double frac = 0, off;
 	if ((y = digits(&p, e, 4)) < 1000 || p >= e || *p++ != '-' || (mo = digits(&p, e, 2)) < 1 || mo > 12 ||
 	    p >= e || *p++ != '-' || (d = digits(&p, e, 2)) < 1 || d > 31 || p >= e || (*p != 'T' && *p != ' '))
 		return 0;
@@ -138,8 +138,13 @@ static int parse_iso(const char *p, const char *e, const ml_time_opts *to, doubl
 	if (!hms(&p, e, &h, &mi, &s))
 		return 0;
 	if (p < e && (*p == '.' || *p == ',')) {
-		for (p++; p < e && is_digit((unsigned char)*p); p++, scale /= 10)
-			frac += (*p - '0') * scale;
+		char buf[24] = "0.";
+		size_t n = 2;
+		for (p++; p < e && is_digit((unsigned char)*p); p++)
+			if (n < sizeof buf - 1)
+				buf[n++] = *p;
+		buf[n] = '\0';
+		frac = strtod(buf, NULL);
 	}
 	off = to ? (double)to->utc_offset : 0;
 	if (p < e && *p == 'Z') {

@@ -43,18 +43,18 @@ static const char *rfind(const char *p, const char *e, const char *lit, size_t n
 }
 #define RFIND(p, e, lit) rfind((p), (e), (lit), SLEN(lit))
 
+/* A decimal number at p (exact, via strtod on a bounded copy: lines are not NUL-terminated). */
 static double number(const char *p, const char *e, const char **end)
 {
-	double v = 0, scale = 0.1;
-	const char *q = p;
-	while (q < e && is_digit((unsigned char)*q))
-		v = v * 10 + (*q++ - '0');
-	if (q < e && *q == '.')
-		for (q++; q < e && is_digit((unsigned char)*q); q++, scale /= 10)
-			v += (*q - '0') * scale;
+	char buf[32];
+	size_t n = 0;
+	while (p + n < e && n < sizeof buf - 1 && (is_digit((unsigned char)p[n]) || p[n] == '.'))
+		n++;
+	memcpy(buf, p, n);
+	buf[n] = '\0';
 	if (end)
-		*end = q;
-	return v;
+		*end = p + n;
+	return n ? strtod(buf, NULL) : 0;
 }
 
 /* A Postfix queue id: short upper-case hex, or a long id (base 52 without vowels, `z` between
@@ -335,9 +335,47 @@ static int parse_reject(const char *p, const char *e, ml_record *r)
 		r->rejected = d;
 		p = q + 2;
 	}
+	/* reject_rbl_*: `Service unavailable; client [X] blocked using ZONE[; text]` */
+	if (!r->rejected.p && STARTS(p, re, "Service unavailable; ") && (q = FIND(p, re, "] blocked using ")) != NULL) {
+		const char *lb = q;
+		while (lb > p && *lb != '[')
+			lb--;
+		if (*lb == '[') {
+			r->rejected = mk(lb + 1, q);
+			p = q + 2;
+		}
+	}
 	r->reason = mk(p, re);
 	r->event = STR("reject");
 	return 1;
+}
+
+/* The remote client of a line without a fixed shape: `... from HOST[IP](:PORT)?`, a leading
+ * `HOST[IP]: ` (SASL warnings) or postscreen's `[IP]:PORT`. */
+static void find_client(const char *p, const char *e, ml_record *r)
+{
+	const char *q = FIND(p, e, " from "), *s, *x;
+	if (q)
+		s = q + SLEN(" from ");
+	else if ((q = memchr(p, '[', (size_t)(e - p))) != NULL && (q == p || q[-1] == ' ' || memchr(p, ' ', (size_t)(q - p)) == NULL)) {
+		s = q;
+		while (s > p && s[-1] != ' ')
+			s--;
+	} else
+		return;
+	x = s;
+	while (x < e && *x != ' ' && *x != '[')
+		x++;
+	if (x >= e || *x != '[' || !(x = memchr(x, ']', (size_t)(e - x))))
+		return;
+	x++;
+	if (x + 1 < e && *x == ':' && is_digit((unsigned char)x[1]))
+		for (x++; x < e && is_digit((unsigned char)*x); x++)
+			;
+	if (x < e && *x != ':' && *x != ' ' && *x != ',' && *x != ';')
+		return;
+	r->client = mk(s, x);
+	split_hostaddr(r->client, &r->client_host, &r->client_ip, &r->client_port);
 }
 
 static const char *const levels[] = { "warning", "fatal", "panic", "error", "info", "statistics", NULL };
@@ -410,6 +448,7 @@ int ml_parse_postfix(const char *p, const char *e, ml_record *r)
 					r->text = mk(q + 1 < e ? q + 2 : e, e);
 					break;
 				}
+		find_client(r->text.p, r->text.p + r->text.n, r);
 	}
 	return 1;
 }
@@ -418,6 +457,32 @@ int ml_parse_postfix(const char *p, const char *e, ml_record *r)
 static const char *const dlevels[] = { "Info", "Warning", "Error", "Fatal", "Panic", "Debug", NULL };
 
 static int is_session_char(int c) { return is_alnum(c) || c == '+' || c == '/'; }
+
+/* `pam(user,ip)` / `sql(user,ip,<session>)` / `passwd-file(user)` in auth(-worker) lines. */
+static void passdb_user(const char *p, const char *e, ml_record *r)
+{
+	static const char *const drivers[] = { "pam(", "sql(", "passwd-file(", "ldap(", "passwd(",
+		"shadow(", "checkpassword(", "static(", "lua(", "oauth2(", "bsdauth(", NULL };
+	for (int i = 0; drivers[i]; i++) {
+		const char *q = find(p, e, drivers[i], strlen(drivers[i]));
+		if (!q || (q > p && is_alnum((unsigned char)q[-1])))
+			continue;
+		const char *s = q + strlen(drivers[i]), *x = s;
+		while (x < e && *x != ',' && *x != ')')
+			x++;
+		if (x >= e || x == s || *s == '?')
+			return;
+		r->user = mk(s, x);
+		if (*x == ',') {
+			const char *ip = ++x;
+			while (x < e && *x != ',' && *x != ')')
+				x++;
+			if (x < e && x > ip && *ip != '<')
+				r->client_ip = mk(ip, x);
+		}
+		return;
+	}
+}
 
 int ml_parse_dovecot(const char *p, const char *e, ml_record *r)
 {
@@ -537,6 +602,8 @@ body:
 	} else if (r->level.p && r->level.n == 5 && !memcmp(r->level.p, "Error", 5)) {
 		r->error = mk(p, e);
 	}
+	if (!r->user.p)
+		passdb_user(p, e, r);
 	if (r->saved == 1)
 		r->event = STR("saved");
 	else if (r->saved == 0)
