@@ -1,9 +1,12 @@
 #!/usr/bin/python3
 """A tiny private HTTP server for the runbook.http tests (never the lab's API).
 
-usage: fixture_httpd.py ADDRESS PORT [silent]
-  (no mode)  answers the endpoints below; prints "ready" on stdout once listening
+usage: fixture_httpd.py ADDRESS PORT [silent|full]
+  PORT 0 picks a free port; "ready PORT" is printed on stdout once listening.
+  (no mode)  answers the endpoints below
   silent     accepts TCP connections and never answers (a hung server)
+  full       listens with a full accept queue and never accepts: new SYNs are dropped, so a
+             client's TCP connect itself times out
 
   GET|POST|PUT|PATCH|DELETE /echo       -> 200 JSON {method, path, headers{lowercased}, body}
   any /status/NNN                       -> NNN with JSON {"error": "status NNN from fixture"}
@@ -78,20 +81,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 def main():
     threading.Thread(target=watchdog, daemon=True).start()
-    if MODE == "silent":
+    if MODE in ("silent", "full"):
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((ADDR, PORT))
-        s.listen(16)
-        print("ready", flush=True)
+        port = s.getsockname()[1]
         held = []
+        if MODE == "full":
+            s.listen(0)
+            for _ in range(4):   # fill the queue; their handshakes complete, later SYNs drop
+                f = socket.socket()
+                f.setblocking(False)
+                try:
+                    f.connect((ADDR, port))
+                except BlockingIOError:
+                    pass
+                held.append(f)
+            time.sleep(0.2)
+            print("ready %d" % port, flush=True)
+            time.sleep(300)
+            return
+        s.listen(16)
+        print("ready %d" % port, flush=True)
         while True:
             c, _ = s.accept()
             held.append(c)
     http.server.ThreadingHTTPServer.allow_reuse_address = True
     srv = http.server.ThreadingHTTPServer((ADDR, PORT), Handler)
     srv.daemon_threads = True
-    print("ready", flush=True)
+    print("ready %d" % srv.server_address[1], flush=True)
     srv.serve_forever()
 
 
