@@ -18,7 +18,7 @@ M.RESERVED = { inventory = true, apply = true, yes = true, format = true, trace 
                deadline = true, report = true, help = true, color = true, version = true }
 
 local function valid_label(l)
-  return #l >= 1 and #l <= 63 and l:match("^[%w]([%w-]*[%w])?$") ~= nil
+  return #l >= 1 and #l <= 63 and (l:match("^%w$") or l:match("^%w[%w-]*%w$")) ~= nil
 end
 
 function M.valid_domain(d)

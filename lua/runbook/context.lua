@@ -228,6 +228,13 @@ function Ctx:step(name, fn, title)
   end, self.proxy or self))
   local status, reason = st.worst, nil
   if not res[1] then
+    local left = core.remaining()
+    if left and left <= 0 then   -- the run is over: no later step may start
+      self:emit { event = "step.end", step = name, title = title, status = "error",
+                  reason = "deadline exceeded", ms = (core.now() - st.t0) * 1000 }
+      self.current_step = parent
+      error(res[2], 0)
+    end
     local e = res[2]
     if type(e) == "table" and e[1] == SKIP then
       status, reason = "skipped", e.reason

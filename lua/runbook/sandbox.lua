@@ -27,15 +27,43 @@ local function readonly_copy(t)
   return c
 end
 
+-- Past the run deadline no runbook code may catch the deadline error and carry on: the
+-- protected-call functions a runbook gets re-raise any error once the deadline has passed.
+local core = require "runbook.core"
+local function past_deadline()
+  local left = core.remaining()
+  return left ~= nil and left <= 0
+end
+
+local function reraise_past_deadline(...)
+  if select(1, ...) == false and past_deadline() then error((select(2, ...)), 0) end
+  return ...
+end
+
+local safe_coroutine = {}
+for k, v in pairs(coroutine) do safe_coroutine[k] = v end
+safe_coroutine.resume = function(co, ...) return reraise_past_deadline(coroutine.resume(co, ...)) end
+safe_coroutine.wrap = function(f)
+  local co = coroutine.create(f)
+  return function(...)
+    local r = table.pack(safe_coroutine.resume(co, ...))
+    if not r[1] then error(r[2], 0) end
+    return table.unpack(r, 2, r.n)
+  end
+end
+M.past_deadline = past_deadline
+
 -- env(dir) -> a fresh environment for one runbook file; dir is where its lib/ helpers live.
 function M.env(dir)
   local env = {
-    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs, pcall = pcall,
-    select = select, tonumber = tonumber, tostring = tostring, type = type, xpcall = xpcall,
-    rawequal = rawequal, rawlen = rawlen, rawget = rawget, rawset = rawset,
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+    pcall = function(...) return reraise_past_deadline(pcall(...)) end,
+    xpcall = function(...) return reraise_past_deadline(xpcall(...)) end,
+    select = select, tonumber = tonumber, tostring = tostring, type = type,
+    rawequal = rawequal, rawlen = rawlen, rawget = rawget,   -- no rawset: it would write into ctx
     setmetatable = setmetatable, getmetatable = getmetatable,
     string = readonly_copy(string), table = readonly_copy(table), math = readonly_copy(math),
-    utf8 = readonly_copy(utf8), coroutine = readonly_copy(coroutine),
+    utf8 = readonly_copy(utf8), coroutine = readonly_copy(safe_coroutine),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
     _VERSION = _VERSION,
   }
