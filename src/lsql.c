@@ -7,6 +7,8 @@
  *       -> {columns={name...}, rows={{name=value...}...}, affected=n, insert_id=n, warnings=n,
  *           truncated=true|nil} | nil, msg, code   code: sql (server said no), timeout, closed
  *   conn:ping() -> true | nil, msg, code ; conn:close() (idempotent; also __gc and __close)
+ *   conn:is_open() -> false once closed or once a timeout/lost connection made it unusable
+ *                   (later queries then return nil, msg, "closed" without touching the network)
  *   sql.NULL  the one value that stands for SQL NULL, distinct from "": the engine's shared null
  *             sentinel (sql.NULL == json.null, tostring "null"), so rows encode to JSON as-is
  *
@@ -51,6 +53,7 @@
 
 struct sql_conn {
 	MYSQL *my;                  /* NULL once closed */
+	int dead;                   /* a timeout or lost connection: unusable, still to be closed */
 	unsigned read_timeout;
 	char where[300];            /* "host:port" or the socket path, for messages */
 };
@@ -274,7 +277,8 @@ static int conn_close(lua_State *L)
 static int conn_tostring(lua_State *L)
 {
 	struct sql_conn *c = luaL_checkudata(L, 1, SQL_CONN);
-	lua_pushfstring(L, "sql.conn (%s%s)", c->where, c->my ? "" : ", closed");
+	lua_pushfstring(L, "sql.conn (%s%s)", c->where,
+	                c->my == NULL ? ", closed" : c->dead ? ", lost" : "");
 	return 1;
 }
 
@@ -327,6 +331,7 @@ static int sql_connect(lua_State *L)
 
 	c = lua_newuserdatauv(L, sizeof *c, 0);   /* created closed, acquired second */
 	c->my = NULL;
+	c->dead = 0;
 	c->read_timeout = rt;
 	if (sock && host == NULL)
 		snprintf(c->where, sizeof c->where, "%s", sock);
@@ -379,14 +384,22 @@ static int sql_connect(lua_State *L)
 	return 1;
 }
 
+static void note_dead(struct sql_conn *c, lua_State *L);
+static int dead_failure(lua_State *L, struct sql_conn *c);
+
 /* conn:ping() -> true | nil, msg, code */
 static int conn_ping(lua_State *L)
 {
 	struct sql_conn *c = check_conn(L);
 	double t0 = now_mono();
-	if (mysql_ping(c->my) != 0)
-		return push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
-		                    mysql_error(c->my), NULL, now_mono() - t0, c->read_timeout);
+	if (c->dead)
+		return dead_failure(L, c);
+	if (mysql_ping(c->my) != 0) {
+		int n = push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
+		                     mysql_error(c->my), NULL, now_mono() - t0, c->read_timeout);
+		note_dead(c, L);
+		return n;
+	}
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -414,12 +427,38 @@ static void stmt_release(lua_State *L, int idx)
 	lua_call(L, 1, 0);
 }
 
+/* A failure that leaves the connection unusable marks it dead. */
+static void note_dead(struct sql_conn *c, lua_State *L)
+{
+	const char *code = lua_tostring(L, -1);
+	if (strcmp(code, "timeout") == 0 || strcmp(code, "closed") == 0)
+		c->dead = 1;
+}
+
 static int stmt_failure(lua_State *L, struct sql_conn *c, struct sql_stmt *s, int sidx, double t0)
 {
 	int n = push_failure(L, c->where, mysql_stmt_errno(s->st), mysql_stmt_sqlstate(s->st),
 	                     mysql_stmt_error(s->st), NULL, now_mono() - t0, c->read_timeout);
+	note_dead(c, L);
 	stmt_release(L, sidx);
 	return n;
+}
+
+static int dead_failure(lua_State *L, struct sql_conn *c)
+{
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: the connection was lost earlier (timeout or closed by the server)",
+	                c->where);
+	lua_pushliteral(L, "closed");
+	return 3;
+}
+
+/* conn:is_open() -> boolean */
+static int conn_is_open(lua_State *L)
+{
+	struct sql_conn *c = luaL_checkudata(L, 1, SQL_CONN);
+	lua_pushboolean(L, c->my != NULL && !c->dead);
+	return 1;
 }
 
 /* Values a caller may bind; checked before any I/O. */
@@ -574,6 +613,8 @@ static int conn_query(lua_State *L)
 		}
 	}
 	lua_settop(L, 3);
+	if (c->dead)
+		return dead_failure(L, c);
 
 	s = lua_newuserdatauv(L, sizeof *s, 0);
 	s->st = NULL;
@@ -680,6 +721,7 @@ static int conn_query(lua_State *L)
 static const luaL_Reg conn_methods[] = {
 	{"query", conn_query},
 	{"ping", conn_ping},
+	{"is_open", conn_is_open},
 	{"close", conn_close},
 	{NULL, NULL}
 };

@@ -28,6 +28,7 @@ F.run(t, function()
   t.ok(c, "connect to the private server: " .. tostring(msg))
   t.like(tostring(c), "^sql%.conn %(127%.0%.0%.32:%d+%)$", "tostring names the server")
   t.is(c:ping(), true, "ping")
+  t.is(c:is_open(), true, "is_open")
 
   -- wrong password: auth, and the password is never in the message
   local wrong = "Wrong-" .. core.random_hex(8)
@@ -197,8 +198,10 @@ F.run(t, function()
   took = core.now() - t0
   t.is(code, "timeout", "read_timeout: code timeout (" .. tostring(msg) .. ")")
   t.ok(took >= 0.9 and took < 2.5, ("read_timeout=1 honoured (%.2fs)"):format(took))
+  t.is(slow:is_open(), false, "after a read timeout is_open() is false")
   r, msg, code = slow:query("SELECT 1")
   t.is(code, "closed", "after a read timeout the connection reports closed")
+  t.is(select(3, slow:ping()), "closed", "ping on a lost connection: closed")
   slow:close()
 
   -- close is idempotent; use after close raises; <close> closes
