@@ -84,6 +84,10 @@ raises(function() enc({}, {prety = true}) end, "unknown option 'prety'", "unknow
 raises(function() enc({}, {pretty = "yes"}) end, "must be a boolean", "option type")
 raises(function() enc({}, 5) end, "table expected", "options must be a table")
 
+t.is(tostring(json.null), "null", "tostring(json.null)")
+t.is(enc(setmetatable({a = 1}, {__pairs = function() return next, {b = 2} end, __index = {c = 3}})),
+  '{"a":1}', "encoding is raw: __pairs and __index are ignored")
+
 -- depth and cycles
 local deep = {}
 for _ = 1, 99 do deep = {deep} end
@@ -146,6 +150,8 @@ t.is(dec('"a\\u0000b"'), "a\0b", "\\u0000 decodes, not truncated")
 t.is(dec('{"k\\u0000":"\\u0000\\u00e9\\ud83d\\ude00\\n"}')["k\0"], "\0é😀\n", "\\u0000 in key and value with other escapes")
 fails('"\\ud800"', "syntax error", "lone high surrogate")
 fails('"\\x"', "syntax error", "bad escape")
+fails('"\\udead"', "syntax error", "lone low surrogate")
+fails('"\\ud83d\\u0041"', "syntax error", "high surrogate without its low half")
 fails("nul", "syntax error", "bad literal")
 fails("{'a':1}", "syntax error", "single quotes")
 fails(string.rep("[", 101) .. string.rep("]", 101), "nesting deeper than 100", "depth 101")

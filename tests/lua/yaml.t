@@ -123,6 +123,18 @@ t.is(yaml.mark(inv, "nope"), nil, "unknown key has no mark")
 t.is(yaml.mark({}, "x"), nil, "foreign table has no mark")
 t.ok(not pcall(yaml.mark, "x"), "mark of a non-table raises")
 
+-- marks are weak: they go away with the document
+local marks = debug.getregistry()["runbook.yaml.marks"]
+local function count() local n = 0 for _ in pairs(marks) do n = n + 1 end return n end
+collectgarbage(); collectgarbage()
+local before = count()
+local tmp = assert(yaml.load("a: {b: [1, {c: 2}]}\n"))
+t.is(count(), before + 4, "four collections, four companions")
+t.is(select("#", yaml.mark(tmp.a.b[2], "c")), 4, "mark with key position")
+tmp = nil
+collectgarbage(); collectgarbage()
+t.is(count(), before, "companions collected with their tables")
+
 -- refusals
 fails("a: 1\nb: 2\na: 3\n", "t.yaml:3:1: duplicate key 'a' %(first at line 1 column 1%)", "duplicate key")
 fails("x:\n  a: 1\n  a: ~\n", "t.yaml:3:3: duplicate key 'a'", "duplicate key with a null value")
