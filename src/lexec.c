@@ -388,7 +388,7 @@ static struct proc *check_proc(lua_State *L)
 static void proc_drain_err(struct proc *p)
 {
 	char chunk[4096];
-	ssize_t n;
+	ssize_t n = -1;
 	while (p->err >= 0 && (n = read(p->err, chunk, sizeof chunk)) > 0)
 		buf_add(&p->errbuf, chunk, (size_t)n);
 	if (p->err >= 0 && n == 0) {
