@@ -95,13 +95,11 @@ check: deps all ctests
 test: check
 
 asan:
-	$(MAKE) B=build-asan OPT='-O1 -g -fno-omit-frame-pointer' SAN='-fsanitize=address,undefined -fno-sanitize-recover=undefined' build-asan/runbook ctests-asan
+	$(MAKE) B=build-asan OPT='-O1 -g -fno-omit-frame-pointer' SAN='-fsanitize=address,undefined -fno-sanitize-recover=undefined' build-asan/runbook ctests
 	@tests/lab/lab up
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  RUNBOOK=$(CURDIR)/build-asan/runbook prove --exec tests/run $(PROVE_FLAGS) \
 	  $(sort $(wildcard tests/lua/*.t tests/sh/*.t)) $(patsubst tests/c/%.c,build-asan/tests/%.t,$(wildcard tests/c/*.c))
-
-ctests-asan: $(CTESTS)
 
 bench: all
 	@tests/bench/run

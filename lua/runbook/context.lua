@@ -22,7 +22,7 @@ M.PRIMS = { "host", "file", "postfix", "sql", "http", "docker", "dns", "smtp" }
 local installed = false
 local public_methods = {
   step = true, finding = true, verdict = true, note = true, progress = true, skip = true,
-  findings = true, elapsed = true, fix_command = true,
+  findings = true, elapsed = true, fix_command = true, read_secret = true,
 }
 
 local function install_prims()
@@ -290,6 +290,35 @@ function Ctx:progress(msg)
 end
 
 function Ctx:elapsed() return core.now() - self.t0 end
+
+-- read_secret{env=NAME, file=PATH, prompt=TEXT} -> value | nil, msg, code
+-- The one way a runbook obtains a secret (a new user's password): from an environment variable
+-- it names, a file readable only by its owner, or a no-echo prompt on the terminal, in that
+-- order of what is given. Never from the command line. The value is masked in every output.
+function Ctx:read_secret(o)
+  if type(o) ~= "table" then error("bad argument #1 to 'read_secret' (table expected)", 2) end
+  for k in pairs(o) do
+    if k ~= "env" and k ~= "file" and k ~= "prompt" then error("read_secret: unknown option '" .. tostring(k) .. "'", 2) end
+  end
+  local v, msg, code
+  if o.env then
+    if not tostring(o.env):match("^[%a_][%w_]*$") then return nil, "bad environment variable name", "usage" end
+    v = os.getenv(o.env)
+    if not v or v == "" then return nil, ("environment variable %s is not set"):format(o.env), "notfound" end
+  elseif o.file then
+    v, msg, code = require("runbook.inventory").secret({ name = o.file, password_file = o.file }, "password")
+    if not v then return nil, msg, code end
+  elseif o.prompt then
+    if not core.isatty(0) then return nil, "no terminal to prompt on: give the secret through an environment variable or a 0600 file", "notty" end
+    v, msg, code = core.prompt(tostring(o.prompt), false)
+    if not v then return nil, msg, code end
+  else
+    return nil, "read_secret needs env, file or prompt", "usage"
+  end
+  if #v < 1 then return nil, "empty secret", "usage" end
+  self:secret(v)
+  return v
+end
 
 local function shell_word(s)
   s = tostring(s)

@@ -46,7 +46,9 @@ local ROOT = {
   databases = { map = DATABASE },
   http = { map = HTTP },
   mail = { mx_host = "string", mailserver_host = "string", hosted_domains = "strings",
-           terraform_file = "path", disk_escalate_pct = "integer" },
+           mx_addresses = "strings", relay_transport = "string", maildir_owner = "string",
+           database = "string", usermgmt = "string", terraform_file = "path",
+           disk_escalate_pct = "integer" },
 }
 
 local function parse_duration(v)
