@@ -15,6 +15,7 @@ usage: fixture_httpd.py ADDRESS PORT [silent|full]
   GET /redirect                         -> 302 Location: /echo
   GET /text                             -> 200 text/plain "plain text"
   GET /dup                              -> 200 with two X-Dup headers
+  GET /log                              -> 200 JSON list of "METHOD PATH" received so far (not /log)
 Exits by itself after 300 s (a test that dies cannot leave it behind for long).
 Dependencies: python3 standard library only.
 """
@@ -33,6 +34,9 @@ def watchdog():
     time.sleep(300)
     import os
     os._exit(0)
+
+
+RECEIVED = []
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -56,6 +60,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         p = self.path
+        if p == "/log":
+            return self.reply(200, RECEIVED)
+        RECEIVED.append("%s %s" % (self.command, p))
         if p == "/echo" or p.startswith("/echo/") or p.startswith("/echo?"):
             return self.reply(200, {"method": self.command, "path": p,
                                     "headers": {k.lower(): v for k, v in self.headers.items()},
