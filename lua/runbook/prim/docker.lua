@@ -1,0 +1,497 @@
+-- runbook.prim.docker: container logs and container state for runbooks.
+--
+--   ctx:docker_logs("host/svc", {since=, ["until"]=, tail=, grep=, max=, stdout=, stderr=, timeout=})
+--       -> logs | nil, msg, code
+--     logs is callable: `for rec in logs do ... end`, rec = {host=, service=, container=,
+--     stream=, time=, ts=, line=}; logs:err() -> msg, code when the stream failed midway;
+--     logs.read / logs.matched counters; logs:close() (also <close>).
+--     since/until: a duration before now ("90s", "30m", "1h", "2d"), epoch seconds, or RFC 3339
+--     (a record's own ts is an exact bound). tail: number of last lines. grep: a string or a list
+--     of strings (plain text, case-insensitive, any of them) or a function(rec) -> bool.
+--     With grep the whole window is scanned inside the call, so the trace line says how many
+--     lines were read and matched, and only the matches (at most max, default 10000) are kept.
+--     Without grep the records stream lazily, one at a time, in bounded memory.
+--   ctx:container_state("host/svc") -> {name, id, running, status, exit_code, restart_count,
+--       started_at, started, finished_at, image, labels, tty, health, pid, oom_killed}
+--   ctx:container_restart("host/svc", {grace=, timeout=}) / ctx:container_start(...)   WRITES:
+--       the dry run shows `docker restart CONTAINER on HOST` and the current state; --apply
+--       acts, waits until the container runs again (StartedAt changed) and returns the new state.
+--   M.resolve(ctx, "host/svc") -> container name | nil, msg, code (compose labels, or the
+--       inventory's container:), cached per run; used by prim/host.lua's service_exec too.
+--
+-- Local hosts (transport local) use the Engine API on hosts.X.docker.socket (runbook.docker,
+-- default /var/run/docker.sock). SSH hosts run the docker CLI over the host's SSH session
+-- (`docker logs --timestamps ...`, `docker inspect`, `docker restart`), with `-H unix://SOCK`
+-- and `sudo -n` as the inventory says. Over SSH the container's stdout and stderr arrive merged
+-- (2>&1): records then carry stream = "merged".
+-- Codes: refused denied notfound timeout http protocol io (and those of ssh/exec), dryrun.
+-- Depends on: runbook.docker, runbook.call, runbook.core, runbook.json, runbook.ssh,
+-- runbook.prim.host (raw SSH runners).
+local docker = require "runbook.docker"
+local call = require "runbook.call"
+local core = require "runbook.core"
+
+local M = {}
+
+M.DEFAULT_SOCKET = "/var/run/docker.sock"
+M.MAX_MATCHES = 10000
+M.POLL = 0.1            -- seconds between state checks while waiting for a restart
+
+local LOG_OPTS = { since = true, ["until"] = true, tail = true, grep = true, max = true,
+                   stdout = true, stderr = true, timeout = true }
+local ACTION_OPTS = { grace = "number", timeout = "number" }
+
+local function host_mod() return require "runbook.prim.host" end
+
+local function check_spec(spec, fname)
+  if type(spec) ~= "string" or not spec:find("/", 1, true) then
+    error(("bad argument #1 to '%s' (\"host/service\" expected)"):format(fname), 3)
+  end
+end
+
+local function socket_of(h)
+  return h.docker and h.docker.socket or M.DEFAULT_SOCKET
+end
+
+-- The docker CLI prefix for an SSH host: [sudo -n] docker [-H unix://SOCK]
+local function cli(h, ...)
+  local d = h.docker or {}
+  local argv = {}
+  if d.sudo then argv[#argv + 1] = "sudo"; argv[#argv + 1] = "-n" end
+  argv[#argv + 1] = d.cli or "docker"
+  if d.socket then argv[#argv + 1] = "-H"; argv[#argv + 1] = "unix://" .. d.socket end
+  for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
+  return argv
+end
+
+local function display(argv) return host_mod().display(argv) end
+
+-- CLI failures on stderr -> our codes.
+local function cli_code(stderr)
+  if stderr:find("No such container", 1, true) or stderr:find("No such object", 1, true) then return "notfound" end
+  if stderr:find("Cannot connect to the Docker daemon", 1, true) then return "refused" end
+  if stderr:find("permission denied", 1, true) or stderr:find("a password is required", 1, true) then return "denied" end
+  if stderr:find("command not found", 1, true) or stderr:find("not found", 1, true) then return "notfound" end
+  return "io"
+end
+
+-- Runs a docker CLI command on an SSH host (raw, no trace event of its own).
+local function run_cli(ctx, h, argv, timeout)
+  local r, msg, code = host_mod().run(ctx, h.name, argv, { timeout = timeout })
+  if not r then return nil, msg, code end
+  if r.status ~= 0 then
+    local e = (r.stderr or ""):gsub("%s+$", "")
+    return nil, ("%s on %s: %s"):format(display(argv), h.name, e ~= "" and e or ("exit " .. tostring(r.status))),
+      cli_code(e)
+  end
+  return r
+end
+
+-- ---------------------------------------------------------------- resolve
+
+-- Pick the container of a compose service: running ones first, then by name (replica 1 first).
+local function pick(list)
+  table.sort(list, function(a, b)
+    if (a.state == "running") ~= (b.state == "running") then return a.state == "running" end
+    return a.name < b.name
+  end)
+  return list[1]
+end
+
+local function lookup(ctx, svc, timeout)
+  local h = ctx:host(svc.host)
+  local project, service = svc.compose.project, svc.compose.service
+  local list
+  if h.transport == "ssh" then
+    local argv = cli(h, "ps", "-a", "--filter", "label=com.docker.compose.project=" .. project,
+      "--filter", "label=com.docker.compose.service=" .. service, "--format", "{{.Names}}\t{{.State}}")
+    local r, msg, code = run_cli(ctx, h, argv, timeout)
+    if not r then return nil, msg, code end
+    list = {}
+    for name, state in r.stdout:gmatch("([^\t\n]+)\t([^\n]*)") do list[#list + 1] = { name = name, state = state } end
+  else
+    local msg, code
+    list, msg, code = docker.find { socket = socket_of(h), timeout = timeout, all = true,
+      labels = { ["com.docker.compose.project"] = project, ["com.docker.compose.service"] = service } }
+    if not list then return nil, msg, code end
+  end
+  local c = pick(list)
+  if not c then
+    return nil, ("no container for compose service %s/%s on %s"):format(project, service, svc.host), "notfound"
+  end
+  return c.name
+end
+
+-- resolve(ctx, "host/svc") -> container name | nil, msg, code
+function M.resolve(ctx, spec)
+  local svc = ctx:service(spec)
+  if svc.container then return svc.container end
+  if not svc.compose then return nil, spec .. " is not a container (no container: or compose: in the inventory)", "notfound" end
+  ctx._containers = ctx._containers or {}
+  local name = ctx._containers[spec]
+  if name then return name end
+  local msg, code
+  name, msg, code = call(ctx, {
+    family = "docker", op = "resolve", host = svc.host, summary_args = { spec },
+    detail = ("containers labelled com.docker.compose.project=%s, com.docker.compose.service=%s on %s")
+      :format(svc.compose.project, svc.compose.service, svc.host),
+    fn = function() return lookup(ctx, svc, ctx:timeout()) end,
+    summarize = function(n) return n end,
+  })
+  if name then ctx._containers[spec] = name end
+  return name, msg, code
+end
+
+-- ---------------------------------------------------------------- time arguments
+
+local UNIT = { s = 1, m = 60, h = 3600, d = 86400 }
+
+-- since/until -> value for the API, value for the docker CLI. A duration is counted back from
+-- this machine's clock for the API (local daemon) but handed to the CLI as "<N>s", so over SSH it
+-- is counted back from the server's own clock (no skew between the hosts matters).
+local function time_arg(v, name)
+  if v == nil then return nil end
+  if type(v) == "number" then
+    if v < 0 then error(("docker_logs: option '%s' must not be negative"):format(name), 4) end
+    local t = ("%.6f"):format(v)
+    return t, t
+  end
+  if type(v) ~= "string" then error(("docker_logs: option '%s' must be a string or a number"):format(name), 4) end
+  local n, unit = v:match("^(%d+%.?%d*)([smhd])$")
+  if n then
+    local secs = tonumber(n) * UNIT[unit]
+    return ("%.6f"):format(core.time() - secs), ("%ds"):format(math.ceil(secs))
+  end
+  if docker.parse_time(v) or v:match("^%d+%.?%d*$") then return v, v end
+  error(("docker_logs: option '%s': expected a duration (30m, 1h), epoch seconds or RFC 3339, got '%s'")
+    :format(name, v), 4)
+end
+
+local function grep_fn(g)
+  if g == nil then return nil end
+  if type(g) == "function" then return g end
+  if type(g) == "string" then g = { g } end
+  if type(g) ~= "table" or #g == 0 then error("docker_logs: option 'grep' must be a string, a list of strings or a function", 4) end
+  local needles = {}
+  for i, s in ipairs(g) do
+    if type(s) ~= "string" or s == "" then error("docker_logs: grep[" .. i .. "] must be a non-empty string", 4) end
+    needles[i] = s:lower()
+  end
+  return function(rec)
+    local l = rec.line:lower()
+    for _, s in ipairs(needles) do if l:find(s, 1, true) then return true end end
+    return false
+  end
+end
+
+-- ---------------------------------------------------------------- log sources
+
+-- Each source is a function returning stream, ts, epoch, line | nil (end); err() -> msg, code.
+
+local function api_source(h, container, o, timeout)
+  local s, msg, code = docker.logs { socket = socket_of(h), container = container, since = o.since,
+    ["until"] = o["until"], tail = o.tail, stdout = o.stdout, stderr = o.stderr, timeout = timeout }
+  if not s then return nil, msg, code end
+  return {
+    next = function() return s:next() end,
+    close = function() s:close() end,
+    err = function() return s:err() end,
+    detail = ("GET /containers/%s/logs on %s (%s)"):format(container, h.name, socket_of(h)),
+  }
+end
+
+local function ssh_argv(h, container, o)
+  local argv = cli(h, "logs", "--timestamps")
+  if o.cli_since then argv[#argv + 1] = "--since"; argv[#argv + 1] = o.cli_since end
+  if o.cli_until then argv[#argv + 1] = "--until"; argv[#argv + 1] = o.cli_until end
+  if o.tail then argv[#argv + 1] = "--tail"; argv[#argv + 1] = tostring(o.tail) end
+  argv[#argv + 1] = container
+  return argv
+end
+
+local function ssh_source(ctx, h, container, o, timeout)
+  local argv = ssh_argv(h, container, o)
+  -- stdout and stderr of `docker logs` merged on the server: one shell, every word quoted by
+  -- runbook.ssh.quote; 2>&1 is the only unquoted text.
+  local wrapped = { "sh", "-c", require("runbook.ssh").quote(argv) .. " 2>&1" }
+  local hm = host_mod()
+  local lines, msg, code
+  if hm.stream then
+    lines, msg, code = hm.stream(ctx, h.name, wrapped, timeout)
+  else
+    lines, msg, code = ctx:exec_stream(h.name, wrapped, { read_only = true, timeout = timeout })
+  end
+  if not lines then return nil, msg, code end
+  local failed_msg, failed_code
+  local first = true
+  local src = {
+    detail = display(argv) .. " 2>&1 on " .. h.name,
+    close = function() lines:close() end,
+    err = function() return failed_msg, failed_code end,
+  }
+  function src.next()
+    local l = lines()
+    if l == nil then
+      local r = lines:close()
+      if r.error then failed_msg, failed_code = r.error, r.code
+      elseif r.status and r.status ~= 0 then
+        failed_msg, failed_code = ("docker logs on %s: exit %s"):format(h.name, tostring(r.status)), "io"
+      end
+      if failed_msg then return nil, failed_msg, failed_code end
+      return nil
+    end
+    l = l:gsub("\r$", "")
+    local ts, rest = l:match("^(%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z) (.*)$")
+    if not ts then
+      ts, rest = l:match("^(%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z)$"), ""
+    end
+    if first and not ts then
+      -- the CLI's own error (no such container, daemon down) arrives merged as the first line
+      first = false
+      local c = cli_code(l)
+      if c ~= "io" or l:find("^Error") then
+        lines:close()
+        failed_msg, failed_code = ("docker logs on %s: %s"):format(h.name, l), c
+        return nil, failed_msg, failed_code
+      end
+    end
+    first = false
+    if not ts then return "merged", nil, nil, l end
+    return "merged", ts, docker.parse_time(ts), rest
+  end
+  return src
+end
+
+-- ---------------------------------------------------------------- Logs objects
+
+local Logs = {}
+Logs.__index = Logs
+
+function Logs:__call()
+  if self.list then
+    self.i = self.i + 1
+    return self.list[self.i]
+  end
+  if self.done then return nil end
+  while true do
+    local st, ts, e, line = self.src.next()
+    if st == nil then
+      self.done = true
+      if ts then self.error, self.code = ts, e end
+      self.src.close()
+      return nil
+    end
+    self.read = self.read + 1
+    local rec = { host = self.host, service = self.service, container = self.container,
+                  stream = st, ts = ts, time = e, line = line }
+    self.matched = self.matched + 1
+    return rec
+  end
+end
+
+function Logs:err() return self.error, self.code end
+function Logs:close()
+  if self.src and not self.done then self.done = true; self.src.close() end
+end
+Logs.__close = Logs.close
+
+-- ---------------------------------------------------------------- methods
+
+local function state_summary(r)
+  if not r then return nil end
+  if r.running then return ("running since %s"):format(r.started_at or "?") end
+  return ("%s (exit %s) since %s"):format(r.status or "?", tostring(r.exit_code), r.finished_at or "?")
+end
+
+-- The inspect record of a container, local (API) or over SSH (docker inspect JSON).
+local function inspect(ctx, h, container, timeout)
+  if h.transport ~= "ssh" then
+    return docker.inspect { socket = socket_of(h), container = container, timeout = timeout }
+  end
+  local r, msg, code = run_cli(ctx, h, cli(h, "inspect", "--type", "container", container), timeout)
+  if not r then return nil, msg, code end
+  local json = require "runbook.json"
+  local v, jerr = json.decode(r.stdout)
+  local c = type(v) == "table" and v[1]
+  if type(c) ~= "table" then return nil, "docker inspect: unexpected output: " .. tostring(jerr or r.stdout:sub(1, 200)), "protocol" end
+  local st, cfg = c.State or {}, c.Config or {}
+  local function str(x) return type(x) == "string" and x or nil end
+  local rec = {
+    name = str(c.Name) and c.Name:gsub("^/", ""), id = str(c.Id), restart_count = math.tointeger(c.RestartCount) or 0,
+    status = str(st.Status), running = st.Running == true, oom_killed = st.OOMKilled == true,
+    exit_code = math.tointeger(st.ExitCode) or 0, pid = math.tointeger(st.Pid) or 0, error = str(st.Error),
+    health = type(st.Health) == "table" and str(st.Health.Status) or nil,
+    started_at = str(st.StartedAt), finished_at = str(st.FinishedAt),
+    image = str(cfg.Image), tty = cfg.Tty == true, labels = {},
+  }
+  for k, x in pairs(type(cfg.Labels) == "table" and cfg.Labels or {}) do
+    if type(x) == "string" then rec.labels[k] = x end
+  end
+  local t = rec.started_at and docker.parse_time(rec.started_at)
+  if t and t > 0 then rec.started = t end
+  t = rec.finished_at and docker.parse_time(rec.finished_at)
+  if t and t > 0 then rec.finished = t end
+  return rec
+end
+
+local function action(ctx, verb, spec, opts)
+  check_spec(spec, "container_" .. verb)
+  if opts ~= nil and type(opts) ~= "table" then error("container_" .. verb .. ": options table expected", 3) end
+  for k, v in pairs(opts or {}) do
+    if not ACTION_OPTS[k] then error(("container_%s: unknown option '%s'"):format(verb, tostring(k)), 3) end
+    if type(v) ~= ACTION_OPTS[k] or v < 0 then error(("container_%s: option '%s' must be a non-negative number"):format(verb, k), 3) end
+  end
+  opts = opts or {}
+  local svc = ctx:service(spec)
+  local h = ctx:host(svc.host)
+  local container, msg, code = M.resolve(ctx, spec)
+  if not container then return nil, msg, code end
+  local timeout = ctx:timeout(opts.timeout or 60)
+  local grace = opts.grace or 10
+  local argv = verb == "restart" and cli(h, "restart", "-t", tostring(math.floor(grace)), container)
+    or cli(h, "start", container)
+  local detail = ("docker %s %s on %s"):format(verb, container, svc.host)
+  local before_state
+  return call(ctx, {
+    family = "docker", op = verb, host = svc.host, summary_args = { spec, container },
+    target = spec .. " (container " .. container .. ")",
+    detail = h.transport == "ssh" and (detail .. ": " .. display(argv)) or
+      (detail .. ": POST /containers/" .. container .. "/" .. verb .. " on " .. socket_of(h)),
+    before = function()
+      local r, m = inspect(ctx, h, container, ctx:timeout())
+      before_state = r
+      return r and state_summary(r) or m
+    end,
+    after = "running (" .. verb .. "ed)",
+    verify = function()
+      local r, m = inspect(ctx, h, container, ctx:timeout())
+      return r and state_summary(r) or m
+    end,
+    fn = function()
+      local t0 = core.now()
+      local ok, m, c
+      if h.transport == "ssh" then
+        ok, m, c = run_cli(ctx, h, argv, timeout)
+      else
+        local f = verb == "restart" and docker.restart or docker.start
+        local args = { socket = socket_of(h), container = container, timeout = timeout }
+        if verb == "restart" then args.grace = grace end
+        ok, m, c = f(args)
+      end
+      if not ok then return nil, m, c end
+      -- wait until it runs, with a StartedAt newer than before (a restart really happened)
+      local old = before_state and before_state.started_at
+      local last
+      repeat
+        local r, im, ic = inspect(ctx, h, container, ctx:timeout())
+        if not r and ic ~= "notfound" then return nil, im, ic end
+        last = r
+        if r and r.running and (verb == "start" or r.started_at ~= old) then return r end
+        core.sleep(M.POLL)
+      until core.now() - t0 > timeout
+      return nil, ("%s: container %s not running %.0f s after docker %s (%s)"):format(spec, container,
+        timeout, verb, state_summary(last) or "gone"), "timeout"
+    end,
+    summarize = state_summary,
+  })
+end
+
+function M.install(Ctx)
+  function Ctx:docker_logs(spec, opts)
+    check_spec(spec, "docker_logs")
+    if opts ~= nil and type(opts) ~= "table" then error("bad argument #2 to 'docker_logs' (options table expected)", 2) end
+    opts = opts or {}
+    for k in pairs(opts) do
+      if not LOG_OPTS[k] then error(("docker_logs: unknown option '%s'"):format(tostring(k)), 2) end
+    end
+    if opts.tail ~= nil and (math.type(opts.tail) ~= "integer" or opts.tail < 0) then
+      error("docker_logs: option 'tail' must be a non-negative integer", 2)
+    end
+    if opts.max ~= nil and (math.type(opts.max) ~= "integer" or opts.max < 1) then
+      error("docker_logs: option 'max' must be a positive integer", 2)
+    end
+    for _, k in ipairs { "stdout", "stderr" } do
+      if opts[k] ~= nil and type(opts[k]) ~= "boolean" then error(("docker_logs: option '%s' must be a boolean"):format(k), 2) end
+    end
+    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
+      error("docker_logs: option 'timeout' must be a positive number", 2)
+    end
+    local o = { tail = opts.tail, stdout = opts.stdout, stderr = opts.stderr }
+    o.since, o.cli_since = time_arg(opts.since, "since")
+    o["until"], o.cli_until = time_arg(opts["until"], "until")
+    local match = grep_fn(opts.grep)
+    local max = opts.max or M.MAX_MATCHES
+    local svc = self:service(spec)
+    local h = self:host(svc.host)
+    local container, msg, code = M.resolve(self, spec)
+    if not container then return nil, msg, code end
+    local timeout = self:timeout(opts.timeout)
+    local summary = { spec }
+    for _, k in ipairs { "since", "until", "tail" } do
+      if opts[k] ~= nil then summary[#summary + 1] = k .. "=" .. tostring(opts[k]) end
+    end
+    if type(opts.grep) == "string" then summary[#summary + 1] = "grep=" .. opts.grep
+    elseif opts.grep then summary[#summary + 1] = "grep=(" .. type(opts.grep) .. ")" end
+    local detail = h.transport == "ssh" and (display(ssh_argv(h, container, o)) .. " on " .. svc.host)
+      or ("GET /containers/%s/logs since=%s until=%s tail=%s on %s"):format(container, tostring(o.since),
+        tostring(o["until"]), tostring(o.tail or "all"), socket_of(h))
+
+    local logs = setmetatable({ host = svc.host, service = spec, container = container,
+                                read = 0, matched = 0 }, Logs)
+    return call(self, {
+      family = "docker", op = "logs", host = svc.host, summary_args = summary, detail = detail,
+      fn = function()
+        local src, m, c
+        if h.transport == "ssh" then src, m, c = ssh_source(self, h, container, o, timeout)
+        else src, m, c = api_source(h, container, o, timeout) end
+        if not src then return nil, m, c end
+        logs.src = src
+        if not match then return logs end          -- lazy: records stream one at a time
+        local list = {}
+        while true do
+          local st, ts, e, line = src.next()
+          if st == nil then
+            if ts then src.close(); return nil, ts, e end
+            break
+          end
+          logs.read = logs.read + 1
+          local rec = { host = svc.host, service = spec, container = container, stream = st,
+                        ts = ts, time = e, line = line }
+          if match(rec) then
+            logs.matched = logs.matched + 1
+            if #list < max then list[#list + 1] = rec end
+          end
+        end
+        src.close()
+        logs.list, logs.i, logs.done = list, 0, true
+        logs.truncated = logs.matched > #list
+        return logs
+      end,
+      summarize = function(l)
+        if not l.list then return "streaming from " .. container end
+        return ("read %d lines, matched %d%s"):format(l.read, l.matched,
+          l.truncated and (" (kept the first %d)"):format(#l.list) or "")
+      end,
+    })
+  end
+
+  function Ctx:container_state(spec)
+    check_spec(spec, "container_state")
+    local svc = self:service(spec)
+    local h = self:host(svc.host)
+    local container, msg, code = M.resolve(self, spec)
+    if not container then return nil, msg, code end
+    return call(self, {
+      family = "docker", op = "state", host = svc.host, summary_args = { spec, container },
+      detail = h.transport == "ssh" and (display(cli(h, "inspect", "--type", "container", container)) .. " on " .. svc.host)
+        or ("GET /containers/%s/json on %s"):format(container, socket_of(h)),
+      fn = function() return inspect(self, h, container, self:timeout()) end,
+      summarize = state_summary,
+    })
+  end
+
+  function Ctx:container_restart(spec, opts) return action(self, "restart", spec, opts) end
+  function Ctx:container_start(spec, opts) return action(self, "start", spec, opts) end
+end
+
+return M
