@@ -31,7 +31,8 @@ static int file_exists(const char *dir, const char *rel)
 }
 
 /* The directory that holds lua/ and runbooks/: $RUNBOOK_HOME, the binary's directory or its
- * parent (build trees), else the compiled-in share directory. */
+ * parent (build trees), <bindir>/../share/runbook (an installed, relocatable tree), else the
+ * compiled-in share directory. */
 static void find_root(char *root, size_t n)
 {
 	const char *env = getenv("RUNBOOK_HOME");
@@ -58,6 +59,10 @@ static void find_root(char *root, size_t n)
 				*slash = '\0';
 				if (file_exists(exe, "lua/runbook/cli.lua")) {
 					snprintf(root, n, "%s", exe);
+					return;
+				}
+				if (file_exists(exe, "share/runbook/lua/runbook/cli.lua")) {
+					snprintf(root, n, "%s/share/runbook", exe);
 					return;
 				}
 			}
