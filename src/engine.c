@@ -61,10 +61,9 @@ static void find_root(char *root, size_t n)
 					snprintf(root, n, "%s", exe);
 					return;
 				}
-				if (file_exists(exe, "share/runbook/lua/runbook/cli.lua")) {
-					snprintf(root, n, "%s/share/runbook", exe);
+				if (file_exists(exe, "share/runbook/lua/runbook/cli.lua")
+				    && snprintf(root, n, "%s/share/runbook", exe) < (int)n)
 					return;
-				}
 			}
 		}
 	}
