@@ -16,6 +16,7 @@
  * Every C resource lives in a userdata with a __gc, so a Lua error cannot leak it.
  * Depends on: Lua 5.4, libcurl >= 7.85 (CURLOPT_PROTOCOLS_STR). */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -326,8 +327,8 @@ static int http_request(lua_State *L)
 	if (!valid_method(method))
 		return luaL_error(L, "option 'method' must be one of GET HEAD POST PUT PATCH DELETE "
 		                  "OPTIONS, got '%s'", method);
-	if (body && strcmp(method, "GET") == 0)
-		return luaL_error(L, "option 'body' is not allowed with GET");
+	if (body && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
+		return luaL_error(L, "option 'body' is not allowed with %s", method);
 	lua_getfield(L, 1, "verify");
 	if (!lua_isnil(L, -1)) {
 		if (!lua_isboolean(L, -1))
@@ -388,8 +389,9 @@ static int http_request(lua_State *L)
 	curl_easy_setopt(r->curl, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->curl, CURLOPT_PROXY, "");
-	curl_easy_setopt(r->curl, CURLOPT_TIMEOUT_MS, (long)(timeout * 1000));
-	curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)(connect_timeout * 1000));
+	/* whole milliseconds, never 0 (0 would mean "no timeout" to libcurl) */
+	curl_easy_setopt(r->curl, CURLOPT_TIMEOUT_MS, (long)ceil(timeout * 1000));
+	curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(connect_timeout * 1000));
 	curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
 	curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
 	if (cainfo)

@@ -333,7 +333,7 @@ static int sql_connect(lua_State *L)
 	c->my = NULL;
 	c->dead = 0;
 	c->read_timeout = rt;
-	if (sock && host == NULL)
+	if (sock)
 		snprintf(c->where, sizeof c->where, "%s", sock);
 	else
 		snprintf(c->where, sizeof c->where, "%s:%d", host, (int)port);
@@ -346,6 +346,10 @@ static int sql_connect(lua_State *L)
 	mysql_options(c->my, MYSQL_OPT_LOCAL_INFILE, &zero);
 	mysql_options(c->my, MYSQL_OPT_RECONNECT, &off);
 	mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	/* never an authentication method that sends the password itself (mysql_clear_password,
+	 * dialog/PAM), whatever the server asks for */
+	mysql_options(c->my, MARIADB_OPT_RESTRICTED_AUTH,
+	              "mysql_native_password,client_ed25519,caching_sha2_password,sha256_password");
 	if (sock)
 		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &(unsigned){MYSQL_PROTOCOL_SOCKET});
 	else
@@ -363,9 +367,9 @@ static int sql_connect(lua_State *L)
 		unsigned e = mysql_errno(c->my);
 		const char *msg = mysql_error(c->my);
 		double waited = now_mono() - t0;
-		int sys = message_errno(msg), n;
-		if ((e == CR_CONN_HOST_ERROR || e == CR_CONNECTION_ERROR) && sock == NULL && (sys == EINPROGRESS || sys == 0) &&
-		    waited < ct - 0.2)
+		int sys = message_errno(msg);
+		if ((e == CR_CONN_HOST_ERROR || e == CR_CONNECTION_ERROR) && sock == NULL &&
+		    (sys == EINPROGRESS || sys == 0) && waited < ct - 0.2)
 			sys = probe_connect_errno(host, (unsigned)port, ct - waited);
 		lua_pushnil(L);
 		lua_pushfstring(L, "%s: ERROR %d (%s): ", c->where, (int)e, mysql_sqlstate(c->my));
@@ -376,10 +380,20 @@ static int sql_connect(lua_State *L)
 			lua_pushliteral(L, "");
 		lua_concat(L, 3);
 		lua_pushstring(L, error_code(e, waited, ct, sys));
-		n = 3;
 		mysql_close(c->my);
 		c->my = NULL;
-		return n;
+		return 3;
+	}
+	/* libmariadb's ENFORCE alone goes on in plaintext when the server has no TLS ("verify"
+	 * refuses before authenticating): refuse here, before any query */
+	if (tls && mysql_get_ssl_cipher(c->my) == NULL) {
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: TLS required (tls=true) but the server did not negotiate it",
+		                c->where);
+		lua_pushliteral(L, "tls");
+		mysql_close(c->my);
+		c->my = NULL;
+		return 3;
 	}
 	return 1;
 }

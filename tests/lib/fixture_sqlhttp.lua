@@ -1,7 +1,7 @@
 -- fixture_sqlhttp.lua: private throwaway servers on 127.0.0.32 for the sql and http tests, and
 -- the lab's facts. Everything started here is stopped by F.cleanup() (F.run does it for you).
 --   F.run(t, body)           pcall(body); cleanup; a raise becomes a failed test; t.done()
---   F.mariadb()              -> {host, port, user, password, password_file, database, sock}
+--   F.mariadb([tls])         -> {host, port, user, password, password_file, database, sock, ca_file}
 --   F.httpd(mode)            -> port of fixture_httpd.py (mode nil | "silent" | "full")
 --   F.lab()                  -> table of `tests/lab/lab env` facts after `lab up`, or nil, why
 --   F.sh(cmd)                -> stdout, ok   (trusted test code only)
@@ -28,16 +28,17 @@ local function read_file(path)
 end
 F.read_file = read_file
 
-function F.mariadb()
-  local dir = tmp .. "-db"
+function F.mariadb(tls)
+  local dir = tmp .. "-db" .. (#dirs + 1)
   dirs[#dirs + 1] = dir
-  local out, ok = F.sh(q(root .. "/tests/lib/fixture_mariadb.sh") .. " start " .. q(dir) .. " 2>&1")
+  local out, ok = F.sh(q(root .. "/tests/lib/fixture_mariadb.sh") .. " start " .. q(dir) ..
+    (tls and " tls" or "") .. " 2>&1")
   if not ok then error("private mariadbd did not start: " .. out, 2) end
   local e = {}
   for k, v in out:gmatch("([%u_]+)=([^\n]*)") do e[k] = v end
   return { host = "127.0.0.32", port = math.tointeger(tonumber(e.PORT)), user = e.USER,
            password = read_file(e.PASSWORD_FILE), password_file = e.PASSWORD_FILE,
-           database = e.DATABASE, sock = e.SOCK, dir = dir }
+           database = e.DATABASE, sock = e.SOCK, dir = dir, ca_file = e.CA_FILE }
 end
 
 function F.httpd(mode)

@@ -27,6 +27,8 @@ F.run(t, function()
   t.like(select(2, pcall(http.request, { url = base, timeout = -1 })), "option 'timeout'",
     "negative timeout raises")
   t.like(select(2, pcall(http.request, {})), "'url' is required", "url required")
+  t.like(select(2, pcall(http.request, { url = base, method = "HEAD", body = "x" })),
+    "not allowed with HEAD", "a body with HEAD raises")
 
   -- GET with headers
   local tok = "tok-" .. core.random_hex(8)
@@ -90,6 +92,11 @@ F.run(t, function()
   local took = core.now() - t0
   t.is(code, "timeout", "slow server: code timeout")
   t.ok(took >= 0.4 and took < 1.5, ("slow server: timeout=0.5 honoured (%.2fs)"):format(took))
+
+  -- a tiny timeout is still a timeout (libcurl reads 0 ms as "none")
+  t0 = core.now()
+  r, msg, code = http.request { url = base .. "/slow/2", timeout = 0.0001 }
+  t.ok(code == "timeout" and core.now() - t0 < 0.5, "timeout=0.0001 fires, not 'no timeout'")
 
   -- a server that accepts and never answers
   local silent = F.httpd("silent")

@@ -44,6 +44,32 @@ F.run(t, function()
   t.ok(not msg:find(wrong, 1, true) and msg:find("***", 1, true),
     "user==password: password replaced by *** in the message")
 
+  -- tls required, the server has none: tls
+  r, msg, code = conn { tls = true }
+  t.is(code, "tls", "tls=true against a server without TLS: code tls (" .. tostring(msg) .. ")")
+  r, msg, code = conn { tls = "verify" }
+  t.is(code, "tls", "tls=verify against a server without TLS: code tls (" .. tostring(msg) .. ")")
+
+  -- a server with TLS (self-signed certificate for IP 127.0.0.32)
+  local tdb = F.mariadb(true)
+  local function tconn(extra)
+    local o = { host = tdb.host, port = tdb.port, user = tdb.user, password = tdb.password,
+                database = tdb.database, connect_timeout = 3 }
+    for k, v in pairs(extra) do o[k] = v end
+    return sql.connect(o)
+  end
+  local tc
+  tc, msg = tconn { tls = true }
+  local cipher = tc and tc:query("SHOW SESSION STATUS LIKE 'Ssl_cipher'").rows[1].Value
+  t.ok(type(cipher) == "string" and #cipher > 0, "tls=true: encrypted (" .. tostring(cipher or msg) .. ")")
+  if tc then tc:close() end
+  tc, msg, code = tconn { tls = "verify" }
+  t.is(code, "tls", "tls=verify with an unknown CA: code tls")
+  t.ok(msg and not msg:find(tdb.password, 1, true), "tls failure: no password in the message")
+  tc, msg = tconn { tls = "verify", tls_ca = tdb.ca_file }
+  t.ok(tc, "tls=verify with the right CA file: connected " .. tostring(msg))
+  if tc then tc:close() end
+
   -- refused
   local t0 = core.now()
   r, msg, code = conn { port = 9, connect_timeout = 3 }
