@@ -3,7 +3,9 @@
  *
  *   dns.query{name=, type="A"|"AAAA"|"MX"|"TXT"|"PTR"|"CNAME"|"NS"|"SOA" (default "A"),
  *             server=IP|nil, port=53, timeout=5 (seconds, whole query), tcp=false,
- *             retries=1 (extra UDP tries), recurse=true}
+ *             retries=1 (extra UDP tries), recurse=true,
+ *             resolv_conf=PATH (where the servers come from when server is nil; default
+ *             /etc/resolv.conf; port still applies; up to 3 servers share the timeout)}
  *     -> {rcode="NOERROR", nodata=bool, answers={rr...}, authority={rr...}, additional={rr...},
  *         flags={aa=,tc=,rd=,ra=}, qname=, qtype=, server=, port=, tcp=bool, ms=}
  *        rr = {name=, type=, ttl=, class=, data=<presentation rdata>, plus per type:
@@ -467,12 +469,13 @@ static void set_qname(lua_State *L, struct dns_query *q, const char *name)
 	snprintf(q->qname, sizeof q->qname, "%s%s", name, name[strlen(name) - 1] == '.' ? "" : ".");
 }
 
-/* Fills q->servers from resolv.conf (production: no server in the inventory). */
-static int system_servers(struct dns_query *q)
+/* Fills q->servers from resolv.conf (production: no server in the inventory; path NULL is
+ * /etc/resolv.conf). */
+static int system_servers(struct dns_query *q, const char *path)
 {
 	ldns_resolver *res = NULL;
 	ldns_buffer *b;
-	if (ldns_resolver_new_frm_file(&res, NULL) != LDNS_STATUS_OK || res == NULL)
+	if (ldns_resolver_new_frm_file(&res, path) != LDNS_STATUS_OK || res == NULL)
 		return -1;
 	b = ldns_buffer_new(64);
 	for (size_t i = 0; b && i < ldns_resolver_nameserver_count(res) && q->nservers < DNS_MAX_SERVERS; i++) {
@@ -488,14 +491,14 @@ static int system_servers(struct dns_query *q)
 }
 
 static const char *const query_options[] = {
-	"name", "type", "server", "port", "timeout", "tcp", "retries", "recurse", NULL
+	"name", "type", "server", "port", "timeout", "tcp", "retries", "recurse", "resolv_conf", NULL
 };
 
 /* dns.query(opts): see the file comment. */
 static int dns_query(lua_State *L)
 {
 	struct dns_query *q;
-	const char *name, *type, *server;
+	const char *name, *type, *server, *resolv_conf;
 	double port, retries;
 	ldns_rdf *dname;
 	ldns_pkt *query;
@@ -508,6 +511,7 @@ static int dns_query(lua_State *L)
 	name = rbnet_opt_string(L, 1, "name", NULL);
 	type = rbnet_opt_string(L, 1, "type", "A");
 	server = rbnet_opt_string(L, 1, "server", NULL);
+	resolv_conf = rbnet_opt_string(L, 1, "resolv_conf", NULL);
 	port = rbnet_opt_number(L, 1, "port", 53);
 	retries = rbnet_opt_number(L, 1, "retries", 1);
 	q->timeout = rbnet_opt_timeout(L, 1, 5.0);
@@ -536,9 +540,9 @@ static int dns_query(lua_State *L)
 			return luaL_error(L, "option 'server' must be a numeric IP address (got '%s')", server);
 		snprintf(q->servers[0], INET6_ADDRSTRLEN, "%s", server);
 		q->nservers = 1;
-	} else if (system_servers(q) != 0) {
+	} else if (system_servers(q, resolv_conf) != 0) {
 		lua_pushnil(L);
-		lua_pushliteral(L, "no nameserver in /etc/resolv.conf");
+		lua_pushfstring(L, "no nameserver in %s", resolv_conf ? resolv_conf : "/etc/resolv.conf");
 		lua_pushliteral(L, "io");
 		return 3;
 	}

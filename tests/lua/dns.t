@@ -90,6 +90,24 @@ local function body()
   r = q("big.example.test", "TXT")
   t.ok(r and r.tcp == true and #r.answers[1].text == 1500, "truncated UDP reply -> retried over TCP, whole record")
 
+  -- no server: the servers of a resolv.conf (here a private one; tests never use the system's).
+  -- The first server never answers, so the second must be asked within the same timeout.
+  local rc = fx.dir .. "/resolv.conf"
+  local f = assert(io.open(rc, "w"))
+  f:write("# private\nnameserver ", S, "\nnameserver ", S, "\n")
+  f:close()
+  local silent_rc = fx:peer("udpsilent")
+  r = dns.query { name = "example.test", type = "MX", resolv_conf = rc, port = port, timeout = 2 }
+  t.ok(r and #r.answers == 2, "server=nil: servers read from resolv_conf")
+  -- two listed servers that never answer: each is asked (twice: retries=1) within one timeout
+  local t1 = require("runbook.core").now()
+  res, msg, code = dns.query { name = "example.test", type = "MX", resolv_conf = rc, port = silent_rc.port, timeout = 0.8 }
+  local took_rc = require("runbook.core").now() - t1
+  t.is(code, "timeout", "resolv_conf servers that never answer -> timeout")
+  t.ok(took_rc < 1.5, ("both servers share the one budget (%.2fs)"):format(took_rc))
+  local _, nq = fx.received(silent_rc):gsub("QUERY", "")
+  t.is(nq, 4, "each of the two servers got two tries")
+
   r = q("example.test", "MX", { tcp = true })
   t.ok(r and r.tcp == true and #r.answers == 2, "tcp=true: same answer over TCP")
 
