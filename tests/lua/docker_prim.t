@@ -24,7 +24,7 @@ local function main()
   d:run("rb-postfix", [[i=0; while [ $i -lt 2000 ]; do
 if [ $((i % 500)) -eq 7 ]; then a=Info@Example.test; else a=user$i@example.test; fi
 echo "Nov 28 12:00:00 mx postfix/smtp[42]: 4Q$i: to=<$a>, relay=127.0.0.20[127.0.0.20]:2525, status=sent"
-i=$((i+1)); done; echo "warning: on stderr" >&2]])
+i=$((i+1)); done; sleep 0.3; echo "warning: on stderr" >&2]])
   d:run("mailserver-dovecot-1", "echo 'lmtp(info@example.test): msgid=<m1@x.test>: saved mail to INBOX'; " .. forever,
         { args = { lab, "com.docker.compose.project=mailserver", lab, "com.docker.compose.service=dovecot" } })
   d:run("mailserver-dovecot-old", "true",

@@ -272,21 +272,25 @@ function Logs:__call()
     self.i = self.i + 1
     return self.list[self.i]
   end
-  if self.done then return nil end
-  while true do
-    local st, ts, e, line = self.src.next()
+  local st, ts, e, line
+  if self.pending then
+    st, ts, e, line = table.unpack(self.pending, 1, 4)
+    self.pending = nil
+  elseif self.done then
+    return nil
+  else
+    st, ts, e, line = self.src.next()
     if st == nil then
       self.done = true
       if ts then self.error, self.code = ts, e end
       self.src.close()
       return nil
     end
-    self.read = self.read + 1
-    local rec = { host = self.host, service = self.service, container = self.container,
-                  stream = st, ts = ts, time = e, line = line }
-    self.matched = self.matched + 1
-    return rec
   end
+  self.read = self.read + 1
+  self.matched = self.matched + 1
+  return { host = self.host, service = self.service, container = self.container,
+           stream = st, ts = ts, time = e, line = line }
 end
 
 function Logs:err() return self.error, self.code end
@@ -446,7 +450,19 @@ function M.install(Ctx)
         else src, m, c = api_source(h, container, o, timeout) end
         if not src then return nil, m, c end
         logs.src = src
-        if not match then return logs end          -- lazy: records stream one at a time
+        if not match then
+          -- lazy: records stream one at a time; the first is read now, so that a failure to
+          -- start (no such container over SSH, where it arrives as output) is this call's result
+          local st, ts, e, line = src.next()
+          if st == nil then
+            src.close()
+            if ts then return nil, ts, e end
+            logs.done = true
+          else
+            logs.pending = { st, ts, e, line }
+          end
+          return logs
+        end
         local list = {}
         while true do
           local st, ts, e, line = src.next()
