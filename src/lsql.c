@@ -22,11 +22,10 @@
  * Timeouts are whole seconds for libmariadb (rounded up); read_timeout bounds each network read.
  * The password is never part of a returned message. Every C resource lives in a userdata with a
  * __gc, so a Lua error (even out of memory) cannot leak it.
- * Depends on: Lua 5.4, libmariadb, ljson.h (the shared null sentinel). */
+ * This file: connections, error classification, the module table; conn:query is sql_query.c.
+ * Depends on: Lua 5.4, libmariadb, sqlint.h, ljson.h (the shared null sentinel). */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -44,34 +43,16 @@
 #include <mysqld_error.h>
 
 #include "ljson.h"
+#include "sqlint.h"
 
-#define SQL_CONN "runbook.sql.conn"
-#define SQL_STMT "runbook.sql.stmt"
-#define SQL_STRBUF 256          /* first buffer per text column; longer values are re-fetched */
-#define SQL_DEFAULT_MAX_ROWS 10000
-
-
-struct sql_conn {
-	MYSQL *my;                  /* NULL once closed */
-	int dead;                   /* a timeout or lost connection: unusable, still to be closed */
-	unsigned read_timeout;
-	char where[300];            /* "host:port" or the socket path, for messages */
-};
-
-/* The per-query resources, owned by a userdata on the stack for the length of one query. */
-struct sql_stmt {
-	MYSQL_STMT *st;
-	MYSQL_RES *meta;
-};
-
-static double now_mono(void)
+double sql_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int is_null(lua_State *L, int idx)
+int sql_is_null(lua_State *L, int idx)
 {
 	int eq;
 	if (lua_type(L, idx) != LUA_TUSERDATA)
@@ -195,8 +176,8 @@ static void push_scrubbed(lua_State *L, const char *s, const char *secret)
 }
 
 /* nil, "<where>: ERROR errno (SQLSTATE): message", code */
-static int push_failure(lua_State *L, const char *where, unsigned err, const char *state,
-                        const char *msg, const char *secret, double waited, double limit)
+int sql_push_failure(lua_State *L, const char *where, unsigned err, const char *state,
+                     const char *msg, const char *secret, double waited, double limit)
 {
 	const char *code = error_code(err, waited, limit, message_errno(msg));
 	lua_pushnil(L);
@@ -209,7 +190,7 @@ static int push_failure(lua_State *L, const char *where, unsigned err, const cha
 
 /* ------------------------------------------------------------------ options */
 
-static void check_keys(lua_State *L, int idx, const char *const allowed[])
+void sql_check_keys(lua_State *L, int idx, const char *const allowed[])
 {
 	lua_pushnil(L);
 	while (lua_next(L, idx) != 0) {
@@ -256,7 +237,7 @@ static unsigned opt_seconds(lua_State *L, int idx, const char *k, unsigned def)
 
 /* ------------------------------------------------------------------ connection handle */
 
-static struct sql_conn *check_conn(lua_State *L)
+struct sql_conn *sql_check_conn(lua_State *L)
 {
 	struct sql_conn *c = luaL_checkudata(L, 1, SQL_CONN);
 	if (c->my == NULL)
@@ -300,7 +281,7 @@ static int sql_connect(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	check_keys(L, 1, connect_keys);
+	sql_check_keys(L, 1, connect_keys);
 	host = opt_string(L, 1, "host", NULL);
 	user = opt_string(L, 1, "user", NULL);
 	password = opt_string(L, 1, "password", "");
@@ -360,13 +341,13 @@ static int sql_connect(lua_State *L)
 		if (ca)
 			mysql_options(c->my, MYSQL_OPT_SSL_CA, ca);
 	}
-	t0 = now_mono();
+	t0 = sql_now();
 	/* client flags: no CLIENT_MULTI_STATEMENTS, no CLIENT_LOCAL_FILES */
 	if (mysql_real_connect(c->my, sock ? NULL : host, user, password, database,
 	                       (unsigned)port, sock, 0) == NULL) {
 		unsigned e = mysql_errno(c->my);
 		const char *msg = mysql_error(c->my);
-		double waited = now_mono() - t0;
+		double waited = sql_now() - t0;
 		int sys = message_errno(msg);
 		if ((e == CR_CONN_HOST_ERROR || e == CR_CONNECTION_ERROR) && sock == NULL &&
 		    (sys == EINPROGRESS || sys == 0) && waited < ct - 0.2)
@@ -398,67 +379,15 @@ static int sql_connect(lua_State *L)
 	return 1;
 }
 
-static void note_dead(struct sql_conn *c, lua_State *L);
-static int dead_failure(lua_State *L, struct sql_conn *c);
-
-/* conn:ping() -> true | nil, msg, code */
-static int conn_ping(lua_State *L)
-{
-	struct sql_conn *c = check_conn(L);
-	double t0 = now_mono();
-	if (c->dead)
-		return dead_failure(L, c);
-	if (mysql_ping(c->my) != 0) {
-		int n = push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
-		                     mysql_error(c->my), NULL, now_mono() - t0, c->read_timeout);
-		note_dead(c, L);
-		return n;
-	}
-	lua_pushboolean(L, 1);
-	return 1;
-}
-
-/* ------------------------------------------------------------------ statements */
-
-static int stmt_gc(lua_State *L)
-{
-	struct sql_stmt *s = luaL_checkudata(L, 1, SQL_STMT);
-	if (s->meta) {
-		mysql_free_result(s->meta);
-		s->meta = NULL;
-	}
-	if (s->st) {
-		mysql_stmt_close(s->st);
-		s->st = NULL;
-	}
-	return 0;
-}
-
-static void stmt_release(lua_State *L, int idx)
-{
-	lua_pushcfunction(L, stmt_gc);
-	lua_pushvalue(L, idx);
-	lua_call(L, 1, 0);
-}
-
 /* A failure that leaves the connection unusable marks it dead. */
-static void note_dead(struct sql_conn *c, lua_State *L)
+void sql_note_dead(struct sql_conn *c, lua_State *L)
 {
 	const char *code = lua_tostring(L, -1);
 	if (strcmp(code, "timeout") == 0 || strcmp(code, "closed") == 0)
 		c->dead = 1;
 }
 
-static int stmt_failure(lua_State *L, struct sql_conn *c, struct sql_stmt *s, int sidx, double t0)
-{
-	int n = push_failure(L, c->where, mysql_stmt_errno(s->st), mysql_stmt_sqlstate(s->st),
-	                     mysql_stmt_error(s->st), NULL, now_mono() - t0, c->read_timeout);
-	note_dead(c, L);
-	stmt_release(L, sidx);
-	return n;
-}
-
-static int dead_failure(lua_State *L, struct sql_conn *c)
+int sql_dead_failure(lua_State *L, struct sql_conn *c)
 {
 	lua_pushnil(L);
 	lua_pushfstring(L, "%s: the connection was lost earlier (timeout or closed by the server)",
@@ -475,265 +404,26 @@ static int conn_is_open(lua_State *L)
 	return 1;
 }
 
-/* Values a caller may bind; checked before any I/O. */
-static void check_params(lua_State *L, int idx, lua_Integer n)
+/* conn:ping() -> true | nil, msg, code */
+static int conn_ping(lua_State *L)
 {
-	for (lua_Integer i = 1; i <= n; i++) {
-		int t = lua_rawgeti(L, idx, i);
-		if (t != LUA_TSTRING && t != LUA_TNUMBER && t != LUA_TBOOLEAN && !is_null(L, -1))
-			luaL_error(L, "bad argument #2 to 'query' (parameter %d: %s cannot be bound; "
-			           "use a string, number, boolean or sql.NULL)", (int)i, luaL_typename(L, -1));
-		lua_pop(L, 1);
-	}
-}
-
-union sql_scalar {
-	long long i;
-	double d;
-	signed char b;
-};
-
-static void bind_params(lua_State *L, int idx, MYSQL_BIND *pb, union sql_scalar *val,
-                        unsigned long *len, lua_Integer n)
-{
-	for (lua_Integer i = 0; i < n; i++) {
-		MYSQL_BIND *b = &pb[i];
-		lua_rawgeti(L, idx, i + 1);   /* the params table keeps the value alive */
-		if (is_null(L, -1)) {
-			b->buffer_type = MYSQL_TYPE_NULL;
-		} else if (lua_type(L, -1) == LUA_TSTRING) {
-			b->buffer_type = MYSQL_TYPE_STRING;
-			b->buffer = (void *)lua_tolstring(L, -1, &len[i]);
-			b->buffer_length = len[i];
-			b->length = &len[i];
-		} else if (lua_type(L, -1) == LUA_TBOOLEAN) {
-			val[i].b = (signed char)lua_toboolean(L, -1);
-			b->buffer_type = MYSQL_TYPE_TINY;
-			b->buffer = &val[i].b;
-		} else if (lua_isinteger(L, -1)) {
-			val[i].i = (long long)lua_tointeger(L, -1);
-			b->buffer_type = MYSQL_TYPE_LONGLONG;
-			b->buffer = &val[i].i;
-		} else {
-			val[i].d = (double)lua_tonumber(L, -1);
-			b->buffer_type = MYSQL_TYPE_DOUBLE;
-			b->buffer = &val[i].d;
-		}
-		lua_pop(L, 1);
-	}
-}
-
-/* Per result column: what we bind and where it lands. */
-struct sql_col {
-	unsigned long length;
-	my_bool null, error;
-	union sql_scalar v;
-	char text[SQL_STRBUF];
-};
-
-static int is_integer_type(enum enum_field_types t)
-{
-	return t == MYSQL_TYPE_TINY || t == MYSQL_TYPE_SHORT || t == MYSQL_TYPE_INT24 ||
-	       t == MYSQL_TYPE_LONG || t == MYSQL_TYPE_LONGLONG || t == MYSQL_TYPE_YEAR;
-}
-
-static void bind_results(MYSQL_FIELD *f, unsigned ncol, MYSQL_BIND *rb, struct sql_col *col)
-{
-	for (unsigned i = 0; i < ncol; i++) {
-		MYSQL_BIND *b = &rb[i];
-		b->is_null = &col[i].null;
-		b->error = &col[i].error;
-		b->length = &col[i].length;
-		if (is_integer_type(f[i].type)) {
-			b->buffer_type = MYSQL_TYPE_LONGLONG;
-			b->buffer = &col[i].v.i;
-			b->is_unsigned = (f[i].flags & UNSIGNED_FLAG) != 0;
-		} else if (f[i].type == MYSQL_TYPE_FLOAT || f[i].type == MYSQL_TYPE_DOUBLE) {
-			b->buffer_type = MYSQL_TYPE_DOUBLE;
-			b->buffer = &col[i].v.d;
-		} else {
-			b->buffer_type = MYSQL_TYPE_STRING;   /* server text form, exact */
-			b->buffer = col[i].text;
-			b->buffer_length = sizeof col[i].text;
-		}
-	}
-}
-
-/* Push column i of the current row; long text is fetched again into a scratch userdata. */
-static int push_value(lua_State *L, MYSQL_STMT *st, MYSQL_BIND *rb, struct sql_col *col,
-                      unsigned i)
-{
-	if (col[i].null) {
-		rb_push_null(L);
-	} else if (rb[i].buffer_type == MYSQL_TYPE_LONGLONG) {
-		unsigned long long u = (unsigned long long)col[i].v.i;
-		if (rb[i].is_unsigned && u > (unsigned long long)LLONG_MAX) {
-			char dec[24];
-			snprintf(dec, sizeof dec, "%llu", u);
-			lua_pushstring(L, dec);
-		} else
-			lua_pushinteger(L, (lua_Integer)col[i].v.i);
-	} else if (rb[i].buffer_type == MYSQL_TYPE_DOUBLE) {
-		lua_pushnumber(L, (lua_Number)col[i].v.d);
-	} else if (col[i].length <= sizeof col[i].text) {
-		lua_pushlstring(L, col[i].text, col[i].length);
-	} else {
-		MYSQL_BIND b;
-		unsigned long len = col[i].length;
-		char *buf = lua_newuserdatauv(L, len, 0);
-		memset(&b, 0, sizeof b);
-		b.buffer_type = MYSQL_TYPE_STRING;
-		b.buffer = buf;
-		b.buffer_length = len;
-		b.length = &len;
-		if (mysql_stmt_fetch_column(st, &b, i, 0) != 0)
-			return -1;
-		lua_pushlstring(L, buf, len);
-		lua_remove(L, -2);
-	}
-	return 0;
-}
-
-static const char *const query_keys[] = { "max_rows", NULL };
-
-/* conn:query(sql_text [, params [, opts]]) -> result | nil, msg, code */
-static int conn_query(lua_State *L)
-{
-	struct sql_conn *c = check_conn(L);
-	size_t qlen;
-	const char *q = luaL_checklstring(L, 2, &qlen);
-	lua_Integer nparam = 0, max_rows = SQL_DEFAULT_MAX_ROWS, nrows = 0;
-	struct sql_stmt *s;
-	MYSQL_BIND *pb = NULL, *rb;
-	struct sql_col *col;
-	MYSQL_FIELD *f;
-	unsigned ncol;
-	int truncated = 0, sidx;
-	double t0 = now_mono();
-
-	if (!lua_isnoneornil(L, 3)) {
-		luaL_checktype(L, 3, LUA_TTABLE);
-		nparam = (lua_Integer)lua_rawlen(L, 3);
-		check_params(L, 3, nparam);
-	}
-	if (!lua_isnoneornil(L, 4)) {
-		luaL_checktype(L, 4, LUA_TTABLE);
-		check_keys(L, 4, query_keys);
-		lua_getfield(L, 4, "max_rows");
-		if (!lua_isnil(L, -1)) {
-			if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-				luaL_error(L, "option 'max_rows' must be a non-negative integer");
-			max_rows = lua_tointeger(L, -1);
-		}
-	}
-	lua_settop(L, 3);
+	struct sql_conn *c = sql_check_conn(L);
+	double t0 = sql_now();
 	if (c->dead)
-		return dead_failure(L, c);
-
-	s = lua_newuserdatauv(L, sizeof *s, 0);
-	s->st = NULL;
-	s->meta = NULL;
-	luaL_setmetatable(L, SQL_STMT);
-	sidx = lua_gettop(L);
-	if ((s->st = mysql_stmt_init(c->my)) == NULL)
-		return push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
-		                    mysql_error(c->my), NULL, 0, 0);
-	if (mysql_stmt_prepare(s->st, q, (unsigned long)qlen) != 0)
-		return stmt_failure(L, c, s, sidx, t0);
-	if ((lua_Integer)mysql_stmt_param_count(s->st) != nparam) {
-		unsigned long want = mysql_stmt_param_count(s->st);
-		stmt_release(L, sidx);
-		return luaL_error(L, "bad argument #3 to 'query' (the statement has %d placeholders, "
-		                  "%d parameters given)", (int)want, (int)nparam);
+		return sql_dead_failure(L, c);
+	if (mysql_ping(c->my) != 0) {
+		int n = sql_push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
+		                     mysql_error(c->my), NULL, sql_now() - t0, c->read_timeout);
+		sql_note_dead(c, L);
+		return n;
 	}
-	if (nparam > 0) {
-		union sql_scalar *val;
-		unsigned long *len;
-		pb = lua_newuserdatauv(L, (size_t)nparam * sizeof *pb, 0);
-		val = lua_newuserdatauv(L, (size_t)nparam * sizeof *val, 0);
-		len = lua_newuserdatauv(L, (size_t)nparam * sizeof *len, 0);
-		memset(pb, 0, (size_t)nparam * sizeof *pb);
-		bind_params(L, 3, pb, val, len, nparam);
-		if (mysql_stmt_bind_param(s->st, pb) != 0)
-			return stmt_failure(L, c, s, sidx, t0);
-	}
-	t0 = now_mono();
-	if (mysql_stmt_execute(s->st) != 0)
-		return stmt_failure(L, c, s, sidx, t0);
-
-	s->meta = mysql_stmt_result_metadata(s->st);
-	if (s->meta == NULL) {
-		if (mysql_stmt_errno(s->st) != 0)
-			return stmt_failure(L, c, s, sidx, t0);
-		lua_createtable(L, 0, 6);
-		lua_newtable(L);
-		lua_setfield(L, -2, "columns");
-		lua_newtable(L);
-		lua_setfield(L, -2, "rows");
-		lua_pushinteger(L, (lua_Integer)mysql_stmt_affected_rows(s->st));
-		lua_setfield(L, -2, "affected");
-		lua_pushinteger(L, (lua_Integer)mysql_stmt_insert_id(s->st));
-		lua_setfield(L, -2, "insert_id");
-		lua_pushinteger(L, (lua_Integer)mysql_stmt_warning_count(s->st));
-		lua_setfield(L, -2, "warnings");
-		stmt_release(L, sidx);
-		return 1;
-	}
-	ncol = mysql_num_fields(s->meta);
-	f = mysql_fetch_fields(s->meta);
-	rb = lua_newuserdatauv(L, ncol * sizeof *rb, 0);    /* stay on the stack until the end */
-	col = lua_newuserdatauv(L, ncol * sizeof *col, 0);
-	memset(rb, 0, ncol * sizeof *rb);
-	memset(col, 0, ncol * sizeof *col);
-	bind_results(f, ncol, rb, col);
-	if (mysql_stmt_bind_result(s->st, rb) != 0)
-		return stmt_failure(L, c, s, sidx, t0);
-
-	lua_createtable(L, 0, 6);                            /* result */
-	lua_createtable(L, (int)ncol, 0);
-	for (unsigned i = 0; i < ncol; i++) {
-		lua_pushstring(L, f[i].name);
-		lua_rawseti(L, -2, (lua_Integer)i + 1);
-	}
-	lua_setfield(L, -2, "columns");
-	lua_newtable(L);                                     /* rows */
-	for (;;) {
-		int rc;
-		t0 = now_mono();
-		rc = mysql_stmt_fetch(s->st);
-		if (rc == MYSQL_NO_DATA)
-			break;
-		if (rc == 1)
-			return stmt_failure(L, c, s, sidx, t0);
-		if (nrows == max_rows) {
-			truncated = 1;   /* closing the statement discards the rest */
-			break;
-		}
-		lua_createtable(L, 0, (int)ncol);
-		for (unsigned i = 0; i < ncol; i++) {
-			if (push_value(L, s->st, rb, col, i) != 0)
-				return stmt_failure(L, c, s, sidx, t0);
-			lua_setfield(L, -2, f[i].name);
-		}
-		lua_rawseti(L, -2, ++nrows);
-	}
-	lua_setfield(L, -2, "rows");
-	lua_pushinteger(L, 0);
-	lua_setfield(L, -2, "affected");
-	lua_pushinteger(L, 0);
-	lua_setfield(L, -2, "insert_id");
-	lua_pushinteger(L, (lua_Integer)mysql_stmt_warning_count(s->st));
-	lua_setfield(L, -2, "warnings");
-	if (truncated) {
-		lua_pushboolean(L, 1);
-		lua_setfield(L, -2, "truncated");
-	}
-	stmt_release(L, sidx);   /* f (field names) belongs to meta: not used past this point */
+	lua_pushboolean(L, 1);
 	return 1;
 }
 
+
 static const luaL_Reg conn_methods[] = {
-	{"query", conn_query},
+	{"query", sql_conn_query},
 	{"ping", conn_ping},
 	{"is_open", conn_is_open},
 	{"close", conn_close},
@@ -763,7 +453,7 @@ int luaopen_runbook_sql(lua_State *L)
 	lua_setfield(L, -2, "__index");
 	lua_pop(L, 1);
 	luaL_newmetatable(L, SQL_STMT);
-	lua_pushcfunction(L, stmt_gc);
+	lua_pushcfunction(L, sql_stmt_gc);
 	lua_setfield(L, -2, "__gc");
 	lua_pop(L, 1);
 
