@@ -34,7 +34,7 @@ F.run(t, function()
   local tok = "tok-" .. core.random_hex(8)
   local r, msg, code = http.request { url = base .. "/echo", timeout = 5,
     headers = { Authorization = "Bearer " .. tok, ["X-Runbook"] = "yes" } }
-  t.ok(r, "GET /echo: " .. tostring(msg))
+  t.ok(r, "GET /echo: " .. (msg or ""))
   t.is(r.status, 200, "GET: status 200")
   local echo = json.decode(r.body)
   t.is(echo.method, "GET", "GET: server saw GET")

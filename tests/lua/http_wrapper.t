@@ -48,7 +48,7 @@ F.run(t, function()
 
   -- reads
   local r, msg, code, resp = ctx:http("fx", "GET", "/echo")
-  t.ok(r, "GET /echo: " .. tostring(msg))
+  t.ok(r, "GET /echo: " .. (msg or ""))
   t.is(r.status, 200, "status 200")
   t.is(r.data.method, "GET", "JSON response decoded into data")
   t.is(r.data.headers.authorization, "Bearer " .. token, "bearer token from the 0600 token_file sent")
@@ -121,7 +121,7 @@ F.run(t, function()
   events = {}
   local actx = context.new { inventory = inv(), apply = true, yes = true, sinks = { sink } }
   r, msg, code = actx:http("fx", "POST", "/echo", body)
-  t.ok(r and r.status == 200, "apply: sent " .. tostring(msg))
+  t.ok(r and r.status == 200, "apply: sent " .. (msg or ""))
   local sent = r and json.decode(r.data.body) or {}
   t.is(sent.password, pw, "apply: the server got the real password (request unchanged)")
   t.is(r and r.data.headers["content-type"], "application/json", "apply: Content-Type application/json")

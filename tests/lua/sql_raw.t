@@ -25,7 +25,7 @@ F.run(t, function()
 
   -- connect, success
   local c, msg, code = conn()
-  t.ok(c, "connect to the private server: " .. tostring(msg))
+  t.ok(c, "connect to the private server: " .. (msg or ""))
   t.like(tostring(c), "^sql%.conn %(127%.0%.0%.32:%d+%)$", "tostring names the server")
   t.is(c:ping(), true, "ping")
   t.is(c:is_open(), true, "is_open")
@@ -67,7 +67,7 @@ F.run(t, function()
   t.is(code, "tls", "tls=verify with an unknown CA: code tls")
   t.ok(msg and not msg:find(tdb.password, 1, true), "tls failure: no password in the message")
   tc, msg = tconn { tls = "verify", tls_ca = tdb.ca_file }
-  t.ok(tc, "tls=verify with the right CA file: connected " .. tostring(msg))
+  t.ok(tc, "tls=verify with the right CA file: connected " .. (msg or ""))
   if tc then tc:close() end
 
   -- refused
@@ -246,7 +246,7 @@ F.run(t, function()
   local u
   u, msg, code = sql.connect { unix_socket = db.sock, user = db.user, password = db.password,
                                database = db.database }
-  t.ok(u and u:query("SELECT 1 AS one").rows[1].one == 1, "unix_socket connection " .. tostring(msg))
+  t.ok(u and u:query("SELECT 1 AS one").rows[1].one == 1, "unix_socket connection " .. (msg or ""))
   r, msg, code = sql.connect { unix_socket = db.dir .. "/no-such.sock", user = db.user,
                                password = db.password }
   t.is(code, "refused", "unix_socket that does not exist: refused")

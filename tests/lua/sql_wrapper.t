@@ -49,7 +49,7 @@ F.run(t, function()
   -- reads
   local r, msg, code = ctx:sql("scratch", "SELECT email, enabled, maildir FROM users WHERE email = ?",
     "info@example.test")
-  t.ok(r, "ctx:sql read: " .. tostring(msg))
+  t.ok(r, "ctx:sql read: " .. (msg or ""))
   t.is(#r.rows, 1, "one row")
   t.is(r.rows[1].enabled, 0, "enabled as an integer")
   t.is(r.rows[1].maildir, "example.test/info/", "maildir")
@@ -113,7 +113,7 @@ F.run(t, function()
     { 1, secret_value, "info@example.test" },
     { before = { "SELECT email, enabled FROM users WHERE email = ?", { "info@example.test" } },
       secret = { 2 } })
-  t.ok(r, "apply: result " .. tostring(msg))
+  t.ok(r, "apply: result " .. (msg or ""))
   t.is(r and r.affected, 1, "apply: one row affected")
   t.is(r and r.before[1].enabled, 0, "apply: before rows returned")
   t.is(r and r.after[1].enabled, 1, "apply: after rows re-read")
