@@ -15,6 +15,9 @@
 --     summarize = function(res) return "one line" end,   -- optional
 --   })
 --
+-- For a read, spec.detail is read after fn returns, so fn may fill it in (a protocol transcript
+-- exists only after the dialogue). For a write it must be known before: it is what the dry
+-- run shows.
 -- It times the call, emits the trace events (masked by the context), applies the dry-run gate
 -- and journals applied writes. A write without --apply returns nil, "dry run: would ...", "dryrun".
 -- Depends on: runbook.gate, runbook.core.
