@@ -1,0 +1,153 @@
+-- runbooks/maildir-fix.lua: the cheat sheet's "Maildir permissions" remedy: give a domain's
+-- Maildir back to the mail user inside the Dovecot container, and owner rwx where it is missing.
+local ops = require "lib.mailops"
+
+local SHOW = 10   -- wrong entries listed in the output
+
+return {
+  description = "Give a domain's Maildir back to the mail user (chown -R vmail:vmail, owner rwx)",
+  kind = "remedy",
+  help = [[
+What it does: inside the Dovecot container (inventory mail.mailserver_host + "/dovecot") it
+shows the owner and mode of <maildir_root>/<domain>/ (and of the user's Maildir with --addr),
+then lists every entry below it that is not owned by the mail user (inventory
+mail.maildir_owner, default vmail; "user:group" also accepted), and every directory without
+owner rwx or file without owner rw. Dovecot then logs "Permission denied (... missing +x perm
+...)" and Postfix defers with 451 4.3.0 / 4.2.0. Nothing wrong: nothing to do (exit 0).
+What it changes: `chown -R vmail:vmail <maildir_root>/<domain>/` (the document's command) when
+an owner is wrong, and `chmod -R u+rwX <maildir_root>/<domain>/` when a mode lacks the owner's
+bits. Group and other bits are left as they are. Without --apply it only prints the commands.
+How to verify: after --apply it lists again and expects nothing wrong; deferred mail is then
+delivered at the next queue run (or flush it: runbook run queue-flush --service ...).]],
+  args = {
+    { name = "domain", type = "domain", required = true, help = "the domain whose Maildir to fix, e.g. example.jp" },
+    { name = "addr", type = "email", help = "also show and verify this user's own Maildir" },
+  },
+  hosts = {},
+  examples = {
+    "runbook run maildir-fix --domain example.jp",
+    "runbook run maildir-fix --domain example.jp --addr info@example.jp --apply",
+  },
+
+  run = function(ctx)
+    local domain = ctx.args.domain
+    local svc = ops.need_service(ctx, ops.dovecot(ctx))
+    local owner, group = ops.maildir_owner(ctx):match("^([^:]+):?(.*)$")
+    if group == "" then group = owner end
+    local root = ops.maildir_root(ctx)
+    local dir = ("%s/%s/"):format(root, domain)
+    local user_dir
+    if ctx.args.addr then
+      local l, d = ctx.args.addr:match("^(.-)@(.+)$")
+      if d:lower() ~= domain then
+        ctx:verdict { status = "problem", cause = "usage", message = ("--addr %s is not in --domain %s"):format(ctx.args.addr, domain) }
+        return
+      end
+      user_dir = ("%s%s/"):format(dir, l:lower())
+    end
+
+    local function show(path)
+      local st, msg, code = ctx:stat(svc, path)
+      if not st then
+        ctx:note(("%s: %s"):format(path, code == "notfound" and "does not exist" or tostring(msg)))
+        return nil, code
+      end
+      ctx:note(("%s: owner %s:%s mode %s"):format(path, st.owner, st.group, st.mode))
+      return st
+    end
+
+    -- wrong() -> list of {owner=, mode=, type=, path=, bad_owner=, bad_mode=}
+    local function wrong()
+      local r, msg, code = ctx:service_exec(svc, {
+        "find", dir, "(", "!", "-user", owner, "-o", "!", "-group", group,
+        "-o", "-type", "d", "!", "-perm", "-u=rwx", "-o", "-type", "f", "!", "-perm", "-u=rw", ")",
+        "-printf", "%u:%g %m %y %p\\n" }, { read_only = true })
+      r = ops.must(r, msg, code, "find in " .. svc)
+      if r.status ~= 0 and r.stdout == "" then
+        error(("find %s in %s: %s"):format(dir, svc, (r.stderr or ""):gsub("%s+$", "")), 0)
+      end
+      local out = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        local og, mode, ty, path = line:match("^(%S+) (%d+) (%a) (.+)$")
+        if og then
+          local m = tonumber(mode, 8) or 0
+          local o = m >> 6
+          out[#out + 1] = { owner = og, mode = mode, type = ty, path = path,
+                            bad_owner = og ~= owner .. ":" .. group,
+                            bad_mode = (ty == "d" and o ~= 7) or (ty == "f" and o & 6 ~= 6) }
+        end
+      end
+      return out
+    end
+
+    local state = ctx:step("check", function()
+      local st, code = show(dir)
+      if user_dir then show(user_dir) end
+      if not st then return { missing = code == "notfound" } end
+      local list = wrong()
+      local n_owner, n_mode = 0, 0
+      for i, e in ipairs(list) do
+        if e.bad_owner then n_owner = n_owner + 1 end
+        if e.bad_mode then n_mode = n_mode + 1 end
+        if i <= SHOW then ctx:note(("  wrong: %s %s %s"):format(e.owner, e.mode, e.path)) end
+      end
+      if #list > SHOW then ctx:note(("  ... and %d more"):format(#list - SHOW)) end
+      return { list = list, n_owner = n_owner, n_mode = n_mode, dir_stat = st }
+    end, "owner and modes of the domain's Maildir (document 4: ls -la of the Maildir)")
+    if not state then return end
+    if state.missing then
+      ctx:verdict { status = "healthy", message = ("%s does not exist yet: Dovecot creates it at the first delivery; nothing to fix"):format(dir) }
+      return
+    end
+    if #state.list == 0 then
+      ctx:verdict { status = "healthy", message = ("everything under %s is owned by %s:%s with owner rwx: nothing to do"):format(dir, owner, group) }
+      return
+    end
+
+    local outcome = ctx:step("fix", function()
+      ctx:finding { severity = "warn", cause = "maildir_permissions", hop = svc,
+                    message = ("%d entr%s under %s: %d with the wrong owner, %d without owner rwx"):format(#state.list,
+                      #state.list == 1 and "y" or "ies", dir, state.n_owner, state.n_mode),
+                    evidence = { { host = ops.ms(ctx), source = "find " .. dir,
+                                   text = ("%s %s %s"):format(state.list[1].owner, state.list[1].mode, state.list[1].path) } } }
+      local result = "applied"
+      if state.n_owner > 0 then
+        local ds = state.dir_stat
+        ctx:note(("owner of %s: %s:%s -> %s:%s"):format(dir, ds.owner, ds.group, owner, group))
+        local r, msg, code = ctx:service_exec(svc, { "chown", "-R", owner .. ":" .. group, dir })
+        if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
+        result = ops.written(ctx, r, msg, code, "owner of " .. dir)
+        if result ~= "applied" and result ~= "dryrun" then return result end
+      end
+      if state.n_mode > 0 then
+        ctx:note(("modes under %s: add the owner's rwx (u+rwX)"):format(dir))
+        local r, msg, code = ctx:service_exec(svc, { "chmod", "-R", "u+rwX", dir })
+        if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
+        local res2 = ops.written(ctx, r, msg, code, "modes of " .. dir)
+        if res2 ~= "applied" then result = res2 end
+      end
+      return result
+    end, "chown -R / chmod -R u+rwX inside the Dovecot container")
+    if outcome ~= "applied" then
+      if outcome == "dryrun" then
+        ctx:verdict { status = "problem", cause = "maildir_permissions",
+                      message = ("%s has wrong owners or modes; the dry run changed nothing"):format(dir) }
+      end
+      return
+    end
+
+    ctx:step("verify", function()
+      show(dir)
+      if user_dir then show(user_dir) end
+      local left = wrong()
+      if #left > 0 then
+        ctx:finding { severity = "fail", cause = "not_fixed", hop = svc,
+                      message = ("%d entr%s still wrong, e.g. %s %s %s"):format(#left, #left == 1 and "y" or "ies",
+                        left[1].owner, left[1].mode, left[1].path) }
+        ctx:verdict { status = "problem", cause = "not_fixed", message = ("%s still has wrong owners or modes"):format(dir) }
+        return
+      end
+      ctx:verdict { status = "healthy", message = ("%s is owned by %s:%s with owner rwx again"):format(dir, owner, group) }
+    end, "list again: nothing may be left")
+  end,
+}

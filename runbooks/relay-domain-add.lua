@@ -1,0 +1,85 @@
+-- runbooks/relay-domain-add.lua: the cheat sheet's "domain missing from ec2 relay_domains"
+-- remedy: postconf -e "relay_domains = <current>, <domain>" on the MX, plus the Terraform change
+-- that makes it permanent.
+local ops = require "lib.mailops"
+
+return {
+  description = "Add a domain to relay_domains of the MX's Postfix (postconf -e, reload) and show the Terraform fix",
+  kind = "remedy",
+  help = [[
+What it does: reads relay_domains of the MX's Postfix (inventory mail.mx_host + "/postfix"
+unless --service). When the domain is listed, nothing is done (exit 0). Otherwise the MX
+refuses mail for it with "554 5.7.1 Relay access denied" (document 2.3, 2.4).
+What it changes: relay_domains = <current list>, <domain> through `postconf -e`, keeping the
+current entries and their separators, then `postfix reload` in the container. Without --apply it
+only prints `relay_domains: old -> new` and the command.
+The document marks `postconf -e` as temporary: ec2's configuration lives in Terraform
+(services/mailserver/terraform/main.tf). The run prints the change to make there (a diff against
+inventory mail.terraform_file when that file is readable here).
+How to verify: after --apply it re-reads relay_domains and expects the domain in it; then
+`runbook run undelivered --addr someone@DOMAIN` or an SMTP RCPT probe is accepted.]],
+  args = {
+    { name = "domain", type = "domain", required = true, help = "the hosted domain the MX must relay, e.g. example.jp" },
+    { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
+      help = "the MX's Postfix as HOST/SERVICE (default: inventory mail.mx_host + /postfix)" },
+  },
+  hosts = {},
+  examples = {
+    "runbook run relay-domain-add --domain example.jp",
+    "runbook run relay-domain-add --domain example.jp --apply",
+    "runbook run relay-domain-add --domain example.jp --service ec2/postfix --apply --yes",
+  },
+
+  run = function(ctx)
+    local domain = ctx.args.domain
+    local svc = ops.need_service(ctx, ctx.args.service or ops.mx_postfix(ctx))
+
+    local state = ctx:step("check", function()
+      local value, list = ctx:postconf(svc, "relay_domains")
+      if value == nil then error(("postconf relay_domains on %s: %s"):format(svc, tostring(list)), 0) end
+      ctx:note(("relay_domains = %s"):format(value))
+      for _, item in ipairs(list) do
+        if item:find("[:$]") then
+          ctx:note(("relay_domains also uses %s: a domain listed there is not seen here"):format(item))
+        end
+      end
+      return { value = value, list = list }
+    end, "relay_domains of the MX (document 2.3: postconf relay_domains)")
+    if not state then return end
+    if ops.contains(state.list, domain) then
+      ctx:verdict { status = "healthy", message = ("%s is in relay_domains of %s: nothing to do"):format(domain, svc),
+                    evidence = { { host = svc:match("^(.-)/"), source = "postconf", text = "relay_domains = " .. state.value } } }
+      return
+    end
+
+    local new = ops.list_append(state.value, domain)
+    local outcome = ctx:step("add", function()
+      ctx:finding { severity = "warn", cause = "relay_domain_missing", hop = svc,
+                    message = ("%s is not in relay_domains of %s: its mail is refused with 554 Relay access denied"):format(domain, svc),
+                    evidence = { { host = svc:match("^(.-)/"), source = "postconf", text = "relay_domains = " .. state.value } } }
+      ctx:note(("relay_domains: %s -> %s"):format(state.value, new))
+      local r, msg, code = ctx:postconf_set(svc, "relay_domains", new)
+      return ops.written(ctx, r, msg, code, "relay_domains of " .. svc)
+    end, "postconf -e relay_domains, postfix reload")
+    ops.terraform_note(ctx, "relay_domains", state.value, new)
+    if outcome ~= "applied" then
+      if outcome == "dryrun" then
+        ctx:verdict { status = "problem", cause = "relay_domain_missing",
+                      message = ("%s is missing from relay_domains of %s; the dry run changed nothing"):format(domain, svc) }
+      end
+      return
+    end
+
+    ctx:step("verify", function()
+      local value, list = ctx:postconf(svc, "relay_domains")
+      if value == nil or not ops.contains(list, domain) then
+        ctx:finding { severity = "fail", cause = "not_fixed", hop = svc,
+                      message = ("relay_domains of %s reads back as %s"):format(svc, tostring(value)) }
+        ctx:verdict { status = "problem", cause = "not_fixed", message = ("%s still not in relay_domains"):format(domain) }
+        return
+      end
+      ctx:verdict { status = "healthy", message = ("%s added to relay_domains of %s (reloaded); make it permanent in Terraform"):format(domain, svc),
+                    evidence = { { host = svc:match("^(.-)/"), source = "postconf", text = "relay_domains = " .. value } } }
+    end, "re-read relay_domains")
+  end,
+}
