@@ -108,7 +108,7 @@ function M.tracker(opts)
 			utc_offset = opts.utc_offset, now = opts.now, window = opts.window, keys = opts.keys,
 		},
 		scanners = {}, scanner_list = {},
-		queues = {}, queue_order = {}, queue_head = 1, nqueues = 0, evicted = 0, seq = 0,
+		queues = {}, queue_order = {}, queue_head = 1, queue_tail = 0, nqueues = 0, evicted = 0, seq = 0,
 		sessions = {}, session_order = {},
 		rejects = {},
 	}, Tracker)
@@ -172,15 +172,16 @@ local function push_line(self, list, line)
 	if #list < self.max_lines then list[#list + 1] = line end
 end
 
--- Keeps the number of queue files bounded: drop the oldest finished one, else the oldest.
+-- Keeps the number of queue files bounded: drop the oldest finished one (looking at the 64
+-- oldest), else the oldest. queue_order[queue_head..queue_tail] lists keys, oldest first.
 function Tracker:evict()
-	while self.nqueues > self.max_messages do
-		local order, victim_i = self.queue_order, nil
-		for i = self.queue_head, math.min(#order, self.queue_head + 64) do
+	local order = self.queue_order
+	while self.nqueues > self.max_messages and self.queue_head <= self.queue_tail do
+		local victim_i = self.queue_head
+		for i = self.queue_head, math.min(self.queue_tail, self.queue_head + 64) do
 			local q = self.queues[order[i]]
 			if q and q.removed then victim_i = i break end
 		end
-		victim_i = victim_i or self.queue_head
 		local key = order[victim_i]
 		order[victim_i] = order[self.queue_head]
 		order[self.queue_head] = nil
@@ -191,18 +192,9 @@ function Tracker:evict()
 			self.evicted = self.evicted + 1
 		end
 	end
-	if self.queue_head > 4096 then -- compact the order list
-		local new = {}
-		for i = self.queue_head, #self.queue_order do new[#new + 1] = self.queue_order[i] end
-		self.queue_order, self.queue_head = new, 1
-	end
-	for _, kind in ipairs { "sessions", "rejects" } do
-		local t = self[kind]
-		if kind == "rejects" and #t > self.max_messages then table.remove(t, 1) end
-	end
-	if #self.session_order > self.max_messages then
-		local s = table.remove(self.session_order, 1)
-		self.sessions[s] = nil
+	while #self.rejects > self.max_messages do table.remove(self.rejects, 1) end
+	while #self.session_order > self.max_messages do
+		self.sessions[table.remove(self.session_order, 1)] = nil
 	end
 end
 
@@ -222,7 +214,8 @@ function Tracker:queue(r)
 		      first_time = r.time, last_time = r.time, seq = self.seq, key = key }
 		self.queues[key] = q
 		if key ~= base and self.queues[base] then self.queues[base].current = key end
-		self.queue_order[#self.queue_order + 1] = key
+		self.queue_tail = self.queue_tail + 1
+		self.queue_order[self.queue_tail] = key
 		self.nqueues = self.nqueues + 1
 		self:evict()
 	end
@@ -501,8 +494,11 @@ function Tracker:messages()
 		m.where, m.first_time, m.last_time = where, first, lastt
 		m.duration = (first and lastt) and lastt - first or nil
 		local st = last.status
+		local prev = m.hops[#m.hops - 1]
 		if last.kind == "dovecot" then
 			st = last.status == "saved" and "delivered" or "failed"
+			-- Postfix decided what happens after a Dovecot failure (retry or bounce)
+			if st == "failed" and prev and prev.kind == "postfix" and prev.status ~= "sent" then st = prev.status end
 		elseif last.kind == "postfix" and st == "sent" then
 			local relay = last.relay or ""
 			if FINAL_RELAYS[relay] or (last.reply and (last.reply:find(" Saved$") or last.reply:find("^delivered"))) then
@@ -512,7 +508,8 @@ function Tracker:messages()
 		m.final_status, m.delivered = st, st == "delivered"
 		if not m.delivered then
 			m.stopped_at = { host = last.host, queue_id = last.queue_id, session = last.session,
-			                 status = last.status, reason = last.error or last.reply or last.reason }
+			                 status = last.status, reason = last.error or last.reply or last.reason,
+			                 reply = last.kind == "dovecot" and prev and prev.reply or nil }
 			if last.kind == "postfix" and last.status == "sent" then
 				m.stopped_at.reason = "handed to " .. tostring(last.relay) .. ": next hop not in the logs"
 			end
