@@ -41,7 +41,7 @@ DEB_PACKAGES = build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-
   libmariadb-dev libssh2-1-dev libyaml-dev libcjson-dev libldns-dev libssl-dev \
   postfix postfix-mysql dovecot-core dovecot-lmtpd dovecot-mysql mariadb-server mariadb-client \
   openssh-server openssh-client dnsmasq-base bind9-dnsutils swaks docker.io \
-  pflogsumm iproute2 util-linux procps curl perl python3 python3-pymysql time
+  pflogsumm iproute2 util-linux procps curl perl python3 python3-pymysql time openssl
 
 .PHONY: all check test asan bench install uninstall clean deps lab-up lab-down demo ctests
 
