@@ -7,6 +7,7 @@
  * Postfix (queue id, delivery key=values, rejects, qmgr, cleanup, bounce) or Dovecot
  * (service(user)<pid><session>: Level: msgid=<...>: saved/failed ...).
  * Depends on: libc only. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,8 +86,10 @@ static int parse_rfc3164(const char *p, const char *e, const ml_time_opts *to, d
 {
 	int mon = 0, h, mi, s;
 	long day;
+	if (e - p < 15 || !(*p >= 'A' && *p <= 'Z'))
+		return 0;
 	for (size_t i = 0; i < sizeof months / sizeof months[0]; i++)
-		if (starts(p, e, months[i].name, months[i].len)) {
+		if (months[i].name[0] == *p && months[i].name[1] == p[1] && starts(p, e, months[i].name, months[i].len)) {
 			mon = months[i].mon;
 			p += months[i].len;
 			break;
@@ -131,7 +134,7 @@ static int parse_iso(const char *p, const char *e, const ml_time_opts *to, doubl
 	long y, mo, d;
 	int h, mi, s, q = 2;
 	double frac = 0, off;
-	if ((y = digits(&p, e, 4)) < 1000 || p >= e || *p++ != '-' || (mo = digits(&p, e, 2)) < 1 || mo > 12 ||
+	if (e - p < 19 || !is_digit((unsigned char)*p) || p[4] != '-' || (y = digits(&p, e, 4)) < 1000 || p >= e || *p++ != '-' || (mo = digits(&p, e, 2)) < 1 || mo > 12 ||
 	    p >= e || *p++ != '-' || (d = digits(&p, e, 2)) < 1 || d > 31 || p >= e || (*p != 'T' && *p != ' '))
 		return 0;
 	p++;
@@ -210,15 +213,23 @@ static const char *const dovecot_services[] = {
 
 static int in_list(const char *const *l, ml_str s)
 {
+	if (s.n == 0)
+		return 0;
 	for (; *l; l++)
-		if (strlen(*l) == s.n && memcmp(*l, s.p, s.n) == 0)
+		if ((*l)[0] == s.p[0] && strncmp(*l, s.p, s.n) == 0 && (*l)[s.n] == '\0')
 			return 1;
 	return 0;
 }
 
+static unsigned char tag_chars[256];
+
 static int tag_char(int c)
 {
-	return is_alnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '+' || c == '@';
+	if (!tag_chars['a']) {
+		for (int i = 0; i < 256; i++)
+			tag_chars[i] = (unsigned char)(is_alnum(i) || i == '/' || i == '-' || i == '_' || i == '.' || i == '+' || i == '@');
+	}
+	return tag_chars[c];
 }
 
 /* Parses `name[pid]: `, `name: `, or the Dovecot form `name(args)<pid><session>: `. On success
@@ -275,8 +286,8 @@ static int classify(ml_record *r, int paren)
 		r->daemon = name;
 	if (paren)
 		return in_list(dovecot_services, name) ? ML_DOVECOT : ML_OTHER;
-	if (name.n >= 7 && memcmp(name.p, "postfix", 7) == 0)
-		return ML_POSTFIX;
+	if (name.n >= 7 && memcmp(name.p, "postfix", 7) == 0 && (name.n == 7 || name.p[7] == '/' || name.p[7] == '-'))
+		return ML_POSTFIX; /* postfix, postfix/..., postfix-out/... (not postfix_message_level) */
 	if (slash)
 		return in_list(postfix_daemons, r->daemon) ? ML_POSTFIX : ML_OTHER;
 	if (name.n == 7 && memcmp(name.p, "dovecot", 7) == 0)
@@ -305,13 +316,69 @@ static const char *skip_container(const char *p, const char *e, ml_record *r)
 }
 
 int ml_parse_postfix(const char *p, const char *e, ml_record *r);
-int ml_parse_dovecot(const char *p, const char *e, ml_record *r);
+size_t ml_queue_id_len(const char *p, const char *e);
+int ml_parse_dovecot(const char *p, const char *e, ml_record *r, int full);
+
+/* full = 0: the scanner's hot path; Postfix messages only get their queue id and `removed`. */
+static int parse_line(const char *line, size_t len, const ml_time_opts *to, ml_record *r, int full);
 
 int ml_parse_line(const char *line, size_t len, const ml_time_opts *to, ml_record *r)
 {
+	return parse_line(line, len, to, r, 1);
+}
+
+int ml_parse_head(const char *line, size_t len, ml_record *r)
+{
+	return parse_line(line, len, NULL, r, 0);
+}
+
+/* Fast path of ml_parse_head for the dominant shape `... tag[pid]: QUEUEID: ...`: finds the
+ * first `]: `, checks the tag, reads the queue id. Returns -1 when the line needs the general
+ * parser. Only family, queue_id and event are set. */
+static int parse_fast(const char *line, size_t len, ml_record *r)
+{
+	const char *e = line + len, *rb, *lb, *t;
+	size_t lim = len < 256 ? len : 256;
+	rb = memchr(line, ']', lim);
+	if (!rb || e - rb < 3 || rb[1] != ':' || rb[2] != ' ')
+		return -1;
+	lb = rb;
+	while (lb > line && lb[-1] != '[' && lb[-1] != ' ')
+		lb--;
+	if (lb == line || lb[-1] != '[')
+		return -1;
+	t = --lb;
+	while (t > line && t[-1] != ' ')
+		t--;
+	if (t == lb || (t > line && t - line < 15)) /* a tag needs a header (or nothing) before it */
+		return -1;
+	r->program = (ml_str){ t, (size_t)(lb - t) };
+	r->has_pid = 1;
+	r->family = classify(r, 0);
+	if (r->family != ML_POSTFIX)
+		return r->family == ML_OTHER ? ML_OTHER : -1;
+	const char *msg = rb + 3;
+	size_t qn = ml_queue_id_len(msg, e);
+	if (qn) {
+		r->queue_id = (ml_str){ msg, qn };
+		if (e - msg == (ptrdiff_t)qn + 9 && memcmp(msg + qn, ": removed", 9) == 0)
+			r->event = (ml_str){ "removed", 7 };
+	}
+	return ML_POSTFIX;
+}
+
+static int parse_line(const char *line, size_t len, const ml_time_opts *to, ml_record *r, int full)
+{
+	if (!full) {
+		int fam;
+		r->family = 0, r->queue_id.p = NULL, r->event.p = NULL, r->session.p = NULL;
+		r->instance.p = NULL, r->has_pid = 0;
+		if ((fam = parse_fast(line, len, r)) >= 0)
+			return fam;
+	}
 	const char *p = line, *e = line + len, *q, *msg = NULL;
 	int best = 0, paren = 0;
-	memset(r, 0, sizeof *r);
+	memset(r, 0, full ? sizeof *r : offsetof(ml_record, from));
 	r->saved = -1;
 	while (e > p && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
 		e--;
@@ -363,14 +430,21 @@ int ml_parse_line(const char *line, size_t len, const ml_time_opts *to, ml_recor
 	if (msg > e)
 		msg = e;
 	r->message = mk(msg, e);
-	if (r->family == ML_POSTFIX)
+	if (r->family == ML_POSTFIX && !full) {
+		size_t qn = ml_queue_id_len(msg, e);
+		if (qn) {
+			r->queue_id = (ml_str){ msg, qn };
+			if (e - msg == (ptrdiff_t)qn + 9 && memcmp(msg + qn, ": removed", 9) == 0)
+				r->event = (ml_str){ "removed", 7 };
+		}
+	} else if (r->family == ML_POSTFIX)
 		ml_parse_postfix(msg, e, r);
 	else {
 		if (!paren && !(r->program.n == 7 && memcmp(r->program.p, "dovecot", 7) == 0)) {
 			/* `master: Info: ...`: the tag is the service */
 			r->service = r->program;
 		}
-		ml_parse_dovecot(msg, e, r);
+		ml_parse_dovecot(msg, e, r, full);
 	}
 	return r->family;
 }

@@ -23,24 +23,30 @@ enum ml_family { ML_OTHER = 0, ML_POSTFIX, ML_DOVECOT };
 /* The fields of one line. Strings point into the parsed line. Numbers are valid when their
  * has_* flag is set. */
 typedef struct {
+	/* header and key fields: the scanner's head-only parse sets and clears only these */
 	int family;
+	int saved;                 /* Dovecot: 1 saved, 0 failed, -1 neither */
 	ml_str timestamp;          /* the log's own timestamp text (innermost header) */
 	double time;               /* epoch seconds */
 	int has_time;
+	int has_pid;
+	long pid;
 	ml_str container;          /* docker compose / swarm `name | ` prefix */
 	ml_str host, program, instance, daemon;
-	long pid;
-	int has_pid;
 	ml_str message;            /* everything after `program[pid]: ` */
 	ml_str level;              /* warning/fatal/... (Postfix) or Info/Error/... (Dovecot) */
 	ml_str event;              /* a static name, see ml_event names in maillog.c */
 	ml_str queue_id;           /* short hex, long base-52, or NOQUEUE */
+	ml_str session;            /* Dovecot session; also from an LMTP `... SESSION Saved` reply */
+	ml_str service, user;      /* Dovecot */
+	ml_str text;               /* message text after queue id / Dovecot prefix and level */
+	/* message fields (full parse only) */
 	ml_str from, to, orig_to, relay, relay_host, relay_ip, relay_port;
 	double delay;
 	int has_delay;
-	double delays[4];          /* before qmgr, in qmgr, connection setup, transmission */
 	int has_delays;
-	ml_str dsn, status, reply, queued_as, session, message_id;
+	double delays[4];          /* before qmgr, in qmgr, connection setup, transmission */
+	ml_str dsn, status, reply, queued_as, message_id;
 	ml_str client, client_host, client_ip, client_port;
 	ml_str action, stage, enhanced, rejected, reason, proto, helo;
 	int code, has_code;        /* SMTP reply code of a reject or of the remote reply */
@@ -48,9 +54,7 @@ typedef struct {
 	int has_size, has_nrcpt;
 	ml_str bounce_id;          /* queue id of a bounce/DSN notification */
 	ml_str conn_use, tls;
-	ml_str service, user, mailbox, error;  /* Dovecot */
-	int saved;                 /* Dovecot: 1 saved, 0 failed, -1 neither */
-	ml_str text;               /* message text after queue id / Dovecot prefix and level */
+	ml_str mailbox, error;     /* Dovecot */
 } ml_record;
 
 typedef struct {
@@ -62,6 +66,10 @@ typedef struct {
 /* Parse one line (without its newline). Returns the family (ML_POSTFIX/ML_DOVECOT) or ML_OTHER
  * (0) for lines that are not Postfix/Dovecot lines; r is filled in either case. */
 int ml_parse_line(const char *line, size_t len, const ml_time_opts *to, ml_record *r);
+
+/* The scanner's hot path: header, family, queue id (and `removed`) or Dovecot prefix only; no
+ * time conversion. */
+int ml_parse_head(const char *line, size_t len, ml_record *r);
 
 /* Days since 1970-01-01 of a proleptic Gregorian date. */
 int64_t ml_days_from_civil(int64_t y, unsigned m, unsigned d);

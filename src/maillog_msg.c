@@ -62,6 +62,14 @@ static double number(const char *p, const char *e, const char **end)
 size_t ml_queue_id_len(const char *p, const char *e)
 {
 	const char *q = p;
+	/* fast path: short upper-case hex id followed by `: ` */
+	while (q < e && q - p < 32 && is_upper_hex((unsigned char)*q))
+		q++;
+	if (q - p >= 5 && q < e && *q == ':' && (q + 1 == e || q[1] == ' '))
+		return (size_t)(q - p);
+	if (q < e && *q == ':')
+		return 0;
+	q = p;
 	int hex = 1, z = 0, vowel = 0;
 	while (q < e && is_alnum((unsigned char)*q) && q - p < 32) {
 		int c = (unsigned char)*q;
@@ -69,7 +77,8 @@ size_t ml_queue_id_len(const char *p, const char *e)
 			hex = 0;
 		if (c == 'z')
 			z = 1;
-		else if (strchr("aeiouAEIOU", c))
+		else if (c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u' || c == 'A' || c == 'E' || c == 'I' ||
+		         c == 'O' || c == 'U')
 			vowel = 1;
 		q++;
 	}
@@ -484,7 +493,7 @@ static void passdb_user(const char *p, const char *e, ml_record *r)
 	}
 }
 
-int ml_parse_dovecot(const char *p, const char *e, ml_record *r)
+int ml_parse_dovecot(const char *p, const char *e, ml_record *r, int full)
 {
 	const char *q;
 	if (!r->service.p) {
@@ -555,6 +564,8 @@ body:
 		}
 	}
 	r->text = mk(p, e);
+	if (!full)
+		return 1;
 	if (STARTS(p, e, "sieve: "))
 		p += SLEN("sieve: ");
 	if (STARTS(p, e, "msgid=")) {

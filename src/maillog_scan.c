@@ -244,7 +244,8 @@ static void ring_append(ml_scanner *s, key_slot *k, const char *line, size_t len
 static int report(ml_scanner *s, const char *line, size_t len, int context, ml_emit_fn fn, void *ud)
 {
 	ml_record r;
-	ml_parse_line(line, len, &s->o.time, &r);
+	if (ml_parse_line(line, len, &s->o.time, &r) == ML_OTHER)
+		return 0; /* the fast path let a line through that the full parser rejects */
 	s->st.reported++;
 	if (r.queued_as.p)
 		ml_scanner_watch(s, r.queued_as.p, r.queued_as.n);
@@ -300,7 +301,7 @@ static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn 
 	int matched, rc;
 
 	s->st.lines++;
-	if (ml_parse_line(line, len, NULL, &r) == ML_OTHER)
+	if (ml_parse_head(line, len, &r) == ML_OTHER)
 		return 0;
 	s->st.mail_lines++;
 	if (r.family == ML_POSTFIX && r.queue_id.p && !(r.queue_id.n == 7 && !memcmp(r.queue_id.p, "NOQUEUE", 7)))

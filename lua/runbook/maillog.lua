@@ -28,7 +28,7 @@ this file groups lines into messages and hops. `require "runbook.maillog"` retur
       since = T1, ["until"] = T2,           -- epoch seconds; lines outside are not matched
       year = 2026, utc_offset = 0,          -- for stamps without year / zone
       max_messages = 5000,                  -- queue files kept; the oldest finished go first
-      max_lines = 100,                      -- raw lines kept per hop
+      max_lines = 100,                      -- raw lines (and delivery attempts) kept per hop
       window = 4 << 20, keys = 65536,       -- C context ring bytes / key slots per source
   }
   t:feed(chunk, src)          raw bytes of a stream (partial lines carried over)
@@ -109,8 +109,9 @@ function M.tracker(opts)
 		},
 		scanners = {}, scanner_list = {},
 		queues = {}, queue_order = {}, queue_head = 1, queue_tail = 0, nqueues = 0, evicted = 0, seq = 0,
-		sessions = {}, session_order = {},
-		rejects = {},
+		sessions = {}, session_order = {}, session_head = 1, session_tail = 0,
+		rejects = {}, rejects_head = 1, rejects_tail = 0,
+		watched = {}, watch_ring = {}, watch_n = 0,
 	}, Tracker)
 	for _, a in ipairs(list_of(opts.addr, "addr")) do
 		self.addrs[lower(a)] = true
@@ -156,14 +157,21 @@ function Tracker:scanner_for(src)
 		self.scanners[name] = sc
 		self.scanner_list[#self.scanner_list + 1] = sc
 		-- keys learned from other sources so far
-		for key in pairs(self.watched or {}) do sc:watch(key) end
+		for key in pairs(self.watched) do sc:watch(key) end
 	end
 	return sc
 end
 
+-- Next-hop ids learned so far, shared with every source; the most recent WATCH_KEEP are kept
+-- for sources opened later (bounded).
+local WATCH_KEEP = 4096
 function Tracker:watch(key)
-	self.watched = self.watched or {}
 	if self.watched[key] then return end
+	self.watch_n = self.watch_n + 1
+	local slot = self.watch_n % WATCH_KEEP
+	local old = self.watch_ring[slot]
+	if old then self.watched[old] = nil end
+	self.watch_ring[slot] = key
 	self.watched[key] = true
 	for _, sc in ipairs(self.scanner_list) do sc:watch(key) end
 end
@@ -192,9 +200,16 @@ function Tracker:evict()
 			self.evicted = self.evicted + 1
 		end
 	end
-	while #self.rejects > self.max_messages do table.remove(self.rejects, 1) end
-	while #self.session_order > self.max_messages do
-		self.sessions[table.remove(self.session_order, 1)] = nil
+	-- rejects and Dovecot sessions: plain FIFOs with head indices (no O(n) shifting)
+	while self.rejects_tail - self.rejects_head + 1 > self.max_messages do
+		self.rejects[self.rejects_head] = nil
+		self.rejects_head = self.rejects_head + 1
+	end
+	while self.session_tail - self.session_head + 1 > self.max_messages do
+		local sid = self.session_order[self.session_head]
+		self.session_order[self.session_head] = nil
+		self.session_head = self.session_head + 1
+		if sid then self.sessions[sid] = nil end
 	end
 end
 
@@ -238,7 +253,8 @@ end
 function Tracker:add(r)
 	if r.family == "postfix" then
 		if r.event == "reject" and (r.queue_id == nil or r.queue_id == "NOQUEUE") then
-			self.rejects[#self.rejects + 1] = {
+			self.rejects_tail = self.rejects_tail + 1
+			self.rejects[self.rejects_tail] = {
 				kind = "reject", host = r.host, queue_id = r.queue_id, status = "rejected",
 				stage = r.stage, code = r.code, enhanced = r.enhanced, reason = r.reason,
 				client = r.client, from = r.from, to = r.to, time = r.time, action = r.action,
@@ -272,6 +288,10 @@ function Tracker:add(r)
 			if r.to then rcpt_of(q, r.to) end
 		elseif ev == "delivery" then
 			local rc = rcpt_of(q, r.to, r.orig_to)
+			if #rc.attempts >= self.max_lines then -- bounded: keep the first and the latest ones
+				table.remove(rc.attempts, 2)
+				rc.attempts_dropped = (rc.attempts_dropped or 0) + 1
+			end
 			rc.attempts[#rc.attempts + 1] = {
 				time = r.time, status = r.status, dsn = r.dsn, relay = r.relay, reply = r.reply,
 				code = r.code, delay = r.delay, delays = r.delays, queued_as = r.queued_as,
@@ -285,7 +305,8 @@ function Tracker:add(r)
 		if not d then
 			d = { kind = "dovecot", host = r.host, session = r.session, lines = {}, status = "seen" }
 			self.sessions[r.session] = d
-			self.session_order[#self.session_order + 1] = r.session
+			self.session_tail = self.session_tail + 1
+			self.session_order[self.session_tail] = r.session
 			self:evict()
 		end
 		push_line(self, d.lines, r.line)
@@ -323,11 +344,24 @@ function Tracker:feed_lines(iter, src)
 	for line in iter do add_all(self, sc:line(line)) end
 end
 
+-- Reads the file in 1 MiB blocks so that only one block's reported records exist at a time.
 function Tracker:feed_file(path, src)
 	if type(path) ~= "string" then error("bad argument #1 to 'feed_file' (string expected)", 2) end
-	local recs, msg, code = self:scanner_for(src):feed_file(path)
-	if not recs then return nil, msg, code end
-	add_all(self, recs)
+	local sc = self:scanner_for(src)
+	local f, msg, errno = io.open(path, "rb")
+	if not f then
+		return nil, msg, (errno == 2 and "notfound") or (errno == 13 and "denied") or "io"
+	end
+	while true do
+		local chunk, err = f:read(1 << 20)
+		if not chunk then
+			if err then f:close() return nil, path .. ": " .. tostring(err), "io" end
+			break
+		end
+		add_all(self, sc:feed(chunk))
+	end
+	f:close()
+	add_all(self, sc:flush())
 	return true
 end
 
@@ -430,7 +464,8 @@ function Tracker:messages()
 		end
 	end
 	local rejects_by_rcpt = {}
-	for _, rj in ipairs(self.rejects) do
+	for i = self.rejects_head, self.rejects_tail do
+		local rj = self.rejects[i]
 		if rj.to then
 			local k = lower(rj.to)
 			local l = rejects_by_rcpt[k] or {}
@@ -564,13 +599,14 @@ function Tracker:messages()
 			if wanted then finish(m) end
 		end
 	end
-	for _, sid in ipairs(self.session_order) do
-		local d = self.sessions[sid]
+	for i = self.session_head, self.session_tail do
+		local d = self.sessions[self.session_order[i]]
 		if d and not used_d[d] and d.user and self:wanted(d.user) and d.status ~= "seen" then
 			finish { to = d.user, message_id = d.message_id, hops = { dovecot_hop(d) } }
 		end
 	end
-	for _, rj in ipairs(self.rejects) do
+	for i = self.rejects_head, self.rejects_tail do
+		local rj = self.rejects[i]
 		if not used_rj[rj] and (self:wanted(rj.to) or self:wanted(rj.from) or self:wanted(rj.rejected)) then
 			finish { to = rj.to, from = rj.from, hops = { rj } }
 		end

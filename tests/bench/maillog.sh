@@ -1,0 +1,92 @@
+#!/bin/bash
+# tests/bench/maillog.sh: throughput and peak memory of runbook.maillog's streaming tracker
+# (count the messages for one address in a big log) next to pflogsumm (the summary tool an
+# operator runs on the same log) and `grep -c ADDR` (the floor: a plain substring count).
+#   tests/bench/maillog.sh            ~1 GB log (BENCH_MB=1024)
+#   BENCH_MB=64 tests/bench/maillog.sh  quick run
+#   BENCH_ADDR=nobody@toyota-phv.test   address to follow (default info@toyota-phv.test)
+#   BENCH_SKIP_PFLOGSUMM=1              skip pflogsumm (it runs ~10x longer than the others)
+# The log is the text corpus (../shared/corpus: lab captures, Lightmeter, issue excerpts, ...)
+# repeated into a temp dir under /tmp, removed on exit. All runs read it from the page cache.
+# Targets: >= 10x pflogsumm's MB/s, within 3x of grep -c, peak RSS < 64 MB.
+# Depends on: ./runbook (make), pflogsumm, GNU time (/usr/bin/time).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=${RUNBOOK:-$root/runbook}
+corpus=${RUNBOOK_CORPUS:-$root/../shared/corpus}
+mb=${BENCH_MB:-1024}
+addr=${BENCH_ADDR:-info@toyota-phv.test}
+work=$(mktemp -d /tmp/runbook-bench-maillog.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+[ -x "$bin" ] || { echo "maillog.sh: no binary $bin (run make)" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "maillog.sh: /usr/bin/time missing (Debian package time)" >&2; exit 2; }
+
+# one copy of every text log of the corpus, lab captures first
+find "$corpus/lab-captures" "$corpus" -type f ! -name '*.gz' ! -name '*.md' ! -name '*.yaml' \
+	! -name '*.assert' ! -name '*.ini' -print0 | sort -zu | xargs -0 cat >"$work/base.log"
+base=$(stat -c %s "$work/base.log")
+want=$((mb * 1024 * 1024))
+reps=$(((want + base - 1) / base))
+: >"$work/mail.log"
+# double a chunk until it is big, then append it: fast and exact enough
+cp "$work/base.log" "$work/chunk.log"
+n=1
+while [ $((n * 2)) -le "$reps" ] && [ $((n * base)) -lt $((64 * 1024 * 1024)) ]; do
+	cat "$work/chunk.log" "$work/chunk.log" >"$work/chunk2.log" && mv "$work/chunk2.log" "$work/chunk.log"
+	n=$((n * 2))
+done
+done_reps=0
+while [ $((done_reps + n)) -le "$reps" ]; do cat "$work/chunk.log" >>"$work/mail.log"; done_reps=$((done_reps + n)); done
+while [ "$done_reps" -lt "$reps" ]; do cat "$work/base.log" >>"$work/mail.log"; done_reps=$((done_reps + 1)); done
+rm -f "$work/chunk.log"
+size=$(stat -c %s "$work/mail.log")
+cat "$work/mail.log" >/dev/null # page cache
+
+cat >"$work/count.lua" <<'EOF'
+local maillog = require "runbook.maillog"
+local path, addr = arg[1], arg[2]
+local t = maillog.tracker { addr = addr, year = 2026 }
+assert(t:feed_file(path, { host = "bench" }))
+local msgs = t:messages()
+local st = t:stats()
+io.write(("messages=%d lines=%d matched=%d reported=%d\n"):format(#msgs, st.lines, st.matched, st.reported))
+EOF
+
+# run NAME CMD...: wall seconds and max RSS (KiB) via GNU time, output kept in $work/NAME.out
+run() {
+	local name=$1
+	shift
+	/usr/bin/time -f '%e %M' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" || {
+		echo "maillog.sh: $name failed:" >&2
+		cat "$work/$name.err" >&2
+		exit 1
+	}
+}
+report() {
+	local name=$1 secs kib
+	read -r secs kib <"$work/$name.time"
+	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$size" \
+		'BEGIN { if (s < 0.01) s = 0.01; printf "%-22s %8.2f s %9.1f MB/s %8.1f MB peak RSS\n", n, s, b / 1048576 / s, k / 1024 }'
+}
+
+echo "maillog bench: $(awk -v b="$size" 'BEGIN{printf "%.0f", b/1048576}') MB log ($reps x corpus), address $addr"
+run runbook "$bin" lua "$work/count.lua" "$work/mail.log" "$addr"
+run grep_c grep -c -F "$addr" "$work/mail.log"
+if [ -z "${BENCH_SKIP_PFLOGSUMM:-}" ]; then
+	run pflogsumm pflogsumm "$work/mail.log"
+fi
+report runbook
+report grep_c
+[ -z "${BENCH_SKIP_PFLOGSUMM:-}" ] && report pflogsumm
+echo "runbook: $(cat "$work/runbook.out")"
+echo "grep -c: $(cat "$work/grep_c.out") lines mention $addr"
+read -r rs rk <"$work/runbook.time"
+read -r gs _ <"$work/grep_c.time"
+awk -v rs="$rs" -v gs="$gs" -v rk="$rk" 'BEGIN {
+	if (rs < 0.01) rs = 0.01; if (gs < 0.01) gs = 0.01
+	printf "runbook vs grep -c: %.2fx the time (target <= 3x); peak RSS %.1f MB (target < 64 MB)\n", rs / gs, rk / 1024 }'
+if [ -z "${BENCH_SKIP_PFLOGSUMM:-}" ]; then
+	read -r ps _ <"$work/pflogsumm.time"
+	awk -v rs="$rs" -v ps="$ps" 'BEGIN { if (rs < 0.01) rs = 0.01; printf "runbook vs pflogsumm: %.1fx the throughput (target >= 10x)\n", ps / rs }'
+fi
