@@ -24,7 +24,7 @@ retry, or flush it with queue-flush.]],
       help = "HOST/SERVICE from the inventory, e.g. dell/dovecot or ec2/postfix" },
     { name = "force", type = "boolean", help = "restart even when the service looks healthy" },
   },
-  hosts = {},
+  hosts = {},                 -- whichever host --service names
   examples = {
     "runbook run container-restart --service dell/dovecot",
     "runbook run container-restart --service ec2/postfix --apply",

@@ -34,7 +34,7 @@ new reason.]],
       help = "the Postfix service that holds the mail, HOST/SERVICE (default: the MX, mail.mx_host + /postfix)" },
     { name = "queue-id", type = "queue_id", help = "flush only this message (postqueue -i)" },
   },
-  hosts = {},
+  hosts = {},                 -- whichever host --service names (default: the MX)
   examples = {
     "runbook run queue-flush --service ec2/postfix --queue-id 848FAA727E2",
     "runbook run queue-flush --service ec2/postfix --queue-id 848FAA727E2 --apply",

@@ -30,7 +30,7 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
     { name = "queue-id", type = "queue_id", help = "a Postfix queue id from any hop (e.g. from the sender's bounce or 250 reply)" },
     { name = "since", type = "duration", default = "1h", help = "how far back to read the logs" },
   },
-  hosts = {},
+  hosts = { "ec2", "dell" },
   examples = {
     "runbook run trace-message --message-id '<20261128115342.015678@vm>'",
     "runbook run trace-message --queue-id 848FAA727E2 --since 6h",
@@ -52,7 +52,7 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
 
     -- 1. where does the id appear: queue ids, recipients, message-id
     local found = ctx:step("find", function()
-      local qids, rcpts, rcpt_list, mid = {}, {}, {}, msgid
+      local qids, rcpts, rcpt_list, mid, waiting = {}, {}, {}, msgid, {}
       local function learn(r)
         if r.queue_id and r.queue_id ~= "NOQUEUE" then qids[r.queue_id] = true end
         for _, a in ipairs { r.to, r.orig_to, r.family == "dovecot" and r.user or nil } do
@@ -87,6 +87,24 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
           if svc.label ~= "dovecot" and (hits[svc.spec] or 0) > 0 then grep(svc, more) end
         end
       end
+      -- no delivery attempt logged yet: the queue itself names the recipients (and why it waits)
+      if next(qids) and #rcpt_list == 0 then
+        for _, svc in ipairs(services) do
+          if svc.label ~= "dovecot" and (hits[svc.spec] or 0) > 0 then
+            local q = ctx:postqueue(svc.spec)
+            for _, m in ipairs(q or {}) do
+              if qids[m.queue_id] then
+                for _, r in ipairs(m.recipients or {}) do
+                  learn { to = r.address }
+                  waiting[#waiting + 1] = { svc = svc.spec, qid = m.queue_id, queue = m.queue_name, to = r.address, reason = r.delay_reason }
+                  ctx:note(("%s waits in the %s queue of %s for <%s>: %s"):format(m.queue_id, tostring(m.queue_name), svc.spec,
+                    tostring(r.address), tostring(r.delay_reason or "no delivery attempt yet")))
+                end
+              end
+            end
+          end
+        end
+      end
       local seen = {}
       for spec, n in pairs(hits) do if n > 0 then seen[#seen + 1] = spec end end
       table.sort(seen)
@@ -96,7 +114,7 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
       ctx:note(("%s appears in %s; queue ids: %s; recipients: %s"):format(needle,
         #seen > 0 and table.concat(seen, ", ") or "no log", #ql > 0 and table.concat(ql, " ") or "-",
         #rcpt_list > 0 and table.concat(rcpt_list, ", ") or "-"))
-      return { qids = qids, rcpts = rcpt_list, message_id = mid }
+      return { qids = qids, rcpts = rcpt_list, message_id = mid, waiting = waiting }
     end, "find the message in every hop's log since --since")
     if not found then return end
     if #found.rcpts == 0 then
@@ -130,6 +148,13 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
       return out
     end, "follow each recipient hop by hop with the log tracker")
     if not msgs then return end
+    if #msgs == 0 and #found.waiting > 0 then
+      local w = found.waiting[1]
+      ctx:verdict { status = "problem", cause = "message_queued", hop = w.svc,
+                    message = ("%s (%s) waits in the %s queue of %s for %s: %s"):format(needle, w.qid, tostring(w.queue), w.svc,
+                      tostring(w.to), tostring(w.reason or "no delivery attempt logged yet")) }
+      return
+    end
     if #msgs == 0 then
       ctx:verdict { status = "problem", cause = "not_found", message = ("found %s but could not follow it across the hops"):format(needle) }
       return
