@@ -70,12 +70,55 @@ local function ev(host, source, text, time)
   return { host = host, source = source, text = text, time = time }
 end
 
+-- A delivery reply (or reject reason) -> the cause it points at, refined by what is known now.
+local function classify_reply(reply, causes)
+  local r = tostring(reply or ""):lower()
+  if r:find("relay access denied", 1, true) then return "relay_domain_missing" end
+  if r:find("5%.2%.2") or r:find("quota", 1, true) or r:find("mailbox is full", 1, true) then return "quota_exceeded" end
+  if r:find("user doesn't exist", 1, true) or r:find("5%.1%.1") or r:find("user unknown", 1, true) then
+    return causes.user_disabled and "user_disabled" or causes.domain_missing and "domain_missing" or "user_missing"
+  end
+  if r:find("connection refused", 1, true) or r:find("timed out", 1, true) or r:find("no route", 1, true) then
+    return causes.dovecot_down and "dovecot_down" or causes.mailserver_postfix_down and "mailserver_postfix_down" or "relay_unreachable"
+  end
+  if r:find("4%.2%.0") or r:find("4%.3%.0") or r:find("internal error", 1, true) or r:find("lookup failure", 1, true) then
+    return causes.db_down and "db_down" or causes.disk_full and "disk_full" or "maildir_permissions"
+  end
+  return nil
+end
+
+local function iso(t) return t and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) or nil end
+
+-- One evidence line per hop of a tracked message: where it was, what happened, how long.
+local function path_evidence(msg)
+  local out = {}
+  for _, h in ipairs(msg.hops or {}) do
+    local text
+    if h.kind == "postfix" then
+      text = ("%s from=<%s> to=<%s> %s%s%s"):format(h.queue_id or "?", h.from or "", h.to or "", h.status or "?",
+        h.relay and (" relay=" .. h.relay) or "", h.reply and (" (" .. h.reply .. ")") or "")
+    elseif h.kind == "dovecot" then
+      text = ("lmtp session %s user %s: %s%s%s"):format(h.session or "?", h.user or h.to or "?", h.status or "?",
+        h.mailbox and (" to " .. h.mailbox) or "", h.error and (": " .. h.error) or "")
+    else
+      text = ("%s %s %s %s"):format(h.status or "rejected", h.code or "", h.enhanced or "", h.reason or "")
+    end
+    out[#out + 1] = ev(inv_host(h.host), h.kind == "dovecot" and "dovecot log" or "postfix log", text, iso(h.time))
+  end
+  return out
+end
+
+-- Log lines name the host by its own hostname (Postfix's myhostname); evidence uses the
+-- inventory's name, learned from the first line read from each host.
+local host_alias = {}
+local function inv_host(h) return host_alias[h] or h end
+
 -- Log lines of one tracked message hop, as evidence (the last few).
 local function hop_evidence(hop, source, max)
   local out = {}
   local lines = hop.lines or {}
   for i = math.max(1, #lines - (max or 4) + 1), #lines do
-    out[#out + 1] = ev(hop.host, source, lines[i])
+    out[#out + 1] = ev(inv_host(hop.host), source, lines[i])
   end
   return out
 end
@@ -308,6 +351,12 @@ follows it hop by hop until it is saved or stops.]],
       if f.mx_ssh then ctx:skip("the MX host is unreachable") end
       local r, msg, code = ctx:tcp_check(mx, f.next_hop_host, f.next_hop_port)
       if r then return end
+      if code ~= "refused" and code ~= "timeout" and code ~= "unreachable" then
+        -- the check itself could not run (e.g. the sshd forbids forwarding): no evidence either way
+        finding { severity = "warn", cause = "relay_check_failed", hop = "mx->mailserver",
+                  message = ("cannot test %s:%s from %s: %s"):format(f.next_hop_host, f.next_hop_port, mx, msg) }
+        return
+      end
       local target = f.path_kind == "smtp" and f.ms_pf or f.ms_dc
       local evs = { ev(mx, ("tcp %s:%s"):format(f.next_hop_host, f.next_hop_port), msg) }
       if down(target) then
@@ -336,13 +385,19 @@ follows it hop by hop until it is saved or stops.]],
     local function read_logs(svc, label)
       local host = svc:match("^(.-)/")
       if not has(host, svc:match("/(.*)$")) then return end
-      local logs, msg, code = ctx:docker_logs(svc, { since = since, grep = { addr, domain } })
+      -- The whole window goes to the tracker, which filters in C: lines that carry only the
+      -- queue id (message-id=, from=, removed) are kept with the message they belong to.
+      local logs, msg, code = ctx:docker_logs(svc, { since = since })
       if not logs then
         finding { severity = "warn", cause = "logs_unavailable", hop = svc, message = ("cannot read %s's log: %s"):format(svc, msg) }
         return
       end
       local n = 0
       for rec in logs do
+        if n == 0 then
+          local p = maillog.parse(rec.line)
+          if p and p.host then host_alias[p.host] = host end
+        end
         tracker:feed_line(rec.ts and (rec.ts .. " " .. rec.line) or rec.line, { host = host, source = label })
         n = n + 1
       end
@@ -376,37 +431,11 @@ follows it hop by hop until it is saved or stops.]],
         ctx:note(("the last message for %s was delivered (%s)"):format(addr, last.final_status))
         return
       end
-      f.log_reply = reply
-      local kind = "info"
-      local cause
-      local r = reply:lower()
-      if r:find("relay access denied", 1, true) then cause = "relay_domain_missing"
-      elseif r:find("5%.2%.2") or r:find("quota", 1, true) or r:find("mailbox is full", 1, true) then cause = "quota_exceeded"
-      elseif r:find("user doesn't exist", 1, true) or r:find("5%.1%.1") or r:find("user unknown", 1, true) then
-        cause = causes.user_disabled and "user_disabled" or causes.domain_missing and "domain_missing" or "user_missing"
-      elseif r:find("connection refused", 1, true) or r:find("timed out", 1, true) or r:find("no route", 1, true) then
-        cause = (causes.dovecot_down and "dovecot_down") or (causes.mailserver_postfix_down and "mailserver_postfix_down") or "relay_unreachable"
-      elseif r:find("4%.2%.0") or r:find("4%.3%.0") or r:find("internal error", 1, true) then
-        cause = causes.db_down and "db_down" or causes.disk_full and "disk_full" or "maildir_permissions"
-      end
-      local status = last.final_status
-      if cause == "quota_exceeded" and not causes.quota_exceeded then
-        found { cause = "quota_exceeded", hop = "mailserver.dovecot",
-                message = ("the mailbox of %s is over quota: the last message was %s with %q"):format(addr, status, reply), evidence = evs }
-      elseif cause then
-        if causes[cause] then
-          for _, e in ipairs(evs) do causes[cause].evidence = causes[cause].evidence or {}; table.insert(causes[cause].evidence, e) end
-          finding { severity = "info", cause = cause, hop = stop and stop.host or "logs",
-                        message = ("the logs agree: the last message for %s was %s (%s)"):format(addr, status, reply), evidence = evs }
-        else
-          f.log_cause = { cause = cause, evidence = evs, status = status, reply = reply }
-          finding { severity = "warn", cause = cause, hop = stop and stop.host or "logs",
-                        message = ("the last message for %s was %s: %s"):format(addr, status, reply), evidence = evs }
-        end
-      else
-        finding { severity = kind == "info" and "warn" or kind, cause = "not_delivered", hop = stop and stop.host or "logs",
-                      message = ("the last message for %s was %s%s"):format(addr, status, reply ~= "" and (": " .. reply) or ""), evidence = evs }
-      end
+      -- What the reply means is decided after the checks of the current state (below).
+      f.log_reply, f.log_status, f.log_evidence, f.log_stop = reply, last.final_status, evs, stop
+      finding { severity = "warn", cause = "not_delivered", hop = stop and stop.host or "logs",
+                message = ("the last message for %s was %s%s"):format(addr, last.final_status, reply ~= "" and (": " .. reply) or ""),
+                evidence = evs }
     end, "the address in every hop's log since --since (document 1.2, 1.3, 2.2)")
 
     -- Q1 both queues ------------------------------------------------------------------------------
@@ -443,7 +472,7 @@ follows it hop by hop until it is saved or stops.]],
       if not has(ms, "dovecot") then ctx:skip("no dovecot service in the inventory") end
       if down(f.ms_dc) then ctx:skip(f.ms_dc .. " is not running") end
       -- LMTP RCPT, as the MX would ask it (nothing is delivered: the dialogue stops after RCPT)
-      if f.path_kind == "lmtp" and f.next_hop_host then
+      if f.path_kind == "lmtp" and f.next_hop_host and not causes.db_down then
         local r, msg, code = ctx:smtp_probe { host = f.next_hop_host, port = f.next_hop_port, lmtp = true,
                                               from = "", rcpt = addr, stop = "rcpt", timeout = 15 }
         local rc = r and r.stages and r.stages.rcpt and r.stages.rcpt[1]
@@ -496,10 +525,23 @@ follows it hop by hop until it is saved or stops.]],
       end
     end, "Dovecot accepts the recipient; Maildir owner and mode; free space (document 1.3, 4)")
 
-    -- A cause seen only in the logs (e.g. the fault was healed but mail still waits) --------------
-    if f.log_cause and not causes[f.log_cause.cause] and not f.queued then
-      found { cause = f.log_cause.cause, hop = "logs", message = ("the logs show the last message %s: %s"):format(f.log_cause.status, f.log_cause.reply),
-              evidence = f.log_cause.evidence }
+    -- What the logs say, weighed against the current state -----------------------------------------
+    -- A reply in the logs names a candidate cause. It is the verdict's cause only when a check of
+    -- the current state confirms it; otherwise it is history (the fault is gone) and the queue
+    -- decides whether anything still waits. Quota is the exception: an over-quota mailbox leaves
+    -- evidence only on the MX side (Dovecot logs nothing), so the last reply is believed.
+    if f.log_reply then
+      local c = classify_reply(f.log_reply, causes)
+      if c and causes[c] then
+        for _, e in ipairs(f.log_evidence) do table.insert(causes[c].evidence, e) end
+      elseif c == "quota_exceeded" then
+        found { cause = "quota_exceeded", hop = "mailserver.dovecot",
+                message = ("the mailbox of %s is over quota: the last message was %s with %q"):format(addr, f.log_status, f.log_reply),
+                evidence = f.log_evidence }
+      elseif c then
+        finding { severity = "warn", cause = "past_failure", hop = "logs",
+                  message = ("the last message failed as for %s (%s), but that is not the case now"):format(c, f.log_reply) }
+      end
     end
     -- Mail waiting although nothing on the path is broken now: the queue is stuck.
     if f.queued and #f.queued > 0 then
@@ -508,7 +550,7 @@ follows it hop by hop until it is saved or stops.]],
       if not blocking then
         local q = f.queued[1]
         f.queue_service, f.stuck_queue_id = q.service, q.queue_id
-        found { cause = "queue_stuck", hop = q.service,
+        found { cause = "queue_stuck", hop = q.service:match("^(.-)/") == mx and "mx.queue" or "mailserver.queue",
                 message = ("%d message(s) for %s wait in %s although the path works now: they are retried only at the next queue run"):format(#f.queued, addr, q.service),
                 evidence = { ev(q.service:match("^(.-)/"), "postqueue -j", ("%s waiting %ds: %s"):format(q.queue_id, q.age, q.reason or "")) } }
       end
@@ -562,9 +604,14 @@ follows it hop by hop until it is saved or stops.]],
     end
     if not first then
       local last = f.last_message
-      ctx:verdict { status = "healthy", hop = nil, cause = nil,
-                    message = last and last.delivered and ("mail for %s is delivered; the last message was %s"):format(addr, last.final_status)
-                      or ("nothing on the path to %s is broken now"):format(addr) }
+      local msg
+      if last and last.delivered then
+        msg = ("mail for %s is delivered: the last message (%s) was saved %s after it reached %s"):format(addr,
+          last.message_id or "?", last.duration and ("%.2fs"):format(last.duration) or "", mx)
+      else
+        msg = ("nothing on the path to %s is broken now%s"):format(addr, last and "" or " (and no mail for it in the window)")
+      end
+      ctx:verdict { status = "healthy", message = msg, evidence = last and path_evidence(last) or nil }
       return
     end
     local spec = CAUSES[RANK[first]]
