@@ -87,6 +87,11 @@ local function classify_reply(reply, causes)
   return nil
 end
 
+-- Log lines name the host by its own hostname (Postfix's myhostname); evidence uses the
+-- inventory's name, learned from the first line read from each host.
+local host_alias = {}
+local function inv_host(h) return host_alias[h] or h end
+
 local function iso(t) return t and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) or nil end
 
 -- One evidence line per hop of a tracked message: where it was, what happened, how long.
@@ -107,11 +112,6 @@ local function path_evidence(msg)
   end
   return out
 end
-
--- Log lines name the host by its own hostname (Postfix's myhostname); evidence uses the
--- inventory's name, learned from the first line read from each host.
-local host_alias = {}
-local function inv_host(h) return host_alias[h] or h end
 
 -- Log lines of one tracked message hop, as evidence (the last few).
 local function hop_evidence(hop, source, max)
