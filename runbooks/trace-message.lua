@@ -5,7 +5,7 @@ local ops = require "lib.mailops"
 local maillog = require "runbook.maillog"
 
 local DELAYS = {
-  { "before_qmgr", "a", "before the queue manager (receiving, cleanup)" },
+  { "before_qmgr", "a", "before the queue manager (receiving; for a retry also the wait in the deferred queue)" },
   { "in_qmgr", "b", "in the queue manager (waiting: deferred, busy)" },
   { "conn_setup", "c", "connection setup (DNS, TCP, greeting, TLS)" },
   { "transmission", "d", "transmission (the next hop's answer)" },
@@ -124,26 +124,49 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
     end
 
     -- 2. follow every recipient across the hops
+    local host_names = {}
+    local function host_of(h) local inv = host_names[h] return inv and inv ~= h and (inv .. " (" .. h .. ")") or tostring(h) end
     local msgs = ctx:step("follow", function()
       local tr = maillog.tracker { addr = found.rcpts, since = since }
       for _, svc in ipairs(services) do
         local logs, msg = ctx:docker_logs(svc.spec, { since = since })
         if logs then
-          for rec in logs do tr:feed_line(ops.log_line(rec), { host = svc.host, source = svc.label }) end
+          local named = 0
+          for rec in logs do
+            local line = ops.log_line(rec)
+            -- the log's own host name ("mx") -> the inventory's ("ec2"), for the timeline
+            if named < 20 then
+              local r = maillog.parse(line)
+              if r and r.host then host_names[r.host] = svc.host; named = named + 1 end
+            end
+            tr:feed_line(line, { host = svc.host, source = svc.label })
+          end
           local e = logs.err and { logs:err() }
           if e and e[1] then ctx:finding { severity = "warn", cause = "logs_incomplete", hop = svc.spec, message = ("%s's log stopped early: %s"):format(svc.spec, tostring(e[1])) } end
         else
           ctx:finding { severity = "warn", cause = "logs_unavailable", hop = svc.spec, message = ("cannot read %s's log: %s"):format(svc.spec, tostring(msg)) }
         end
       end
-      local out = {}
+      local out, by_key = {}, {}
       for _, m in ipairs(tr:messages()) do
         local mine = found.message_id and m.message_id == found.message_id
         for _, h in ipairs(m.hops) do
           if h.queue_id and (found.qids[h.queue_id] or h.queue_id == qid) then mine = true end
           if h.queued_as and h.queued_as == qid then mine = true end
         end
-        if mine then out[#out + 1] = m end
+        if mine then
+          -- later attempts of a queue file the tracker split off: one message, its last state
+          local first = m.hops[1] or {}
+          local key = tostring(first.host) .. "/" .. tostring(first.queue_id) .. "/" .. tostring(m.to)
+          local prev = by_key[key]
+          if prev and first.queue_id and first.queue_id ~= "NOQUEUE" then
+            prev.later = prev.later or {}
+            prev.later[#prev.later + 1] = m
+          else
+            by_key[key] = m
+            out[#out + 1] = m
+          end
+        end
       end
       return out
     end, "follow each recipient hop by hop with the log tracker")
@@ -162,48 +185,62 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
 
     -- 3. the timeline
     local stopped, delivered = {}, 0
+    local function show_hops(hops, first_n)
+      for n, h in ipairs(hops) do
+        local t = ops.utc(h.arrived or h.first_time or h.time)
+        n = n + (first_n or 0)
+        if h.kind == "postfix" then
+          ctx:note(("  hop %d  %s %s  postfix queue %s%s: from %s, %s %s%s"):format(n, t, host_of(h.host), tostring(h.queue_id),
+            h.client and (" (client " .. h.client .. ")") or "", tostring(h.from or "?"),
+            tostring(h.status), h.relay and ("via " .. h.relay) or "", h.reply and (" (" .. h.reply .. ")") or ""))
+          if #(h.attempts or {}) > 1 then ctx:note(("          %d delivery attempts"):format(#h.attempts)) end
+          if h.delays then
+            ctx:note(("          delay %s: a=%s b=%s c=%s d=%s"):format(secs(h.delay), secs(h.delays.before_qmgr),
+              secs(h.delays.in_qmgr), secs(h.delays.conn_setup), secs(h.delays.transmission)))
+          end
+        elseif h.kind == "dovecot" then
+          ctx:note(("  hop %d  %s %s  dovecot session %s: %s%s%s"):format(n, t, host_of(h.host), tostring(h.session), tostring(h.status),
+            h.mailbox and (" to " .. h.mailbox) or "", h.error and (" (" .. h.error .. ")") or ""))
+        else
+          ctx:note(("  hop %d  %s %s  rejected at %s: %s %s"):format(n, t, host_of(h.host), tostring(h.stage), tostring(h.code), tostring(h.reason)))
+        end
+      end
+    end
     ctx:step("timeline", function()
       for i, m in ipairs(msgs) do
-        ctx:note(("message %d: to %s from %s, message-id <%s>: %s%s"):format(i, tostring(m.to), tostring(m.from),
-          tostring(m.message_id), tostring(m.final_status), m.duration and (" after " .. secs(m.duration)) or ""))
-        for n, h in ipairs(m.hops) do
-          local t = ops.utc(h.arrived or h.first_time or h.time)
-          if h.kind == "postfix" then
-            ctx:note(("  hop %d  %s %s  postfix queue %s%s: from %s, %s %s%s"):format(n, t, h.host, tostring(h.queue_id),
-              h.client and (" (client " .. h.client .. ")") or "", tostring(h.from),
-              tostring(h.status), h.relay and ("via " .. h.relay) or "", h.reply and (" (" .. h.reply .. ")") or ""))
-            if #(h.attempts or {}) > 1 then ctx:note(("          %d delivery attempts"):format(#h.attempts)) end
-            if h.delays then
-              ctx:note(("          delay %s: a=%s b=%s c=%s d=%s"):format(secs(h.delay), secs(h.delays.before_qmgr),
-                secs(h.delays.in_qmgr), secs(h.delays.conn_setup), secs(h.delays.transmission)))
-            end
-          elseif h.kind == "dovecot" then
-            ctx:note(("  hop %d  %s %s  dovecot session %s: %s%s%s"):format(n, t, h.host, tostring(h.session), tostring(h.status),
-              h.mailbox and (" to " .. h.mailbox) or "", h.error and (" (" .. h.error .. ")") or ""))
-          else
-            ctx:note(("  hop %d  %s %s  rejected at %s: %s %s"):format(n, t, h.host, tostring(h.stage), tostring(h.code), tostring(h.reason)))
-          end
+        local last = m.later and m.later[#m.later] or m
+        ctx:note(("message %d: to %s from %s, message-id <%s>: %s"):format(i, tostring(m.to), tostring(m.from),
+          tostring(m.message_id or found.message_id), tostring(last.final_status)))
+        show_hops(m.hops)
+        for _, l in ipairs(m.later or {}) do
+          ctx:note("  later attempts of the same queue file:")
+          show_hops(l.hops)
         end
-        local w = m.where or {}
+        local w = { before_qmgr = 0, in_qmgr = 0, conn_setup = 0, transmission = 0 }
+        for _, x in ipairs { m, table.unpack(m.later or {}) } do
+          for k in pairs(w) do w[k] = math.max(w[k], (x.where or {})[k] or 0) end
+        end
         local big, bigv = nil, -1
         for _, d in ipairs(DELAYS) do
-          if (w[d[1]] or 0) > bigv then big, bigv = d, w[d[1]] or 0 end
+          if w[d[1]] > bigv then big, bigv = d, w[d[1]] end
         end
         if bigv > 0 then
           ctx:note(("  the time went: a=%s b=%s c=%s d=%s; most of it %s (%s)"):format(secs(w.before_qmgr), secs(w.in_qmgr),
             secs(w.conn_setup), secs(w.transmission), big[3], big[2]))
         end
-        if m.delivered then
+        if last.delivered then
           delivered = delivered + 1
+          ctx:note(("  delivered%s"):format(last.duration and (" %s after it arrived"):format(secs((last.last_time or 0) - (m.first_time or last.first_time or 0))) or ""))
         else
-          local s = m.stopped_at or {}
-          stopped[#stopped + 1] = { m = m, s = s }
-          ctx:note(("  stopped at %s (%s): %s"):format(tostring(s.host), tostring(s.queue_id or s.session), tostring(s.reason or s.status)))
-          ctx:finding { severity = (m.final_status == "bounced" or m.final_status == "rejected") and "fail" or "warn",
-                        cause = "message_" .. tostring(m.final_status), hop = s.host,
-                        message = ("%s for %s stopped at %s %s: %s"):format(needle, tostring(m.to), tostring(s.host),
-                          tostring(s.queue_id or s.session or ""), tostring(s.reason or s.status)),
-                        evidence = { { host = s.host, source = "log", text = (m.hops[#m.hops].lines or {})[#(m.hops[#m.hops].lines or {})] } } }
+          local st = last.stopped_at or {}
+          local lh = last.hops[#last.hops] or {}
+          stopped[#stopped + 1] = { m = last, s = st }
+          ctx:note(("  stopped at %s (%s): %s"):format(host_of(st.host), tostring(st.queue_id or st.session), tostring(st.reason or st.status)))
+          ctx:finding { severity = (last.final_status == "bounced" or last.final_status == "rejected") and "fail" or "warn",
+                        cause = "message_" .. tostring(last.final_status), hop = host_names[st.host] or st.host,
+                        message = ("%s for %s stopped at %s %s: %s"):format(needle, tostring(m.to), host_of(st.host),
+                          tostring(st.queue_id or st.session or ""), tostring(st.reason or st.status)),
+                        evidence = { { host = host_names[st.host] or st.host, source = "log", text = (lh.lines or {})[#(lh.lines or {})] } } }
         end
       end
     end, "per-hop timeline: where the time went and where it stopped")
@@ -212,9 +249,9 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
       ctx:verdict { status = "healthy", message = ("%s: delivered to %d recipient(s)"):format(needle, delivered) }
     else
       local s = stopped[1]
-      ctx:verdict { status = "problem", cause = "message_" .. tostring(s.m.final_status), hop = s.s.host,
+      ctx:verdict { status = "problem", cause = "message_" .. tostring(s.m.final_status), hop = host_names[s.s.host] or s.s.host,
                     message = ("%s: %d delivered, %d stopped (first: %s at %s)"):format(needle, delivered, #stopped,
-                      tostring(s.m.to), tostring(s.s.host)) }
+                      tostring(s.m.to), host_of(s.s.host)) }
     end
   end,
 }
