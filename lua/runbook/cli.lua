@@ -260,12 +260,6 @@ local function cmd_lua(argv)
   return EXIT_OK
 end
 
-local function shell_word(s)
-  s = tostring(s)
-  if s:match("^[%w@%%+=:,./_-]+$") then return s end
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
 local function default_inventory()
   local env = os.getenv("RUNBOOK_INVENTORY")
   if env and env ~= "" then return env end
@@ -346,7 +340,8 @@ local function cmd_run(argv)
   for _, s in ipairs(rb.args) do
     if given[s.name] ~= nil then
       local v = given[s.name]
-      arg_list[#arg_list + 1] = v == true and ("--" .. s.name) or ("--%s %s"):format(s.name, shell_word(v))
+      arg_list[#arg_list + 1] = v == true and ("--" .. s.name)
+        or ("--%s %s"):format(s.name, require("runbook.context").shell_word(v))
     end
   end
   local ctx = require("runbook.context").new {

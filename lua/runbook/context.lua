@@ -320,11 +320,13 @@ function Ctx:read_secret(o)
   return v
 end
 
+-- shell_word(s) -> s as one word a POSIX shell reads back unchanged (for command lines we show)
 local function shell_word(s)
   s = tostring(s)
   if s:match("^[%w@%%+=:,./_-]+$") then return s end
   return "'" .. s:gsub("'", "'\\''") .. "'"
 end
+M.shell_word = shell_word
 
 -- fix_command{runbook=, args={...}, apply=bool} -> "runbook run NAME --k v ..."
 function Ctx:fix_command(fix)
