@@ -114,7 +114,7 @@ t.is(count("ssh.connect"), 2, "... on a new session (the timed-out one was close
 
 -- ---------------------------------------------------------------- tcp_check
 r = ctx:tcp_check("box", env.HOST, env.PORT)
-t.ok(r and r.ms >= 0, "tcp_check from the ssh host to its sshd port")
+t.ok(r and r.ms >= 0 and r.via == "direct-tcpip", "tcp_check from the ssh host to its sshd port (direct-tcpip)")
 r, msg, code = ctx:tcp_check("box", env.HOST, 1)
 t.is(code, "refused", "tcp_check from the ssh host to a closed port -> refused")
 r = ctx:tcp_check("here", env.HOST, env.PORT)

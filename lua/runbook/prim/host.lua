@@ -8,7 +8,9 @@
 --                                       -> {status, signal, stderr, error, code} | nil, msg, code
 --   ctx:df(target, path)                -> {filesystem, size_kb, used_kb, avail_kb, use_pct, mount}
 --   ctx:stat(target, path)              -> {owner, user, group, uid, gid, mode="0755", perms, type, size}
---   ctx:tcp_check(from_host, addr, port, opts) -> {ms=} | nil, msg, code
+--   ctx:tcp_check(from_host, addr, port, opts) -> {ms=, via=} | nil, msg, code   (ssh hosts: a
+--                                       direct-tcpip channel; if the server forbids forwarding,
+--                                       its own bash /dev/tcp: via = "exec")
 -- opts for exec: {timeout=, max_output=, stdin=, read_only=}. An exec is a WRITE (gated by the
 -- dry run) unless the runbook declares read_only = true. target is "host" or "host/service".
 --
@@ -348,6 +350,26 @@ local function failure_code(stderr)
   return "io"
 end
 
+-- When the server forbids TCP forwarding (AllowTcpForwarding no), ask the server's own bash to
+-- connect (`exec 3<>/dev/tcp/ADDR/PORT`, under the usual remote timeout). Address and port are
+-- passed as positional arguments, never spliced into the script.
+local function remote_tcp_check(ctx, from, addr, port, timeout, denied_msg)
+  local t0 = require("runbook.core").now()
+  local r, msg, code = run_host(ctx, from, { "bash", "-c", 'exec 3<>"/dev/tcp/$1/$2"', "tcp_check",
+    addr, tostring(port) }, { timeout = timeout, max_output = 4096 })
+  if not r then return nil, msg, code end
+  if r.status == 0 then
+    return { ms = (require("runbook.core").now() - t0) * 1000, via = "exec" }
+  end
+  local e = r.stderr:gsub("%s+$", "")
+  if e:find("refused", 1, true) then code = "refused"
+  elseif e:find("No route", 1, true) or e:find("unreachable", 1, true) then code = "unreachable"
+  elseif r.status == 127 then
+    return nil, denied_msg .. "; and no bash on " .. from .. " to test it another way", "denied"
+  else code = "io" end
+  return nil, ("tcp_check %s:%d from %s: %s"):format(addr, port, from, e), code
+end
+
 -- ---------------------------------------------------------------- the ctx methods
 
 function M.install(Ctx)
@@ -462,7 +484,11 @@ function M.install(Ctx)
         if h.transport == "ssh" then
           local s, msg, code = session(self, from)
           if not s then return nil, msg, code end
-          return s:tcp_check(addr, port, { timeout = timeout })
+          local r
+          r, msg, code = s:tcp_check(addr, port, { timeout = timeout })
+          if r then r.via = "direct-tcpip" return r end
+          if code ~= "denied" then return nil, msg, code end
+          return remote_tcp_check(self, from, addr, port, timeout, msg)
         end
         return require("runbook.net").tcp_check { host = addr, port = port, timeout = timeout }
       end,
