@@ -77,6 +77,9 @@ local function call(ctx, spec)
     return nil, "run deadline exceeded before " .. name, "timeout"
   end
 
+  -- On a terminal the operator sees which call is running while it blocks (JSON ignores it).
+  ctx:emit { event = "progress", transient = true, message = ("%s %s"):format(name, spec.host or "") }
+
   if class == "read" then
     local t0 = core.now()
     local res, msg, code = spec.fn()

@@ -346,6 +346,7 @@ local function cmd_run(argv)
   end
   local ctx = require("runbook.context").new {
     inventory = inv, apply = opts.apply, yes = opts.yes, trace = opts.trace, sinks = sinks,
+    live = fmt == "text" and tty,
     runbook = { name = rb.name, sha256 = rb.sha256 }, args = values,
   }
   for _, s in ipairs(rb.args) do

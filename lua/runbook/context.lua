@@ -60,6 +60,7 @@ function M.new(opts)
     apply = opts.apply and true or false,
     yes = opts.yes and true or false,
     trace = opts.trace and true or false,
+    live = opts.live and true or false,       -- a terminal shows transient progress
     sinks = opts.sinks or {},
     runbook = opts.runbook or { name = "(test)" },
     args = opts.args or {},
@@ -180,6 +181,7 @@ function Ctx:emit(ev)
   ev.t = math.floor((core.now() - self.t0) * 1000 + 0.5) / 1000
   ev.time = os.date("!%Y-%m-%dT%H:%M:%SZ")
   if ev.step == nil and self.current_step then ev.step = self.current_step.name end
+  if ev.transient and not self.live then return end   -- nobody shows "now running" lines
   if ev.event == "call" or ev.event == "would" or ev.event == "write" then
     self.counters.calls = self.counters.calls + 1
   end

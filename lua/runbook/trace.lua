@@ -151,6 +151,7 @@ function M.json(opts)
   local out = opts.out or io.stdout
   local json = require "runbook.json"
   return function(ev)
+    if ev.transient then return end   -- a terminal-only "now running" line
     out:write(json.encode(ev), "\n")
     out:flush()
   end
@@ -158,7 +159,7 @@ end
 
 function M.collector()
   local events = {}
-  return function(ev) events[#events + 1] = ev end, events
+  return function(ev) if not ev.transient then events[#events + 1] = ev end end, events
 end
 
 return M
