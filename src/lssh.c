@@ -614,10 +614,11 @@ static int sess_tcp_check(lua_State *L)
 		}
 	}
 	if (ch == NULL) {
-		char *em = NULL;
+		char *em = NULL, m[256];
 		int e = libssh2_session_last_error(S->s, &em, NULL, 0);
 		const char *code = "protocol";
-		if (e == LIBSSH2_ERROR_CHANNEL_FAILURE && em && strstr(em, "prohibited"))
+		snprintf(m, sizeof m, "%s", em ? em : "failed");   /* em dies with the session */
+		if (e == LIBSSH2_ERROR_CHANNEL_FAILURE && strstr(m, "prohibited"))
 			code = "denied";
 		else if (e == LIBSSH2_ERROR_CHANNEL_FAILURE)
 			code = "refused";
@@ -626,7 +627,7 @@ static int sess_tcp_check(lua_State *L)
 			ssh_session_close(S, 0);
 			code = "closed";
 		}
-		return ssh_fail(L, S, code, "tcp_check %s:%d: %s", host, (int)port, em ? em : "failed");
+		return ssh_fail(L, S, code, "tcp_check %s:%d: %s", host, (int)port, m);
 	}
 	SSH_NB(S, dl, rc, libssh2_channel_free(ch));
 	if (rc == LIBSSH2_ERROR_TIMEOUT) {
