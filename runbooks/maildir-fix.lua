@@ -5,18 +5,20 @@ local ops = require "lib.mailops"
 local SHOW = 10   -- wrong entries listed in the output
 
 return {
-  description = "Give a domain's Maildir back to the mail user (chown -R vmail:vmail, owner rwx)",
+  description = "Give a domain's Maildir back to the mail user (chown -R vmail:vmail; owner rwx on directories)",
   kind = "remedy",
   help = [[
 What it does: inside the Dovecot container (inventory mail.mailserver_host + "/dovecot") it
 shows the owner and mode of <maildir_root>/<domain>/ (and of the user's Maildir with --addr),
 then lists every entry below it that is not owned by the mail user (inventory
 mail.maildir_owner, default vmail; "user:group" also accepted), and every directory without
-owner rwx or file without owner rw. Dovecot then logs "Permission denied (... missing +x perm
+owner rwx or file without owner read (Dovecot keeps some files read-only on purpose, e.g.
+dovecot-uidvalidity.*: those are left alone). Dovecot then logs "Permission denied (... missing +x perm
 ...)" and Postfix defers with 451 4.3.0 / 4.2.0. Nothing wrong: nothing to do (exit 0).
 What it changes: `chown -R vmail:vmail <maildir_root>/<domain>/` (the document's command) when
-an owner is wrong, and `chmod -R u+rwX <maildir_root>/<domain>/` when a mode lacks the owner's
-bits. Group and other bits are left as they are. Without --apply it only prints the commands.
+an owner is wrong, and, only when a mode lacks the owner's bits, `chmod u+rwx` on those
+directories and `chmod u+r` on those files (one find ... -exec). Group and other bits are left
+as they are. Without --apply it only prints the commands.
 How to verify: after --apply it lists again and expects nothing wrong; deferred mail is then
 delivered at the next queue run (or flush it: runbook run queue-flush --service ...).]],
   args = {
@@ -60,7 +62,7 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
     local function wrong()
       local r, msg, code = ctx:service_exec(svc, {
         "find", dir, "(", "!", "-user", owner, "-o", "!", "-group", group,
-        "-o", "-type", "d", "!", "-perm", "-u=rwx", "-o", "-type", "f", "!", "-perm", "-u=rw", ")",
+        "-o", "-type", "d", "!", "-perm", "-u=rwx", "-o", "-type", "f", "!", "-perm", "-u=r", ")",
         "-printf", "%u:%g %m %y %p\\n" }, { read_only = true })
       r = ops.must(r, msg, code, "find in " .. svc)
       if r.status ~= 0 and r.stdout == "" then
@@ -74,7 +76,7 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
           local o = m >> 6
           out[#out + 1] = { owner = og, mode = mode, type = ty, path = path,
                             bad_owner = og ~= owner .. ":" .. group,
-                            bad_mode = (ty == "d" and o ~= 7) or (ty == "f" and o & 6 ~= 6) }
+                            bad_mode = (ty == "d" and o ~= 7) or (ty == "f" and o & 4 == 0) }
         end
       end
       return out
@@ -120,14 +122,16 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
         if result ~= "applied" and result ~= "dryrun" then return result end
       end
       if state.n_mode > 0 then
-        ctx:note(("modes under %s: add the owner's rwx (u+rwX)"):format(dir))
-        local r, msg, code = ctx:service_exec(svc, { "chmod", "-R", "u+rwX", dir })
+        ctx:note(("modes under %s: directories -> owner rwx, files -> owner r"):format(dir))
+        local r, msg, code = ctx:service_exec(svc, { "find", dir,
+          "(", "-type", "d", "!", "-perm", "-u=rwx", "-exec", "chmod", "u+rwx", "{}", "+", ")", "-o",
+          "(", "-type", "f", "!", "-perm", "-u=r", "-exec", "chmod", "u+r", "{}", "+", ")" })
         if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
         local res2 = ops.written(ctx, r, msg, code, "modes of " .. dir)
         if res2 ~= "applied" then result = res2 end
       end
       return result
-    end, "chown -R / chmod -R u+rwX inside the Dovecot container")
+    end, "chown -R (and chmod where the owner lacks its bits) inside the Dovecot container")
     if outcome ~= "applied" then
       if outcome == "dryrun" then
         ctx:verdict { status = "problem", cause = "maildir_permissions",
