@@ -224,10 +224,9 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
         for _, d in ipairs(DELAYS) do
           if w[d[1]] > bigv then big, bigv = d, w[d[1]] end
         end
-        if bigv > 0 then
-          ctx:note(("  the time went: a=%s b=%s c=%s d=%s; most of it %s (%s)"):format(secs(w.before_qmgr), secs(w.in_qmgr),
-            secs(w.conn_setup), secs(w.transmission), big[3], big[2]))
-        end
+        ctx:note(("  the time went: a=%s b=%s c=%s d=%s; %s"):format(secs(w.before_qmgr), secs(w.in_qmgr),
+          secs(w.conn_setup), secs(w.transmission),
+          bigv >= 0.01 and ("most of it %s (%s)"):format(big[3], big[2]) or "no hop took measurable time"))
         if last.delivered then
           delivered = delivered + 1
           ctx:note(("  delivered%s"):format(last.duration and (" %s after it arrived"):format(secs((last.last_time or 0) - (m.first_time or last.first_time or 0))) or ""))
