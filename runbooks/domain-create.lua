@@ -18,7 +18,7 @@ Then add users with `runbook run user-create --addr user@D`.]],
   args = {
     { name = "domain", type = "domain", required = true, help = "the mail domain to create, e.g. example.jp" },
   },
-  hosts = { "dell" },         -- its User Management API and database
+  hosts = { "@mailserver" },         -- its User Management API and database
   examples = {
     "runbook run domain-create --domain example.jp",
     "runbook run domain-create --domain example.jp --apply",

@@ -21,7 +21,7 @@ Exit 0 (a report); the last line says how many lines matched.]],
     { name = "addr", type = "email", required = true, help = "the address to watch, e.g. info@example.jp" },
     { name = "duration", type = "duration", default = "60s", help = "how long to follow (e.g. 30s, 5m)" },
   },
-  hosts = { "ec2", "dell" },
+  hosts = { "@mx", "@mailserver" },
   examples = {
     "runbook run follow --addr info@example.jp",
     "runbook run follow --addr info@example.jp --duration 5m --deadline 360",

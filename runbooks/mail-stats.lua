@@ -24,7 +24,7 @@ Exit 0 when nothing was deferred, bounced or rejected, 1 otherwise.]],
     { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
       help = "the Postfix whose log to count, HOST/SERVICE (default: the MX, mail.mx_host + /postfix)" },
   },
-  hosts = { "ec2" },          -- the MX gateway (mail.mx_host)
+  hosts = { "@mx" },          -- the MX gateway (mail.mx_host)
   examples = {
     "runbook run mail-stats",
     "runbook run mail-stats --since 24h --format json",

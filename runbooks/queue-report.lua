@@ -17,7 +17,7 @@ reason, then queue-flush).]],
     { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
       help = "only this Postfix service, HOST/SERVICE (default: the MX's and the mail server's)" },
   },
-  hosts = { "ec2", "dell" },
+  hosts = { "@mx", "@mailserver" },
   examples = {
     "runbook run queue-report",
     "runbook run queue-report --service ec2/postfix",

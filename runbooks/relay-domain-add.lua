@@ -23,7 +23,7 @@ How to verify: after --apply it re-reads relay_domains and expects the domain in
     { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
       help = "the MX's Postfix as HOST/SERVICE (default: inventory mail.mx_host + /postfix)" },
   },
-  hosts = { "ec2" },          -- the MX gateway (mail.mx_host)
+  hosts = { "@mx" },          -- the MX gateway (mail.mx_host)
   examples = {
     "runbook run relay-domain-add --domain example.jp",
     "runbook run relay-domain-add --domain example.jp --apply",

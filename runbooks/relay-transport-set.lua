@@ -24,7 +24,7 @@ server's Dovecot / Postfix: see container-restart).]],
     { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
       help = "the MX's Postfix as HOST/SERVICE (default: inventory mail.mx_host + /postfix)" },
   },
-  hosts = { "ec2" },          -- the MX gateway (mail.mx_host)
+  hosts = { "@mx" },          -- the MX gateway (mail.mx_host)
   examples = {
     "runbook run relay-transport-set",
     "runbook run relay-transport-set --value 'lmtp:[100.110.222.53]:2525' --apply",

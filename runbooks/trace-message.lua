@@ -30,7 +30,7 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
     { name = "queue-id", type = "queue_id", help = "a Postfix queue id from any hop (e.g. from the sender's bounce or 250 reply)" },
     { name = "since", type = "duration", default = "1h", help = "how far back to read the logs" },
   },
-  hosts = { "ec2", "dell" },
+  hosts = { "@mx", "@mailserver" },
   examples = {
     "runbook run trace-message --message-id '<20261128115342.015678@vm>'",
     "runbook run trace-message --queue-id 848FAA727E2 --since 6h",

@@ -152,7 +152,7 @@ follows it hop by hop until it is saved or stops.]],
     { name = "since", type = "duration", default = "1h", help = "how far back to read the logs" },
     { name = "probe", type = "boolean", help = "also probe the MX over SMTP (a test message only with --apply)" },
   },
-  hosts = {},
+  hosts = { "@mx", "@mailserver" },   -- mail.mx_host and mail.mailserver_host of the inventory
   examples = {
     "runbook run undelivered --addr info@example.jp",
     "runbook run undelivered --addr info@example.jp --since 6h --report /tmp/ticket.md",

@@ -301,9 +301,15 @@ local function cmd_run(argv)
   else
     inv = inventory.empty()
   end
+  -- A runbook names the hosts it touches: inventory names, or roles (@mx, @mailserver) that the
+  -- inventory's mail.mx_host / mail.mailserver_host resolve.
   for _, h in ipairs(rb.hosts) do
-    if not inv.hosts[h] then
-      err(("runbook %s needs host '%s', which is not in the inventory%s"):format(rb.name, h,
+    local name, role = h, h:match("^@([%w_]+)$")
+    if role then name = inv.mail[role .. "_host"] end
+    if not name or not inv.hosts[name] then
+      err(("runbook %s needs %s, which is not in the inventory%s"):format(rb.name,
+        role and ("the %s host (mail.%s_host%s)"):format(role, role, name and (" = " .. name) or " is not set")
+          or ("host '" .. h .. "'"),
         invpath and (" " .. invpath) or " (none given: --inventory FILE)"))
       return EXIT_USAGE
     end

@@ -22,7 +22,7 @@ M.PRIMS = { "host", "file", "postfix", "sql", "http", "docker", "dns", "smtp" }
 local installed = false
 local public_methods = {
   step = true, finding = true, verdict = true, note = true, progress = true, skip = true,
-  findings = true, elapsed = true, fix_command = true, read_secret = true,
+  findings = true, elapsed = true, fix_command = true, read_secret = true, sleep = true,
 }
 
 local function install_prims()
@@ -292,6 +292,15 @@ function Ctx:progress(msg)
 end
 
 function Ctx:elapsed() return core.now() - self.t0 end
+
+-- sleep(seconds): wait, at most 60 s per call and never past the run deadline.
+function Ctx:sleep(seconds)
+  if type(seconds) ~= "number" or seconds < 0 then error("bad argument #1 to 'sleep' (seconds expected)", 2) end
+  seconds = math.min(seconds, 60)
+  local left = core.remaining()
+  if left then seconds = math.min(seconds, math.max(left, 0)) end
+  core.sleep(seconds)
+end
 
 -- read_secret{env=NAME, file=PATH, prompt=TEXT} -> value | nil, msg, code
 -- The one way a runbook obtains a secret (a new user's password): from an environment variable

@@ -6,7 +6,8 @@
 --   return {
 --     description = "one line",  help = [[longer text]],  kind = "diagnosis" | "remedy",
 --     args = { { name = "addr", type = "email", required = true, help = "..." } },
---     hosts = { "ec2", "dell" },           -- inventory hosts it touches (documentation + check)
+--     hosts = { "@mx", "@mailserver" },    -- hosts it touches: inventory names, or roles that
+--                                          -- mail.mx_host / mail.mailserver_host resolve
 --     run = function(ctx) ... end,         -- ctx: the read-only per-run proxy (runbook.context)
 --   }
 -- It runs with only safe parts of the standard library: no io, no os.execute/getenv/remove,

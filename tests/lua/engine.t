@@ -175,6 +175,14 @@ r = rb { "run", "examples/banner.lua", "--path", target, "--text", "maintenance 
 t.is(r.status, 0, "idempotent: nothing to do is a clean exit")
 t.like(r.stdout, "VERDICT: HEALTHY", "idempotent run says healthy")
 
+-- ---------------------------------------------------------------- host roles
+r = rb { "run", "roles", "-i", inv }
+t.is(r.status, 2, "a runbook needing @mx with no mail.mx_host: exit 2")
+t.like(r.stderr, "needs the mx host %(mail%.mx_host is not set%)", "the missing role is named")
+exec.writefile(TMP .. "/roles.yaml", (src:gsub("AUDIT", audit)) .. "mail: { mx_host: local }\n", tonumber("600", 8))
+r = rb { "run", "roles", "-i", TMP .. "/roles.yaml" }
+t.is(r.status, 0, "the role resolves through mail.mx_host")
+
 -- ---------------------------------------------------------------- sandbox and gate
 local forbidden = TMP .. "/escaped"
 r = rb { "run", "escape", "--path", forbidden }
