@@ -69,6 +69,7 @@ api() { # METHOD PATH [JSON-FILE] -> "CODE BODY"
 	printf '%s %s\n' "$(printf '%s' "$out" | tail -1)" "$(printf '%s' "$out" | sed '$d')"
 }
 now_ts() { date +%s.%N; }
+rx() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|]/\\&/g'; } # a string as a literal ERE
 # logs of ec2's Postfix since TS, read over SSH like the runbook does
 ec2_logs_since() { ssh_ec2 docker logs --since "$1" "$LAB_EC2_POSTFIX_CONTAINER" 2>&1; }
 dell_logs_since() { dell_docker logs --since "$2" "$(dell_container "$1")" 2>&1; }
