@@ -26,13 +26,19 @@ unlike() {
 	! printf '%s' "$1" | grep -qE -- "$2"; ok $? "$3" || diag "matches /$2/: $(printf '%s' "$1" | grep -E -- "$2" | head -3)"
 }
 bail() { echo "Bail out! $*"; exit 255; }
-done_testing() { echo "1..$_tap_n"; [ "$_tap_fail" -eq 0 ]; exit $?; }
+done_testing() {
+	echo "1..$_tap_n"
+	diag "$(($(date +%s) - _t_locked)) s with the lab test lock held"
+	[ "$_tap_fail" -eq 0 ]
+	exit $?
+}
 
 [ "$(id -u)" = 0 ] || bail "the mail lab needs root"
 _up_out=$("$LAB" up 2>&1) || bail "lab up failed: $(printf '%s' "$_up_out" | tail -5)"
 eval "$("$LAB" env)"
 exec 7>>"$LAB_LOCK"
 flock -w 600 7 || bail "could not take the lab test lock $LAB_LOCK"
+_t_locked=$(date +%s)
 # a fault left by a test that died (older than 3 minutes) is healed; a fresh one belongs to a
 # test of someone else that is running: wait for it to go, at most 2 minutes
 _f_end=$(($(date +%s) + 120))
