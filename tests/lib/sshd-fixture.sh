@@ -125,7 +125,10 @@ silent | backlog)
 hold)
 	owner=${3:?owner pid}; lock=${4:?lock file}
 	mkdir -p "$dir"
-	setsid flock -x -w 300 "$lock" sh -c 'echo held > "$1"; exec sleep 600' sh "$dir/held" \
+	# -o: the lock belongs to the flock process alone (killing it, as `watch` and `down` do,
+	# releases the lock); the sleeping child closes every inherited descriptor, so no orphan can
+	# keep this or any other lab lock.
+	setsid flock -o -x -w 300 "$lock" sh -c 'exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; echo held > "$1"; exec sleep 600' sh "$dir/held" \
 		</dev/null >/dev/null 2>&1 &
 	echo $! > "$dir/hold.pid"
 	watch "$dir" "$owner"
