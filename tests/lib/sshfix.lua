@@ -81,7 +81,7 @@ function M.lab_locked(mode)
     local _, envout = M.sh(lab .. " env")
     local lock = envout:match("LAB_LOCK=([^\n]+)") or "/tmp/runbook-lab/.testlock"
     local bin = os.getenv("RUNBOOK") or (root .. "/runbook")
-    local ok, how, code = os.execute(("mkdir -p \"$(dirname '%s')\" && RB_LAB_LOCK_HELD=1 flock %s -E 75 -w 900 '%s' '%s' lua '%s'"):format(
+    local ok, how, code = os.execute(("mkdir -p \"$(dirname '%s')\" && RB_LAB_LOCK_HELD=1 flock -o %s -E 75 -w 900 '%s' '%s' lua '%s'"):format(
       lock, mode == "exclusive" and "-x" or "-s", lock, bin, arg[0]))
     if not ok and how == "exit" and code == 75 then
       io.stdout:write("1..1\nnot ok 1 - the lab test lock (", lock, ") was busy for 900 s\n")
