@@ -55,6 +55,11 @@ route_cut() {
 	ip route replace unreachable "$EC2_IP/32" table $ROUTE_TABLE || return 1
 	ip rule show | grep -q "^$ROUTE_PREF:.*from $EC2_IP to $DELL_IP" || ip rule add pref $ROUTE_PREF from "$EC2_IP" to "$DELL_IP/32" lookup $ROUTE_TABLE || return 1
 	ip rule show | grep -q "^$ROUTE_PREF:.*from $DELL_IP to $EC2_IP" || ip rule add pref $ROUTE_PREF from "$DELL_IP" to "$EC2_IP/32" lookup $ROUTE_TABLE || return 1
+	# connections already open keep their route: end them as a dead link would (Postfix keeps
+	# a cached LMTP session for a few seconds and would otherwise deliver through it)
+	ss -K -t src "$EC2_IP" dst "$DELL_IP" >/dev/null 2>&1
+	ss -K -t src "$DELL_IP" dst "$EC2_IP" >/dev/null 2>&1
+	return 0
 }
 heal_route() { # back to the kernel's default rules (also run by `lab down`)
 	while ip rule show | grep -q "^$ROUTE_PREF:"; do ip rule del pref $ROUTE_PREF || break; done
