@@ -55,6 +55,12 @@ route_cut() {
 	ip route replace unreachable "$EC2_IP/32" table $ROUTE_TABLE || return 1
 	ip rule show | grep -q "^$ROUTE_PREF:.*from $EC2_IP to $DELL_IP" || ip rule add pref $ROUTE_PREF from "$EC2_IP" to "$DELL_IP/32" lookup $ROUTE_TABLE || return 1
 	ip rule show | grep -q "^$ROUTE_PREF:.*from $DELL_IP to $EC2_IP" || ip rule add pref $ROUTE_PREF from "$DELL_IP" to "$EC2_IP/32" lookup $ROUTE_TABLE || return 1
+	# On a real EC2 host every process shares the network, not only Postfix (which binds
+	# 127.0.0.10): whatever ec2's user runs over SSH (a connection test) loses dell as well.
+	local uid
+	uid=$(id -u rbops 2>/dev/null) || return 1
+	ip rule show | grep -q "^$ROUTE_PREF:.*uidrange $uid-$uid.*$DELL_IP" ||
+		ip rule add pref $ROUTE_PREF uidrange "$uid-$uid" to "$DELL_IP/32" lookup $ROUTE_TABLE || return 1
 	# connections already open keep their route: end them as a dead link would (Postfix keeps
 	# a cached LMTP session for a few seconds and would otherwise deliver through it)
 	ss -K -t src "$EC2_IP" dst "$DELL_IP" >/dev/null 2>&1
