@@ -59,7 +59,8 @@ function M.evidence_line(e)
   if e.time then parts[#parts + 1] = tostring(e.time) end
   if e.source then parts[#parts + 1] = e.source .. ":" end
   parts[#parts + 1] = e.text or show_value(e.value)
-  return table.concat(parts, " ")
+  -- one evidence item is one line, whatever the tool printed
+  return (table.concat(parts, " "):gsub("%s*\n%s*", " | "))
 end
 
 function M.text(opts)
