@@ -12,7 +12,7 @@ double dk_mono(void);
 /* pushes nil, formatted message, code; returns 3 */
 int dk_push_fail(lua_State *L, const char *code, const char *fmt, ...);
 /* raises "unknown option 'k'" for any key of the table at idx not in keys (NULL-terminated) */
-void dk_check_keys(lua_State *L, int idx, const char *const keys[]);
+#include "options.h"
 /* def NULL: required. The string stays referenced by the options table. */
 const char *dk_opt_string(lua_State *L, int idx, const char *k, const char *def);
 double dk_opt_number(lua_State *L, int idx, const char *k, double def, double min);

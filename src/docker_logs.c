@@ -283,7 +283,7 @@ int dk_logs(lua_State *L)
 	char since[48], until[48], tail[32] = "all", url[512], path[400];
 	int has_since, has_until, tty;
 
-	dk_check_keys(L, 1, logs_keys);
+	rb_check_keys(L, 1, logs_keys);
 	const char *sock = dk_opt_string(L, 1, "socket", NULL);
 	const char *container = dk_opt_container(L, 1);
 	has_since = dk_opt_time(L, 1, "since", since, sizeof since);

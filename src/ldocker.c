@@ -64,23 +64,6 @@ int dk_push_fail(lua_State *L, const char *code, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- options */
 
-void dk_check_keys(lua_State *L, int idx, const char *const keys[])
-{
-	luaL_checktype(L, idx, LUA_TTABLE);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		int known = 0;
-		lua_pop(L, 1);
-		if (lua_type(L, -1) == LUA_TSTRING)
-			for (const char *const *k = keys; *k && !known; k++)
-				known = strcmp(*k, lua_tostring(L, -1)) == 0;
-		if (!known) {
-			lua_pushvalue(L, -1);
-			return (void)luaL_error(L, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
-		}
-	}
-}
-
 const char *dk_opt_string(lua_State *L, int idx, const char *k, const char *def)
 {
 	const char *s;
@@ -441,7 +424,7 @@ int dk_inspect_into(lua_State *L, const char *sock, const char *container, doubl
 
 static int docker_inspect(lua_State *L)
 {
-	dk_check_keys(L, 1, inspect_keys);
+	rb_check_keys(L, 1, inspect_keys);
 	const char *sock = dk_opt_string(L, 1, "socket", NULL);
 	const char *container = dk_opt_container(L, 1);
 	double timeout = dk_opt_number(L, 1, "timeout", 10, 0.001);
@@ -456,7 +439,7 @@ static int docker_find(lua_State *L)
 	const cJSON *it;
 	int n = 0;
 
-	dk_check_keys(L, 1, find_keys);
+	rb_check_keys(L, 1, find_keys);
 	const char *sock = dk_opt_string(L, 1, "socket", NULL);
 	int all = dk_opt_bool(L, 1, "all", 1);
 	double timeout = dk_opt_number(L, 1, "timeout", 10, 0.001);
@@ -530,7 +513,7 @@ static const char *const action_keys[] = { "socket", "container", "timeout", "gr
 static int container_action(lua_State *L, const char *action)
 {
 	char path[320];
-	dk_check_keys(L, 1, action_keys);
+	rb_check_keys(L, 1, action_keys);
 	const char *sock = dk_opt_string(L, 1, "socket", NULL);
 	const char *container = dk_opt_container(L, 1);
 	double timeout = dk_opt_number(L, 1, "timeout", 30, 0.001);
@@ -555,7 +538,7 @@ static const char *const ping_keys[] = { "socket", "timeout", NULL };
 
 static int docker_ping(lua_State *L)
 {
-	dk_check_keys(L, 1, ping_keys);
+	rb_check_keys(L, 1, ping_keys);
 	const char *sock = dk_opt_string(L, 1, "socket", NULL);
 	double timeout = dk_opt_number(L, 1, "timeout", 10, 0.001);
 	struct dreq *r = req_new(L);

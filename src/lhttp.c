@@ -25,6 +25,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "options.h"
+
 #define HTTP_REQ "runbook.http.req"
 #define HTTP_DEFAULT_MAX_BODY (8 * 1024 * 1024)
 
@@ -163,22 +165,6 @@ static const char *const request_keys[] = {
 	"max_body", "unix_socket", NULL
 };
 
-static void check_keys(lua_State *L, int idx, const char *const allowed[])
-{
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		int i;
-		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "option names must be strings");
-		for (i = 0; allowed[i]; i++)
-			if (strcmp(allowed[i], lua_tostring(L, -2)) == 0)
-				break;
-		if (!allowed[i])
-			luaL_error(L, "unknown option '%s'", lua_tostring(L, -2));
-		lua_pop(L, 1);
-	}
-}
-
 static const char *opt_string(lua_State *L, int idx, const char *k, const char *def, size_t *len)
 {
 	const char *v = def;
@@ -312,7 +298,7 @@ static int http_request(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	check_keys(L, 1, request_keys);
+	rb_check_keys(L, 1, request_keys);
 	method = opt_string(L, 1, "method", "GET", NULL);
 	url = opt_string(L, 1, "url", NULL, NULL);
 	body = opt_string(L, 1, "body", NULL, &body_len);

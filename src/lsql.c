@@ -190,21 +190,6 @@ int sql_push_failure(lua_State *L, const char *where, unsigned err, const char *
 
 /* ------------------------------------------------------------------ options */
 
-void sql_check_keys(lua_State *L, int idx, const char *const allowed[])
-{
-	lua_pushnil(L);
-	while (lua_next(L, idx) != 0) {
-		int i;
-		if (lua_type(L, -2) != LUA_TSTRING)
-			luaL_error(L, "option names must be strings");
-		for (i = 0; allowed[i]; i++)
-			if (strcmp(allowed[i], lua_tostring(L, -2)) == 0)
-				break;
-		if (!allowed[i])
-			luaL_error(L, "unknown option '%s'", lua_tostring(L, -2));
-		lua_pop(L, 1);
-	}
-}
 
 static const char *opt_string(lua_State *L, int idx, const char *k, const char *def)
 {
@@ -281,7 +266,7 @@ static int sql_connect(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	sql_check_keys(L, 1, connect_keys);
+	rb_check_keys(L, 1, connect_keys);
 	host = opt_string(L, 1, "host", NULL);
 	user = opt_string(L, 1, "user", NULL);
 	password = opt_string(L, 1, "password", "");

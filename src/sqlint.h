@@ -20,7 +20,7 @@ double sql_now(void);
 /* Is the value at idx sql.NULL (the shared null sentinel)? */
 int sql_is_null(lua_State *L, int idx);
 /* Raises on a key of the options table at idx that is not in the NULL-terminated list. */
-void sql_check_keys(lua_State *L, int idx, const char *const allowed[]);
+#include "options.h"
 /* The open connection at argument 1; raises when it was closed. */
 struct sql_conn *sql_check_conn(lua_State *L);
 /* Pushes nil, "<where>: ERROR errno (SQLSTATE): message" (secret scrubbed), code; returns 3.
