@@ -154,9 +154,12 @@ fault_queue_stuck() {
 	qid=$(send_mail "$FAULT_USER" "lab fault queue-stuck" "$msgid") || { [ -e "$1/route" ] && heal_route; return 1; }
 	printf '%s\n' "$qid" >"$1/queue_id"
 	printf '%s\n' "$msgid" >"$1/message_id"
-	for i in $(seq 100); do
-		dk_ec2 logs --since 60s "$EC2_POSTFIX" 2>&1 | grep -q "$qid: .*status=deferred" && break
-		sleep 0.1
+	# wait for the real condition (the message in the deferred queue), not a log line: on a loaded
+	# machine the first attempt can come late, and restoring the link before it would deliver it
+	for i in $(seq 150); do
+		dk_ec2 exec "$EC2_POSTFIX" postqueue -j 2>/dev/null |
+			grep "\"queue_id\": *\"$qid\"" | grep -q '"queue_name": *"deferred"' && break
+		sleep 0.2
 	done
 	# the link is back, but the message keeps waiting for its next retry (minimal_backoff_time)
 	if [ -e "$1/route" ]; then heal_route || return 1; rm -f "$1/route"; fi
