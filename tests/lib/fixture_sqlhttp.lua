@@ -58,13 +58,7 @@ function F.httpd(mode)
 end
 
 function F.lab()
-  local lab = root .. "/tests/lab/lab"
-  if not io.open(lab, "r") then return nil, "no tests/lab/lab" end
-  local out, ok = F.sh(q(lab) .. " up >/dev/null 2>&1 && " .. q(lab) .. " env 2>/dev/null")
-  if not ok then return nil, "tests/lab/lab up failed" end
-  local e = {}
-  for k, v in out:gmatch("([%w_]+)=([^\n]*)") do e[k] = v:gsub("^['\"](.*)['\"]$", "%1") end
-  return e
+  return require("rblab").up()
 end
 
 function F.cleanup()

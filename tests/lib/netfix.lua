@@ -107,23 +107,7 @@ end
 -- Brings the lab up (idempotent) and returns its facts (`tests/lab/lab env`) as a table, or
 -- nil, output when it cannot be brought up.
 function M.lab()
-  local out, rc = sh("timeout 600 " .. q(root .. "/tests/lab/lab") .. " up")
-  if rc ~= 0 then return nil, out end
-  local env = {}
-  for k, v in sh(q(root .. "/tests/lab/lab") .. " env"):gmatch("([%w_]+)=([^\n]*)") do env[k] = v end
-  return env
-end
-
--- Holds a shared lock on the lab's test lock (LAB_LOCK) until cleanup, so that a fault test
--- holding it exclusively does not break the lab under this test. Returns true or nil, msg.
-function M:lab_shared_lock(lockfile)
-  local held = self.dir .. "/lock.held"
-  self:spawn(("flock -s -w 300 %s -c %s"):format(q(lockfile), q("touch " .. q(held) .. "; exec sleep 290")), "lock")
-  for _ = 1, 3000 do
-    if read(held) then return true end
-    sleep(0.1)
-  end
-  return nil, "lab test lock busy for 300 s"
+  return require("rblab").up()
 end
 
 function M:cleanup()

@@ -21,6 +21,20 @@ local function run(argv, opts)
 end
 M.run = run
 
+-- facts() -> the lab's facts (`tests/lab/lab env`) as a table, without starting anything
+function M.facts()
+  local env = {}
+  for k, v in run({ M.LAB, "env" }).stdout:gmatch("([%w_]+)=([^\n]*)") do env[k] = v end
+  return env
+end
+
+-- up() -> env table after `lab up` (idempotent), or nil, output when the lab cannot come up
+function M.up()
+  local r = run({ "timeout", "600", M.LAB, "up" }, { timeout = 620 })
+  if r.status ~= 0 then return nil, r.all end
+  return M.facts()
+end
+
 -- locked(mode, label): re-executes the calling test file under flock on the lab's test lock
 -- (exclusive for tests that create faults, shared for those that only read), unless a parent
 -- already holds it; then brings the lab up and returns `lab env` as a table.
@@ -30,22 +44,23 @@ function M.locked(mode, label)
     local lock = envout:match("LAB_LOCK=([^\n]+)") or "/tmp/runbook-lab/.testlock"
     exec.run({ "mkdir", "-p", lock:match("^(.*)/") }, { timeout = 5 })
     -- -o: the lock fd is closed in the test, so nothing it starts (a daemon by `lab up`) inherits it
-    local argv = { "env", "RB_LAB_LOCK_HELD=1", "flock", "-o", mode == "exclusive" and "-x" or "-s", "-w", "900", lock, M.RB, "lua", arg[0] }
+    local argv = { "env", "RB_LAB_LOCK_HELD=1", "flock", "-o", mode == "exclusive" and "-x" or "-s", "-E", "75", "-w", "900", lock, M.RB, "lua", arg[0] }
     local ok, how, code = os.execute(table.concat((function()
       local q = {}
       for i, a in ipairs(argv) do q[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
       return q
     end)(), " "))
+    if not ok and how == "exit" and code == 75 then
+      io.stdout:write("1..1\nnot ok 1 - the lab test lock (", lock, ") was busy for 900 s\n")
+    end
     os.exit(ok and 0 or (how == "exit" and code or 1))
   end
-  local up = run({ "timeout", "600", M.LAB, "up" }, { timeout = 620 })
-  if up.status ~= 0 then
+  local env, out = M.up()
+  if not env then
     io.stdout:write("1..1\nnot ok 1 - the lab comes up (" .. tostring(label) .. ")\n")
-    for l in up.all:gmatch("[^\n]+") do io.stdout:write("# ", l, "\n") end
+    for l in out:gmatch("[^\n]+") do io.stdout:write("# ", l, "\n") end
     os.exit(1)
   end
-  local env = {}
-  for k, v in run({ M.LAB, "env" }).stdout:gmatch("([%w_]+)=([^\n]*)") do env[k] = v end
   M.env = env
   return env
 end

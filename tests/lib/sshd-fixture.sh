@@ -5,8 +5,6 @@
 #                                        rbsshtest with /bin/sh); prints KEY=value lines
 #   sshd-fixture.sh silent DIR OWNER_PID accepts TCP connections and never says a word
 #   sshd-fixture.sh backlog DIR OWNER_PID a listener whose accept queue is full: SYNs are dropped
-#   sshd-fixture.sh hold DIR OWNER_PID LOCKFILE  hold an exclusive flock on LOCKFILE until OWNER_PID
-#                                        exits or `down DIR` (lab tests that change the lab)
 #   sshd-fixture.sh down DIR             kill everything started for DIR, remove DIR
 #
 # Every daemon is watched: when OWNER_PID (the test) exits, however it exits, a watchdog kills
@@ -121,19 +119,6 @@ silent | backlog)
 	watch "$dir" "$owner"
 	if [ "$cmd" = silent ]; then wait_port "$port"; else sleep 0.3; fi
 	echo "PORT=$port"
-	;;
-hold)
-	owner=${3:?owner pid}; lock=${4:?lock file}
-	mkdir -p "$dir"
-	# -o: the lock belongs to the flock process alone (killing it, as `watch` and `down` do,
-	# releases the lock); the sleeping child closes every inherited descriptor, so no orphan can
-	# keep this or any other lab lock.
-	setsid flock -o -x -w 300 "$lock" sh -c 'exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; echo held > "$1"; exec sleep 600' sh "$dir/held" \
-		</dev/null >/dev/null 2>&1 &
-	echo $! > "$dir/hold.pid"
-	watch "$dir" "$owner"
-	for _ in $(seq 1 3000); do [ -s "$dir/held" ] && { echo HELD=1; exit 0; }; sleep 0.1; done
-	echo "lock $lock busy for 300 s" >&2; exit 1
 	;;
 down)
 	for f in "$dir"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done

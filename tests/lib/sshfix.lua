@@ -76,34 +76,7 @@ end
 -- file under flock on LAB_LOCK (so fault tests and config-changing tests do not overlap) and
 -- exits with its status; inside the lock it brings the lab up and returns `lab env` as a table.
 function M.lab_locked(mode)
-  local lab = root .. "/tests/lab/lab"
-  if not os.getenv("RB_LAB_LOCK_HELD") then
-    local _, envout = M.sh(lab .. " env")
-    local lock = envout:match("LAB_LOCK=([^\n]+)") or "/tmp/runbook-lab/.testlock"
-    local bin = os.getenv("RUNBOOK") or (root .. "/runbook")
-    local ok, how, code = os.execute(("mkdir -p \"$(dirname '%s')\" && RB_LAB_LOCK_HELD=1 flock -o %s -E 75 -w 900 '%s' '%s' lua '%s'"):format(
-      lock, mode == "exclusive" and "-x" or "-s", lock, bin, arg[0]))
-    if not ok and how == "exit" and code == 75 then
-      io.stdout:write("1..1\nnot ok 1 - the lab test lock (", lock, ") was busy for 900 s\n")
-    end
-    os.exit(ok and 0 or (how == "exit" and code or 1))
-  end
-  local ok, out = M.sh("timeout 600 " .. lab .. " up")
-  if not ok then
-    io.stdout:write("1..1\nnot ok 1 - the lab comes up\n")
-    for l in out:gmatch("[^\n]+") do io.stdout:write("# ", l, "\n") end
-    os.exit(1)
-  end
-  local _, envout = M.sh(lab .. " env")
-  local env = {}
-  for k, v in envout:gmatch("([%w_]+)=([^\n]*)") do env[k] = v end
-  if mode == "exclusive" then
-    -- also keep `lab up/fault/heal` (which take the lab's own command lock) from rewriting the
-    -- configuration under this test
-    local okh, hout = M.sh(("bash %s hold %s/hold %s %s/.lock"):format(script, M.dir, M.pid, env.LAB_DIR))
-    if not okh then error("cannot hold the lab lock: " .. hout) end
-  end
-  return env
+  return require("rblab").locked(mode, "ssh lab test")
 end
 
 return M

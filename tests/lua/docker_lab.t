@@ -6,22 +6,7 @@ local t = require "tap"
 local docker = require "runbook.docker"
 local context = require "runbook.context"
 
-local root = os.getenv("RUNBOOK_ROOT") or "."
-local function lab_env()
-  local env = {}
-  local p = io.popen(root .. "/tests/lab/lab env")
-  for l in p:lines() do
-    local k, v = l:match("^([%w_]+)=(.*)$")
-    if k then env[k] = v end
-  end
-  p:close()
-  return env
-end
-local E = lab_env()
-if not docker.inspect { socket = E.LAB_DELL_DOCKER_SOCK, container = E.LAB_DELL_DOVECOT_CONTAINER, timeout = 5 }
-   or not docker.inspect { socket = E.LAB_EC2_DOCKER_SOCK, container = E.LAB_EC2_POSTFIX_CONTAINER, timeout = 5 } then
-  os.execute(root .. "/tests/lab/lab up >&2")
-end
+local E = assert(require("rblab").up())   -- idempotent: fast when the lab is up
 
 local dir = ("/tmp/runbook-test-docker-%d"):format(require("runbook.core").getpid())
 os.execute("mkdir -p " .. dir)

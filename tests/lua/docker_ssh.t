@@ -7,29 +7,8 @@ local docker = require "runbook.docker"
 local context = require "runbook.context"
 local dp = require "dockerd_private"
 
--- Only the lab's sshd is needed: bring the lab up when it does not answer.
-local function lab_env()
-  local root = os.getenv("RUNBOOK_ROOT") or "."
-  local function read_env()
-    local env = {}
-    local p = io.popen(root .. "/tests/lab/lab env")
-    for l in p:lines() do
-      local k, v = l:match("^([%w_]+)=(.*)$")
-      if k then env[k] = v end
-    end
-    p:close()
-    return env
-  end
-  local env = read_env()
-  local net = require "runbook.net"
-  if not net.tcp_check { host = env.LAB_EC2_ADDR, port = tonumber(env.LAB_EC2_SSH_PORT), timeout = 1 } then
-    os.execute(root .. "/tests/lab/lab up >&2")
-    env = read_env()
-  end
-  return env
-end
-
-local E = lab_env()
+-- Only the lab's sshd is needed: `lab up` is idempotent (fast when the lab is up).
+local E = assert(require("rblab").up())
 local d = dp.start()
 local S = d.sock
 

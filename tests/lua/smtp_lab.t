@@ -3,6 +3,7 @@
 -- delivery (250 queued as ID, then the message in the Maildir), Relay access denied for the
 -- outside sender, LMTP's per-recipient "SESSIONID Saved", unknown user 550 5.1.1, and the same
 -- through ctx with the lab inventory. Fails (never skips) when the lab cannot be brought up.
+require("rblab").locked("shared", "smtp lab test")   -- re-runs this file under the lab's test lock
 local t = require "tap"
 local fx = require("netfix").new("smtplab")
 local dns = require "runbook.dns"
@@ -27,8 +28,6 @@ end
 local function body()
   local env, out = fx.lab()
   if not t.ok(env, "lab is up") then t.diag(out) return end
-  local locked, lmsg = fx:lab_shared_lock(env.LAB_LOCK)
-  if not t.ok(locked, "shared lab test lock held") then t.diag(lmsg) return end
   local user, sender = env.LAB_USER, env.LAB_SENDER
   local domain = user:match("@(.+)$")
   local mx, mxport = env.LAB_EC2_ADDR, tonumber(env.LAB_EC2_SMTP_PORT)

@@ -1,6 +1,7 @@
 -- ctx:sql / ctx:sql_write against the lab's real MariaDB ("dell", mailserver_usermgmt): the
 -- operators' check 1.1 (domain row; user row with enabled and maildir), a wrong password to the
 -- real server, and a dry-run write that leaves the row as it was.
+require("rblab").locked("shared", "sql lab test")   -- re-runs this file under the lab's test lock
 local t = require "tap"
 local F = require "fixture_sqlhttp"
 local context = require "runbook.context"
