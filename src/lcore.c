@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,12 +172,14 @@ static int core_sha256_file(lua_State *L)
 	return 1;
 }
 
-/* core.prompt(text [, echo]) -> line | nil, msg, code. Reads from /dev/tty; with echo false
- * the terminal does not show what is typed (passwords). */
+/* core.prompt(text [, echo [, timeout]]) -> line | nil, msg, code. Reads from /dev/tty; with
+ * echo false the terminal does not show what is typed (passwords). Nothing may hang: with no
+ * answer within timeout seconds (default 300) it returns nil, msg, "timeout". */
 static int core_prompt(lua_State *L)
 {
 	const char *text = luaL_checkstring(L, 1);
 	int echo = lua_toboolean(L, 2);
+	double timeout = luaL_optnumber(L, 3, 300);
 	char line[4096];
 	struct termios old, raw;
 	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC), restore = 0;
@@ -194,6 +197,23 @@ static int core_prompt(lua_State *L)
 		restore = tcsetattr(fd, TCSAFLUSH, &raw) == 0;
 	}
 	if (write(fd, text, strlen(text)) < 0) { /* best effort */ }
+	{
+		struct pollfd pfd = {fd, POLLIN, 0};
+		int ms = timeout > 0 ? (int)(timeout * 1000) : 0, r;
+		while ((r = poll(&pfd, 1, ms)) < 0 && errno == EINTR)
+			;
+		if (r <= 0) {
+			if (restore) {
+				tcsetattr(fd, TCSAFLUSH, &old);
+				if (write(fd, "\n", 1) < 0) { /* best effort */ }
+			}
+			close(fd);
+			lua_pushnil(L);
+			lua_pushliteral(L, "no answer in time");
+			lua_pushliteral(L, "timeout");
+			return 3;
+		}
+	}
 	f = fdopen(fd, "r");
 	if (f == NULL) {
 		if (restore)

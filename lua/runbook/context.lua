@@ -195,7 +195,7 @@ function Ctx:confirm(record)
   if not core.isatty(0) then return false end
   io.stderr:write(("\nAbout to %s on %s:\n  %s\n"):format(record.op, record.host or "local",
     self:mask(record.detail or record.target)))
-  local answer = core.prompt("Apply this change? [y/N] ", true)
+  local answer = core.prompt("Apply this change? [y/N] ", true, self:timeout(300))
   return answer ~= nil and (answer == "y" or answer == "Y" or answer == "yes")
 end
 
@@ -321,7 +321,7 @@ function Ctx:read_secret(o)
     if not v then return nil, msg, code end
   elseif o.prompt then
     if not core.isatty(0) then return nil, "no terminal to prompt on: give the secret through an environment variable or a 0600 file", "notty" end
-    v, msg, code = core.prompt(tostring(o.prompt), false)
+    v, msg, code = core.prompt(tostring(o.prompt), false, self:timeout(300))
     if not v then return nil, msg, code end
   else
     return nil, "read_secret needs env, file or prompt", "usage"

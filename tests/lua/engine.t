@@ -175,6 +175,23 @@ r = rb { "run", "examples/banner.lua", "--path", target, "--text", "maintenance 
 t.is(r.status, 0, "idempotent: nothing to do is a clean exit")
 t.like(r.stdout, "VERDICT: HEALTHY", "idempotent run says healthy")
 
+-- ---------------------------------------------------------------- nothing may hang: the prompt
+-- on a real terminal (script(1) gives it a pty) with nobody answering returns "timeout"
+do
+  local f = TMP .. "/prompt.lua"
+  exec.writefile(f, [[
+local core = require "runbook.core"
+local t0 = core.now()
+local v, msg, code = core.prompt("Apply this change? [y/N] ", true, 1)
+io.stdout:write(("answer=%s code=%s took=%.1f\n"):format(tostring(v), tostring(code), core.now() - t0))
+]], tonumber("644", 8))
+  local pr = exec.run({ "sh", "-c", '(sleep 6) | script -qec "$0 lua $1" /dev/null', RB, f }, { timeout = 15 })
+  local out = pr and pr.stdout or ""
+  t.like(out, "answer=nil code=timeout", "a prompt nobody answers times out instead of hanging")
+  local took = tonumber(out:match("took=([%d.]+)"))
+  t.ok(took and took >= 0.9 and took < 3, "the prompt waited its timeout (" .. tostring(took) .. "s)")
+end
+
 -- ---------------------------------------------------------------- host roles
 r = rb { "run", "roles", "-i", inv }
 t.is(r.status, 2, "a runbook needing @mx with no mail.mx_host: exit 2")
