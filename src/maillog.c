@@ -211,12 +211,13 @@ static const char *const dovecot_services[] = {
 	"anvil", "imap-hibernate", "replicator", "aggregator", NULL,
 };
 
+/* Whether s (not NUL-terminated, and may contain NUL bytes) is exactly one of the names in l. */
 static int in_list(const char *const *l, ml_str s)
 {
 	if (s.n == 0)
 		return 0;
 	for (; *l; l++)
-		if ((*l)[0] == s.p[0] && strncmp(*l, s.p, s.n) == 0 && (*l)[s.n] == '\0')
+		if ((*l)[0] == s.p[0] && strlen(*l) == s.n && memcmp(*l, s.p, s.n) == 0)
 			return 1;
 	return 0;
 }

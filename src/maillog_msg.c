@@ -7,6 +7,7 @@
  * Dovecot: `service(user)<pid><session>: Level: [sieve: ]msgid=<..>: saved mail to X | failed ...`
  * in the 2.3+ form and `service(pid, user): SESSION: ...` in the 2.2 form.
  * Depends on: maillog.h, libc. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,24 @@ static double number(const char *p, const char *e, const char **end)
 	if (end)
 		*end = p + n;
 	return n ? strtod(buf, NULL) : 0;
+}
+
+/* A non-negative decimal integer at the start of [p, e) into *out. Returns 0 when there is no
+ * digit or the value does not fit a long (Postfix never logs one), so the field is left absent. */
+static int decimal_long(const char *p, const char *e, long *out)
+{
+	long v = 0;
+	const char *q = p;
+	for (; q < e && is_digit((unsigned char)*q); q++) {
+		int d = *q - '0';
+		if (v > (LONG_MAX - d) / 10)
+			return 0;
+		v = v * 10 + d;
+	}
+	if (q == p)
+		return 0;
+	*out = v;
+	return 1;
 }
 
 /* A Postfix queue id: short upper-case hex, or a long id (base 52 without vowels, `z` between
@@ -232,9 +251,9 @@ static void parse_delivery(const char *p, const char *e, ml_record *r)
 		else if (KEY("tls"))
 			r->tls = v;
 		else if (KEY("size"))
-			r->size = (long)number(v.p, v.p + v.n, NULL), r->has_size = 1;
+			r->has_size = decimal_long(v.p, v.p + v.n, &r->size);
 		else if (KEY("nrcpt"))
-			r->nrcpt = (long)number(v.p, v.p + v.n, NULL), r->has_nrcpt = 1;
+			r->has_nrcpt = decimal_long(v.p, v.p + v.n, &r->nrcpt);
 #undef KEY
 	}
 	if (p < e)

@@ -1,0 +1,93 @@
+-- maillog_hostile.t: the mail-log parser and scanner on hostile input found by fuzzing (issue 9).
+--  * in_list: a program tag with NUL bytes (unclean shutdowns leave NUL runs in logs) made the
+--    scanner's fast path read past the end of a daemon-name literal (global-buffer-overflow under
+--    ASan; tests/fixtures/fuzz/crash-maillog-in_list.bin is the fuzzer's crash input). Such a tag
+--    names no Postfix or Dovecot program, so the line must not be classified as one.
+--  * size=/nrcpt= with more digits than a long holds went through a double and an undefined
+--    float-to-integer conversion (tests/fixtures/fuzz/ubsan-maillog-size.txt). Such a value is
+--    left absent; values up to LONG_MAX are exact.
+-- Under `make asan` (with -fsanitize=float-cast-overflow) the old code aborts on these inputs.
+local t = require "tap"
+local maillog = require "runbook.maillog"
+
+local root = os.getenv("RUNBOOK_ROOT") or "."
+
+local function read(path)
+	local f = assert(io.open(path, "rb"))
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+local function scan(text)
+	local sc <close> = maillog.scanner {}
+	local out = sc:feed(text)
+	for _, r in ipairs(sc:flush()) do out[#out + 1] = r end
+	return out
+end
+
+-- in_list: the fuzzer's crash input, then NUL runs of every length after every daemon name the
+-- old code could run past (the bytes after a literal decide what the old code answered).
+local crash = read(root .. "/tests/fixtures/fuzz/crash-maillog-in_list.bin")
+t.ok(crash:find("qmgr\0", 1, true), "the crash input carries a program tag with a NUL byte")
+local recs = scan(crash .. "\n")
+t.is(#recs, 0, "crash input: no record (the tag names no mail program)")
+
+local names = { "qmgr", "smtpd", "smtp", "lmtp", "cleanup", "pickup", "bounce", "local",
+                "dovecot", "imap", "auth", "master", "anvil" }
+local wrong, parsed = {}, 0
+for _, name in ipairs(names) do
+	for k = 1, 24 do
+		for _, prefix in ipairs { "x/", "postfix/", "" } do
+			local tag = prefix .. name .. ("\0"):rep(k)
+			local line = "Nov 28 12:01:13 ec2 " .. tag .. "[1]: 3CEC5A7248E: removed"
+			local r = maillog.parse(line)
+			local s = scan(line .. "\n")
+			parsed = parsed + 1
+			if r ~= nil or #s ~= 0 then
+				wrong[#wrong + 1] = ("%q -> parse %s, scanner %d records"):format(tag, r and r.family or "nil", #s)
+			end
+		end
+	end
+end
+t.is(#wrong, 0, ("%d tags with NUL runs: none classified as a mail program"):format(parsed))
+for i = 1, math.min(#wrong, 5) do t.diag(wrong[i]) end
+
+-- control: the same lines without the NULs are mail lines, so the check above can fail
+local ctl = scan("Nov 28 12:01:13 ec2 postfix/qmgr[1]: 3CEC5A7248E: removed\n")
+t.is(#ctl, 1, "control: the tag without NULs is a Postfix line on the scanner's path")
+t.is(ctl[1] and ctl[1].family, "postfix", "control: family postfix")
+t.is(maillog.parse("Nov 28 12:01:13 ec2 dovecot: master: Warning: x").family, "dovecot",
+	"control: a Dovecot tag is classified")
+
+-- size= / nrcpt=: the fuzzer's input, then the boundaries of a long
+local huge = read(root .. "/tests/fixtures/fuzz/ubsan-maillog-size.txt"):gsub("\n$", "")
+t.like(huge, "size=9999999999999999999999999999", "the fixture carries a 28-digit size")
+local r = maillog.parse(huge)
+t.ok(r and r.family == "postfix" and r.queue_id == "3CEC5A7248E", "28-digit size: the line still parses")
+t.is(r and r.size, nil, "28-digit size: size absent")
+t.is(r and r.nrcpt, nil, "26-digit nrcpt: nrcpt absent")
+t.is(r and r.from, "a@b.c", "28-digit size: the other fields are kept")
+local s = scan(huge .. "\n")
+t.ok(#s == 1 and s[1].size == nil and s[1].nrcpt == nil, "scanner: the same line, size and nrcpt absent")
+
+local function qline(size, nrcpt)
+	return ("Nov 28 12:01:13 ec2 postfix/qmgr[1]: 3CEC5A7248E: from=<a@b.c>, size=%s, nrcpt=%s (queue active)")
+		:format(size, nrcpt)
+end
+r = maillog.parse(qline("9223372036854775807", "2147483648"))
+t.is(r.size, math.maxinteger, "size = LONG_MAX is exact")
+t.is(math.type(r.size), "integer", "size is an integer")
+t.is(r.nrcpt, 2147483648, "nrcpt past INT_MAX is exact")
+r = maillog.parse(qline("9223372036854775808", "18446744073709551616"))
+t.is(r.size, nil, "size = LONG_MAX + 1: absent")
+t.is(r.nrcpt, nil, "nrcpt = 2^64: absent")
+r = maillog.parse(qline("12345", "3"))
+t.is(r.size, 12345, "control: an ordinary size")
+t.is(r.nrcpt, 3, "control: an ordinary nrcpt")
+r = maillog.parse(qline("0", "1"))
+t.is(r.size, 0, "size=0 is present and 0")
+r = maillog.parse(qline("", "x"))
+t.ok(r.size == nil and r.nrcpt == nil, "size and nrcpt without digits: absent")
+
+t.done()
