@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,7 +142,9 @@ static int core_sha256_file(lua_State *L)
 	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
 	unsigned n = 0;
 	ssize_t r;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK and S_ISREG: a FIFO given as the runbook must not block the run */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
 	EVP_MD_CTX *ctx;
 
 	if (fd < 0) {
@@ -151,6 +154,14 @@ static int core_sha256_file(lua_State *L)
 		lua_pushstring(L, e == ENOENT ? "notfound" : e == EACCES ? "denied" : "io");
 		return 3;
 	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		lua_pushnil(L);
+		lua_pushfstring(L, "%s: not a regular file", path);
+		lua_pushliteral(L, "type");
+		return 3;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		EVP_MD_CTX_free(ctx);

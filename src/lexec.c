@@ -7,12 +7,17 @@
  *   exec.stat(path) / exec.lstat(path) -> {uid, gid, user, group, mode, perms, type, size}
  *   exec.statvfs(path) -> {size_kb, used_kb, avail_kb, use_pct, files, files_free}
  *   exec.readfile(path [, max]) -> string | nil, msg, code
- *   exec.append(path, data, mode) -> true | nil, msg, code  (one write(2), O_APPEND)
+ *   exec.read_private(path [, max]) -> string | nil, msg, code   (secret files: see below)
+ *   exec.append(path, data, mode) -> true | nil, msg, code  (one write(2), O_APPEND; journals)
  *   exec.writefile(path, data, mode) -> true | nil, msg, code (temp file + rename)
  *
  * argv only, never a shell. Each child leads its own process group; a timeout kills the whole
  * group (TERM, then KILL after a grace period). Output beyond max_output is drained and dropped.
- * Codes: notfound denied timeout io cap. Depends on: Lua 5.4, POSIX. */
+ * Every file this module reads is opened by open_regular(): O_NONBLOCK (a FIFO cannot block the
+ * open or the read) and fstat S_ISREG on the opened descriptor (a FIFO, device or directory is
+ * refused with code "type"). read_private and append also refuse a symlink as the last component
+ * (O_NOFOLLOW) and a file not owned by the running user or open to group/others ("denied").
+ * Codes: notfound denied type timeout io cap. Depends on: Lua 5.4, POSIX. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -566,14 +571,64 @@ static int exec_statvfs(lua_State *L)
 	return 1;
 }
 
-static int exec_readfile(lua_State *L)
+/* open_regular(path, flags, private, create_mode, &fd, why) -> NULL with *fd open, or a short
+ * error code with the reason in why. The one helper every file-reading primitive uses:
+ * never blocks on a FIFO, never reads anything but a regular file; private files (secrets, the
+ * audit journal) are opened without following a symlink and must belong to the running user
+ * with no group/other permission bits. */
+static const char *open_regular(const char *path, int flags, int private_file, mode_t create_mode,
+				int *fdp, char *why, size_t whylen)
+{
+	struct stat st;
+	int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC | (private_file ? O_NOFOLLOW : 0), create_mode);
+	*fdp = -1;
+	if (fd < 0) {
+		int e = errno;
+		if (e == ELOOP && private_file) {
+			snprintf(why, whylen, "is a symbolic link (refused: secrets and journals are opened without following links)");
+			return "denied";
+		}
+		snprintf(why, whylen, "%s", strerror(e));
+		return errno_code(e);
+	}
+	if (fstat(fd, &st) < 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		close(fd);
+		return "io";
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "not a regular file (%s)", type_name(st.st_mode));
+		close(fd);
+		return "type";
+	}
+	if (private_file && st.st_uid != geteuid()) {
+		snprintf(why, whylen, "owned by uid %u, not by the user running runbook (uid %u)",
+			 (unsigned)st.st_uid, (unsigned)geteuid());
+		close(fd);
+		return "denied";
+	}
+	if (private_file && (st.st_mode & 077) != 0) {
+		snprintf(why, whylen, "readable or writable by group or others (mode %04o): chmod 600 it",
+			 (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return "denied";
+	}
+	/* regular files never block; the flag only mattered for opening a FIFO */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	*fdp = fd;
+	return NULL;
+}
+
+static int read_file(lua_State *L, int private_file)
 {
 	const char *path = luaL_checkstring(L, 1);
 	lua_Integer max = luaL_optinteger(L, 2, 16 * 1024 * 1024);
 	luaL_Buffer b;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+	char why[160];
+	int fd;
+	const char *code = open_regular(path, O_RDONLY, private_file, 0, &fd, why, sizeof why);
+	if (code)
+		return fail(L, code, "%s: %s", path, why);
 	luaL_buffinit(L, &b);   /* a Lua error below would leak fd: only allocation can raise */
 	for (;;) {
 		char *p = luaL_prepbuffer(&b);
@@ -598,18 +653,26 @@ static int exec_readfile(lua_State *L)
 	return 1;
 }
 
+static int exec_readfile(lua_State *L) { return read_file(L, 0); }
+static int exec_read_private(lua_State *L) { return read_file(L, 1); }
+
+/* exec.append(path, data, mode): the audit journal. Created with mode (0600) if missing; an
+ * existing file must be a regular file of ours, not a symlink, closed to group and others. */
 static int exec_append(lua_State *L)
 {
 	const char *path = luaL_checkstring(L, 1);
 	size_t len;
 	const char *data = luaL_checklstring(L, 2, &len);
 	mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600);
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode);
-	if (fd < 0)
-		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+	char why[160];
+	int fd;
+	const char *code = open_regular(path, O_WRONLY | O_APPEND | O_CREAT, 1, mode & 0700, &fd, why, sizeof why);
+	if (code)
+		return fail(L, code, "%s: %s", path, why);
 	ssize_t w = write(fd, data, len);
 	int e = errno;
-	close(fd);
+	if (close(fd) < 0 && w == (ssize_t)len)
+		return fail(L, "io", "%s: %s", path, strerror(errno));
 	if (w != (ssize_t)len)
 		return fail(L, "io", "%s: %s", path, w < 0 ? strerror(e) : "short write");
 	lua_pushboolean(L, 1);
@@ -650,6 +713,7 @@ static const luaL_Reg exec_funcs[] = {
 	{"lstat", exec_lstat},
 	{"statvfs", exec_statvfs},
 	{"readfile", exec_readfile},
+	{"read_private", exec_read_private},
 	{"append", exec_append},
 	{"writefile", exec_writefile},
 	{NULL, NULL}
