@@ -6,14 +6,14 @@
 #   BENCH_MB=64 tests/bench/maillog.sh  quick run
 #   BENCH_ADDR=nobody@toyota-phv.test   address to follow (default info@toyota-phv.test)
 #   BENCH_SKIP_PFLOGSUMM=1              skip pflogsumm (it runs ~10x longer than the others)
-# The log is the text corpus (../shared/corpus: lab captures, Lightmeter, issue excerpts, ...)
-# repeated into a temp dir under /tmp, removed on exit. All runs read it from the page cache.
+# The log is the repository's log fixtures (tests/fixtures/maillog: lab captures, scenarios,
+# crowdsec test logs) repeated into a temp dir under /tmp, removed on exit. All runs read it from the page cache.
 # Targets: >= 10x pflogsumm's MB/s, within 3x of grep -c, peak RSS < 64 MB.
 # Depends on: ./runbook (make), pflogsumm, GNU time (/usr/bin/time).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${RUNBOOK:-$root/runbook}
-corpus=${RUNBOOK_CORPUS:-$root/../shared/corpus}
+corpus=${RUNBOOK_CORPUS:-$root/tests/fixtures/maillog}
 mb=${BENCH_MB:-1024}
 addr=${BENCH_ADDR:-info@toyota-phv.test}
 work=$(mktemp -d /tmp/runbook-bench-maillog.XXXXXX)
@@ -23,8 +23,8 @@ trap 'rm -rf "$work"' EXIT
 [ -x /usr/bin/time ] || { echo "maillog.sh: /usr/bin/time missing (Debian package time)" >&2; exit 2; }
 
 # one copy of every text log of the corpus, lab captures first
-find "$corpus/lab-captures" "$corpus" -type f ! -name '*.gz' ! -name '*.md' ! -name '*.yaml' \
-	! -name '*.assert' ! -name '*.ini' -print0 | sort -zu | xargs -0 cat >"$work/base.log"
+find "$corpus/lab" "$corpus" -type f ! -name '*.gz' ! -name '*.md' ! -name '*.yaml' \
+	! -name '*.assert' ! -name '*.ini' ! -name LICENSE -print0 | sort -zu | xargs -0 cat >"$work/base.log"
 base=$(stat -c %s "$work/base.log")
 want=$((mb * 1024 * 1024))
 reps=$(((want + base - 1) / base))

@@ -1,7 +1,8 @@
--- maillog_golden.t: runbook.maillog.parse against the corpus fixtures that carry expected fields.
---  * whyscream-postfix-grok-patterns/test/*.yaml: `data` (message part) + `results` (field -> value);
+-- maillog_golden.t: runbook.maillog.parse against the fixtures that carry expected fields
+-- (tests/fixtures/maillog, origin and licence in SOURCES.md).
+--  * whyscream/*.yaml: `data` (message part) + `results` (field -> value);
 --    the message is put behind a syslog header for the daemon named in `pattern`.
---  * crowdsec-hub/.tests/*/parser.assert: full syslog lines with expected program, pid, timestamp,
+--  * crowdsec/*/parser.assert: full syslog lines with expected program, pid, timestamp,
 --    message, host, client, status codes, user and the parsed time.
 -- Every field we extract that the fixture names must equal the fixture's value; per fixture
 -- family a minimum number of comparisons guards against silently comparing nothing.
@@ -9,7 +10,7 @@ local t = require "tap"
 local maillog = require "runbook.maillog"
 
 local root = os.getenv("RUNBOOK_ROOT") or "."
-local corpus = root .. "/../shared/corpus"
+local corpus = root .. "/tests/fixtures/maillog"
 
 local function read(path)
 	local f = assert(io.open(path, "rb"))
@@ -103,7 +104,7 @@ local function kv_pairs(s)
 end
 
 -- whyscream
-local wdir = corpus .. "/whyscream-postfix-grok-patterns/test"
+local wdir = corpus .. "/whyscream"
 local files = ls(wdir, "%.yaml$")
 local compared, parsed_cases, cases = 0, 0, 0
 local failures = {}
@@ -196,7 +197,7 @@ local CS_PARSED = {
 	remote_host = "client_host", smtp_basic_status_code = "code", smtp_enhanced_status_code = "enhanced",
 	dovecot_user = "user", -- (their `helo` holds the rejected address: not compared)
 }
-local cdir = corpus .. "/crowdsec-hub/.tests"
+local cdir = corpus .. "/crowdsec"
 local ccompared, cfail, clines = 0, {}, 0
 for _, test in ipairs(ls(cdir)) do
 	local assert_file = cdir .. "/" .. test .. "/parser.assert"

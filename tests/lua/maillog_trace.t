@@ -1,13 +1,14 @@
 -- maillog_trace.t: runbook.maillog trackers over real multi-host captures.
--- lab-captures: ec2 (MX) -> dell Postfix -> dell Dovecot LMTP, with the faults produced on
--- purpose (Dovecot down, permission denied, quota, unknown user, MariaDB down). Lightmeter
--- scenario logs: queue-id reuse, expiry, multi-recipient bounces, content-filter hop.
+-- lab captures: ec2 (MX) -> dell Postfix -> dell Dovecot LMTP, with the faults produced on
+-- purpose (Dovecot down, permission denied, quota, unknown user, MariaDB down). Hand-written
+-- scenarios: queue-id reuse, expiry, multi-recipient bounces, content-filter hop.
+-- Fixtures: tests/fixtures/maillog (origin and licence in SOURCES.md).
 local t = require "tap"
 local maillog = require "runbook.maillog"
 
-local corpus = (os.getenv("RUNBOOK_ROOT") or ".") .. "/../shared/corpus"
-local lab = corpus .. "/lab-captures/"
-local lm = corpus .. "/lightmeter-controlcenter/test_files/postfix_logs/individual_files/"
+local fixtures = (os.getenv("RUNBOOK_ROOT") or ".") .. "/tests/fixtures/maillog"
+local lab = fixtures .. "/lab/"
+local lm = fixtures .. "/scenarios/"
 
 local function epoch(y, mo, d, h, mi, s)
 	y = mo <= 2 and y - 1 or y
@@ -183,9 +184,9 @@ assert(tr:feed_file(lab .. "ec2-maillog.txt", { host = "ec2" }))
 local st = tr:stats()
 t.ok(st.queues <= 3 and st.evicted > 0, ("max_messages=3: %d kept, %d evicted"):format(st.queues, st.evicted))
 
--- Lightmeter: queue id reuse (BABABABABA carries two different messages)
+-- queue id reuse (BABABABABA carries two different messages)
 tr = maillog.tracker { year = 2019 }
-assert(tr:feed_file(lm .. "14_reuse_of_queueid.log", { host = "smtpnode06" }))
+assert(tr:feed_file(lm .. "reuse-of-queueid.log", { host = "relay06" }))
 msgs = tr:messages()
 local first, second
 for _, x in ipairs(msgs) do
@@ -199,21 +200,21 @@ t.isnt(first and first.to, second and second.to, "reuse: two different recipient
 t.is(first and first.final_status, "sent", "handed to gmail: sent (next hop not in the logs)")
 t.like(first and first.stopped_at.reason, "next hop not in the logs", "stopped_at explains the hand-off")
 
--- Lightmeter: expired after days of deferrals, bounce notification
+-- expired after days of deferrals, bounce notification
 tr = maillog.tracker { year = 2020 }
-assert(tr:feed_file(lm .. "18_expired.log", { host = "smtpnode16" }))
+assert(tr:feed_file(lm .. "expired.log", { host = "relay16" }))
 msgs = tr:messages()
 m = by_first_queue(msgs, "20B4E3D5BD")
 t.ok(m and #m.hops == 2 and m.hops[2].queue_id == "23EBE3D5C0",
-	"18_expired: instance hand-over 20B4E3D5BD -> 23EBE3D5C0 (relay :2501, queued as)")
-t.is(m and m.final_status, "expired", "18_expired: expired in the second instance")
-t.is(m and m.bounce_id, "A7E673C067", "18_expired: notification A7E673C067")
-t.is(m and #m.hops[2].attempts, 5, "18_expired: the 5 deferred attempts kept")
-t.is(m and m.hops[2].dsn, "4.1.1", "18_expired: last dsn 4.1.1 (over quota at the remote)")
+	"expired: instance hand-over 20B4E3D5BD -> 23EBE3D5C0 (relay :2501, queued as)")
+t.is(m and m.final_status, "expired", "expired: expired in the second instance")
+t.is(m and m.bounce_id, "A7E673C067", "expired: notification A7E673C067")
+t.is(m and #m.hops[2].attempts, 5, "expired: the 5 deferred attempts kept")
+t.is(m and m.hops[2].dsn, "4.1.1", "expired: last dsn 4.1.1 (over quota at the remote)")
 
--- Lightmeter: one message, several recipients, different outcomes
+-- one message, several recipients, different outcomes
 tr = maillog.tracker { year = 2020 }
-assert(tr:feed_file(lm .. "2_multiple_recipients_some_bounces.log", { host = "mail" }))
+assert(tr:feed_file(lm .. "multi-rcpt-bounces.log", { host = "mail" }))
 msgs = tr:messages()
 local sent, bounced = 0, 0
 for _, x in ipairs(msgs) do
@@ -221,9 +222,9 @@ for _, x in ipairs(msgs) do
 end
 t.ok(sent >= 1 and bounced >= 1, ("multi-recipient: %d sent, %d bounced per recipient"):format(sent, bounced))
 
--- Lightmeter: content filter hop (amavis 10024 -> re-queued -> gmail)
+-- content filter hop (amavis 10024 -> re-queued -> gmail)
 tr = maillog.tracker { year = 2020 }
-assert(tr:feed_file(lm .. "11_single_successful_delivery.log", { host = "mail" }))
+assert(tr:feed_file(lm .. "content-filter.log", { host = "mail" }))
 msgs = tr:messages()
 m = by_first_queue(msgs, "BA8F630001DA")
 t.ok(m and #m.hops == 2 and m.hops[2].queue_id == "1310930001DB" and m.hops[2].linked_by == "queued_as",
