@@ -1,10 +1,10 @@
 -- maillog_hostile.t: the mail-log parser and scanner on hostile input found by fuzzing (issue 9).
 --  * in_list: a program tag with NUL bytes (unclean shutdowns leave NUL runs in logs) made the
 --    scanner's fast path read past the end of a daemon-name literal (global-buffer-overflow under
---    ASan; tests/fixtures/fuzz/crash-maillog-in_list.bin is the fuzzer's crash input). Such a tag
+--    ASan; tests/fixtures/fuzz/maillog/crash-in_list.bin is the fuzzer's crash input). Such a tag
 --    names no Postfix or Dovecot program, so the line must not be classified as one.
 --  * size=/nrcpt= with more digits than a long holds went through a double and an undefined
---    float-to-integer conversion (tests/fixtures/fuzz/ubsan-maillog-size.txt). Such a value is
+--    float-to-integer conversion (tests/fixtures/fuzz/maillog/ubsan-size.txt). Such a value is
 --    left absent; values up to LONG_MAX are exact.
 -- Under `make asan` (with -fsanitize=float-cast-overflow) the old code aborts on these inputs.
 local t = require "tap"
@@ -28,7 +28,7 @@ end
 
 -- in_list: the fuzzer's crash input, then NUL runs of every length after every daemon name the
 -- old code could run past (the bytes after a literal decide what the old code answered).
-local crash = read(root .. "/tests/fixtures/fuzz/crash-maillog-in_list.bin")
+local crash = read(root .. "/tests/fixtures/fuzz/maillog/crash-in_list.bin")
 t.ok(crash:find("qmgr\0", 1, true), "the crash input carries a program tag with a NUL byte")
 local recs = scan(crash .. "\n")
 t.is(#recs, 0, "crash input: no record (the tag names no mail program)")
@@ -61,7 +61,7 @@ t.is(maillog.parse("Nov 28 12:01:13 ec2 dovecot: master: Warning: x").family, "d
 	"control: a Dovecot tag is classified")
 
 -- size= / nrcpt=: the fuzzer's input, then the boundaries of a long
-local huge = read(root .. "/tests/fixtures/fuzz/ubsan-maillog-size.txt"):gsub("\n$", "")
+local huge = read(root .. "/tests/fixtures/fuzz/maillog/ubsan-size.txt"):gsub("\n$", "")
 t.like(huge, "size=9999999999999999999999999999", "the fixture carries a 28-digit size")
 local r = maillog.parse(huge)
 t.ok(r and r.family == "postfix" and r.queue_id == "3CEC5A7248E", "28-digit size: the line still parses")
