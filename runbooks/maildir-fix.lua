@@ -15,10 +15,12 @@ mail.maildir_owner, default vmail; "user:group" also accepted), and every direct
 owner rwx or file without owner read (Dovecot keeps some files read-only on purpose, e.g.
 dovecot-uidvalidity.*: those are left alone). Dovecot then logs "Permission denied (... missing +x perm
 ...)" and Postfix defers with 451 4.3.0 / 4.2.0. Nothing wrong: nothing to do (exit 0).
-What it changes: `chown -R vmail:vmail <maildir_root>/<domain>/` (the document's command) when
-an owner is wrong, and, only when a mode lacks the owner's bits, `chmod u+rwx` on those
-directories and `chmod u+r` on those files (one find ... -exec). Group and other bits are left
-as they are. Without --apply it only prints the commands.
+What it changes: `chown -R -P -h vmail:vmail -- <maildir_root>/<domain>` (the document's
+command, without following any symlink) when an owner is wrong, and, only when a mode lacks the
+owner's bits, `chmod u+rwx` on those directories and `chmod u+r` on those files (one find -P
+... -exec). Group and other bits are left as they are. A symlink anywhere in the path (the
+Maildir root, the domain's directory) is refused: nothing is changed. Without --apply it only
+prints the commands.
 How to verify: after --apply it lists again and expects nothing wrong; deferred mail is then
 delivered at the next queue run (or flush it: runbook run queue-flush --service ...).]],
   args = {
@@ -36,8 +38,9 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
     local svc = ops.need_service(ctx, ops.dovecot(ctx))
     local owner, group = ops.maildir_owner(ctx):match("^([^:]+):?(.*)$")
     if group == "" then group = owner end
-    local root = ops.maildir_root(ctx)
-    local dir = ("%s/%s/"):format(root, domain)
+    local root = ops.maildir_root(ctx):gsub("/+$", "")
+    -- no trailing slash: "dir/" makes chown and find follow a symlinked domain directory
+    local dir = ("%s/%s"):format(root, domain)
     local user_dir
     if ctx.args.addr then
       local l, d = ctx.args.addr:match("^(.-)@(.+)$")
@@ -45,7 +48,7 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
         ctx:verdict { status = "problem", cause = "usage", message = ("--addr %s is not in --domain %s"):format(ctx.args.addr, domain) }
         return
       end
-      user_dir = ("%s%s/"):format(dir, l:lower())
+      user_dir = ("%s/%s"):format(dir, l:lower())
     end
 
     local function show(path)
@@ -61,7 +64,7 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
     -- wrong() -> list of {owner=, mode=, type=, path=, bad_owner=, bad_mode=}
     local function wrong()
       local r, msg, code = ctx:service_exec(svc, {
-        "find", dir, "(", "!", "-user", owner, "-o", "!", "-group", group,
+        "find", "-P", dir, "(", "!", "-user", owner, "-o", "!", "-group", group,
         "-o", "-type", "d", "!", "-perm", "-u=rwx", "-o", "-type", "f", "!", "-perm", "-u=r", ")",
         "-printf", "%u:%g %m %y %p\\n" }, { read_only = true })
       r = ops.must(r, msg, code, "find in " .. svc)
@@ -82,7 +85,29 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
       return out
     end
 
+    -- symlinks() -> list of the path's components (root down to the domain directory and the
+    -- user's Maildir) that are symbolic links. stat without -L never follows the last one.
+    local function symlinks()
+      local comps, p = {}, ""
+      for part in (user_dir or dir):gmatch("[^/]+") do
+        p = p .. "/" .. part
+        comps[#comps + 1] = p
+      end
+      local argv = { "stat", "-c", "%F|%n", "--" }
+      for _, c in ipairs(comps) do argv[#argv + 1] = c end
+      local r, msg, code = ctx:service_exec(svc, argv)
+      r = ops.must(r, msg, code, "stat of the Maildir path in " .. svc)
+      local links = {}
+      for line in r.stdout:gmatch("[^\n]+") do
+        local ty, name = line:match("^([^|]*)|(.*)$")
+        if ty == "symbolic link" then links[#links + 1] = name end
+      end
+      return links
+    end
+
     local state = ctx:step("check", function()
+      local links = symlinks()
+      if #links > 0 then return { links = links } end
       local st, code = show(dir)
       if user_dir then show(user_dir) end
       if not st then return { missing = code == "notfound" } end
@@ -97,6 +122,16 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
       return { list = list, n_owner = n_owner, n_mode = n_mode, dir_stat = st }
     end, "owner and modes of the domain's Maildir (document 4: ls -la of the Maildir)")
     if not state then return end
+    if state.links then
+      ctx:finding { severity = "fail", cause = "maildir_symlink", hop = svc,
+                    message = ("symbolic link in the Maildir path: %s; refusing to change owners through it"):format(
+                      table.concat(state.links, ", ")),
+                    evidence = { { host = ops.ms(ctx), source = "stat " .. state.links[1], text = "symbolic link" } } }
+      ctx:verdict { status = "problem", cause = "maildir_symlink",
+                    message = ("%s is reached through a symbolic link (%s): fix it by hand; nothing was changed"):format(
+                      dir, state.links[1]) }
+      return
+    end
     if state.missing then
       ctx:verdict { status = "healthy", message = ("%s does not exist yet: Dovecot creates it at the first delivery; nothing to fix"):format(dir) }
       return
@@ -116,14 +151,14 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
       if state.n_owner > 0 then
         local ds = state.dir_stat
         ctx:note(("owner of %s: %s:%s -> %s:%s"):format(dir, ds.owner, ds.group, owner, group))
-        local r, msg, code = ctx:service_exec(svc, { "chown", "-R", owner .. ":" .. group, dir })
+        local r, msg, code = ctx:service_exec(svc, { "chown", "-R", "-P", "-h", owner .. ":" .. group, "--", dir })
         if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
         result = ops.written(ctx, r, msg, code, "owner of " .. dir)
         if result ~= "applied" and result ~= "dryrun" then return result end
       end
       if state.n_mode > 0 then
         ctx:note(("modes under %s: directories -> owner rwx, files -> owner r"):format(dir))
-        local r, msg, code = ctx:service_exec(svc, { "find", dir,
+        local r, msg, code = ctx:service_exec(svc, { "find", "-P", dir,
           "(", "-type", "d", "!", "-perm", "-u=rwx", "-exec", "chmod", "u+rwx", "{}", "+", ")", "-o",
           "(", "-type", "f", "!", "-perm", "-u=r", "-exec", "chmod", "u+r", "{}", "+", ")" })
         if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end

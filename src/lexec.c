@@ -608,7 +608,7 @@ static const char *open_regular(const char *path, int flags, int private_file, m
 		return "denied";
 	}
 	if (private_file && (st.st_mode & 077) != 0) {
-		snprintf(why, whylen, "readable or writable by group or others (mode %04o): chmod 600 it",
+		snprintf(why, whylen, "readable by group or others (mode %04o): chmod 600 it",
 			 (unsigned)(st.st_mode & 07777));
 		close(fd);
 		return "denied";

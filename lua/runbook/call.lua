@@ -4,7 +4,8 @@
 --   return call(ctx, {
 --     family = "postconf", op = "set",     -- classified in runbook.gate; unclassified ops raise
 --     host = "ec2",                        -- inventory host (or "local")
---     read_only = false,                   -- for exec-class ops: true makes the call a read
+--     argv = {...},                        -- exec-class ops: the exact argv that runs; runbook.gate
+--                                          -- classifies it (a read only if its table lists it)
 --     summary_args = {...},                -- short argument summary for the step line (masked)
 --     detail = "exact command / SQL / request",  -- shown with --trace and in would-records (masked)
 --     target = "ec2/postfix:relay_domains",-- writes: what changes (required for writes)
@@ -20,12 +21,14 @@
 -- run shows.
 -- It times the call, emits the trace events (masked by the context), applies the dry-run gate
 -- and journals applied writes. A write without --apply returns nil, "dry run: would ...", "dryrun".
+-- An applied write is journalled twice: the intent before fn runs (when that line cannot be
+-- written the change is NOT made: nil, msg, "journal") and the outcome after it.
 -- Depends on: runbook.gate, runbook.core.
 local gate = require "runbook.gate"
 local core = require "runbook.core"
 
 local SPEC_KEYS = {
-  family = "string", op = "string", host = "string", class = "string", read_only = "boolean",
+  family = "string", op = "string", host = "string", class = "string", argv = "table",
   summary_args = "table", detail = "string", target = "string", before = "function",
   after = "any", verify = "function", fn = "function", summarize = "function",
 }
@@ -63,7 +66,7 @@ end
 
 local function call(ctx, spec)
   check_spec(spec)
-  local class = gate.classify(spec.family, spec.op, spec.read_only)
+  local class = gate.classify(spec.family, spec.op, spec.argv)
   if spec.class and spec.class ~= class then
     error(("call: %s.%s declared '%s' but runbook.gate classifies it '%s'"):format(
       spec.family, spec.op, spec.class, class), 2)
@@ -110,6 +113,15 @@ local function call(ctx, spec)
                detail = spec.detail, outcome = "declined" }
     return nil, "declined by the operator", "declined"
   end
+  -- Intent first: no journal line, no change.
+  local jok, jerr, jcode = ctx:journal({ op = name, host = spec.host, target = spec.target,
+    detail = spec.detail, before = before, after = spec.after, outcome = "intent" }, "intent")
+  if not jok then
+    local why = ("%s (the change was not made)"):format(tostring(jerr))
+    ctx:emit { event = "write", op = name, host = spec.host, target = spec.target,
+               detail = spec.detail, outcome = "not_journaled", error = why }
+    return nil, why, "journal"
+  end
   local t0 = core.now()
   local res, msg, code = spec.fn()
   local ms = (core.now() - t0) * 1000
@@ -122,9 +134,11 @@ local function call(ctx, spec)
     error = res == nil and msg or nil, summary = summarize(spec, res), args = spec.summary_args,
   }
   ctx:emit(ev)
-  local ok, aerr = ctx:journal(ev)
+  local ok, aerr = ctx:journal(ev, "outcome")
   if not ok then
-    ctx:emit { event = "note", level = "warn", message = "audit journal not written: " .. tostring(aerr) }
+    ctx.journal_failed = true
+    ctx:emit { event = "note", level = "error",
+               message = "audit journal: the outcome of an applied change was not written: " .. tostring(aerr) }
   end
   return res, msg, code
 end

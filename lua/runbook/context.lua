@@ -63,7 +63,7 @@ function M.new(opts)
     live = opts.live and true or false,       -- a terminal shows transient progress
     sinks = opts.sinks or {},
     runbook = opts.runbook or { name = "(test)" },
-    args = opts.args or {},
+    args = M.plain(opts.args or {}, "args"),   -- a private copy: nobody else holds it
     run_id = opts.run_id or core.random_hex(6),
     t0 = core.now(),
     secrets = {},
@@ -74,7 +74,9 @@ function M.new(opts)
     current_step = nil,
     verdict_event = nil,
   }, Ctx)
-  for _, s in ipairs(inv._secrets or {}) do self:secret(s) end
+  -- Every secret the inventory names is registered now, before anything is printed (not at
+  -- the first connection). One that cannot be read yet fails later, at its use, with its reason.
+  for _, v in ipairs(require("runbook.inventory").secret_values(inv)) do self:secret(v) end
   return self
 end
 
@@ -109,29 +111,103 @@ function Ctx:connect_timeout()
   return self:timeout(self.inventory.defaults.connect_timeout)
 end
 
--- secret(value): value must never appear in any output; masked as *** everywhere.
-function Ctx:secret(value)
-  if type(value) == "string" and #value >= 3 and not self.secrets[value] then
-    self.secrets[value] = true
-    self.secret_list = nil
+-- plain(v, what) -> a deep copy of v made only of plain data: strings, numbers, booleans,
+-- functions and tables without metatables (no cycles, at most 32 levels, 100000 entries).
+-- Raises otherwise. What runs and what is shown is then the copy, which no runbook code can
+-- reach or change after the would-record and the confirmation.
+local function plain(v, what, seen, depth, count)
+  local t = type(v)
+  if t ~= "table" then
+    if t == "userdata" or t == "thread" then
+      if rawequal(v, require("runbook.json").null) then return v end   -- the SQL/JSON null
+      error(("%s: a %s cannot be passed (plain data only)"):format(what, t), 0)
+    end
+    return v
   end
+  if getmetatable(v) ~= nil then
+    error(("%s: tables with metatables are refused (plain data only)"):format(what), 0)
+  end
+  seen, depth, count = seen or {}, depth or 0, count or { 0 }
+  if seen[v] then error(("%s: cyclic table refused"):format(what), 0) end
+  if depth > 32 then error(("%s: nested deeper than 32 levels"):format(what), 0) end
+  seen[v] = true
+  local out = {}
+  local k, x = next(v)
+  while k ~= nil do
+    count[1] = count[1] + 1
+    if count[1] > 100000 then error(("%s: more than 100000 entries"):format(what), 0) end
+    out[plain(k, what, seen, depth + 1, count)] = plain(x, what, seen, depth + 1, count)
+    k, x = next(v, k)
+  end
+  seen[v] = nil
+  return out
+end
+M.plain = plain
+
+-- The forms in which the engine itself shows a string: each one of a secret is masked too
+-- (shell quoting as in fix commands and ssh.quote, JSON string escapes, percent-encoding as
+-- http.escape does, the SQL parameter display of runbook.prim.sql).
+local function encodings(v)
+  local out = { v }
+  out[#out + 1] = (v:gsub("'", "'\\''"))
+  local ok, json = pcall(require, "runbook.json")
+  if ok then
+    local e = json.encode(v)
+    if type(e) == "string" then out[#out + 1] = e:sub(2, -2) end
+  end
+  out[#out + 1] = (v:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end))
+  out[#out + 1] = (v:gsub("[^%w%-%._~]", function(c) return ("%%%02x"):format(c:byte()) end))
+  out[#out + 1] = (v:gsub("[^%w%-%._~ ]", function(c) return ("%%%02X"):format(c:byte()) end):gsub(" ", "+"))
+  out[#out + 1] = (v:gsub('[%c"\\\127]', function(c)
+    local named = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\" }
+    return named[c] or ("\\x%02X"):format(c:byte())
+  end))
+  return out
+end
+M.secret_encodings = encodings
+
+-- secret(value): value must never appear in any output; it and every form the engine shows it
+-- in are masked as *** everywhere, whatever its length (a short one masks more than it should;
+-- it never leaks). Where the engine reads a secret itself (inventory, read_secret) one shorter
+-- than M.SECRET_MIN bytes is refused instead (secret_ok), so the output stays readable.
+M.SECRET_MIN = 3
+function M.secret_ok(value)
+  if type(value) ~= "string" or #value < M.SECRET_MIN then
+    return nil, ("secrets shorter than %d bytes are refused (masking them would mangle the output)"):format(M.SECRET_MIN), "usage"
+  end
+  return true
 end
 
+function Ctx:secret(value)
+  if type(value) ~= "string" or value == "" or self.secrets[value] then return end
+  self.secrets[value] = true
+  for _, e in ipairs(encodings(value)) do self.secrets[e] = true end
+  self.secret_list = nil
+end
+
+-- mask(s) -> s with every registered secret form replaced by ***. Linear in #s for each form:
+-- the pieces are collected and joined once (no string rebuilt per occurrence).
 function Ctx:mask(s)
   if type(s) ~= "string" then return s end
   if not self.secret_list then
     local l = {}
     for v in pairs(self.secrets) do l[#l + 1] = v end
-    table.sort(l, function(a, b) return #a > #b end)   -- longest first: no partial leaks
+    table.sort(l, function(a, b) return #a > #b or (#a == #b and a < b) end)   -- longest first
     self.secret_list = l
   end
+  local find, sub = string.find, string.sub
   for _, v in ipairs(self.secret_list) do
-    local i = 1
-    while true do
-      local a, b = s:find(v, i, true)
-      if not a then break end
-      s = s:sub(1, a - 1) .. "***" .. s:sub(b + 1)
-      i = a + 3
+    local a, b = find(s, v, 1, true)
+    if a then
+      local parts, n, i = {}, 0, 1
+      while a do
+        n = n + 1; parts[n] = sub(s, i, a - 1)
+        n = n + 1; parts[n] = "***"
+        i = b + 1
+        a, b = find(s, v, i, true)
+      end
+      n = n + 1; parts[n] = sub(s, i)
+      s = table.concat(parts)
     end
   end
   return s
@@ -199,10 +275,13 @@ function Ctx:confirm(record)
   return answer ~= nil and (answer == "y" or answer == "Y" or answer == "yes")
 end
 
-function Ctx:journal(ev)
+-- journal(ev, phase) -> true | nil, msg, code. phase "intent" (before the change) or "outcome".
+function Ctx:journal(ev, phase)
   local path = self.inventory.audit and self.inventory.audit.journal
   local json = require "runbook.json"
+  if phase == "intent" then self.journal_seq = (self.journal_seq or 0) + 1 end
   local rec = mask_deep(self, {
+    phase = phase, change = self.journal_seq,
     time = os.date("!%Y-%m-%dT%H:%M:%SZ"), operator = core.user(), from_host = core.hostname(),
     run = self.run_id, runbook = self.runbook.name, runbook_sha256 = self.runbook.sha256,
     args = self.args, host = ev.host, op = ev.op, target = ev.target, detail = ev.detail,
@@ -304,19 +383,32 @@ end
 
 -- read_secret{env=NAME, file=PATH, prompt=TEXT} -> value | nil, msg, code
 -- The one way a runbook obtains a secret (a new user's password): from an environment variable
--- it names, a file readable only by its owner, or a no-echo prompt on the terminal, in that
--- order of what is given. Never from the command line. The value is masked in every output.
+-- or a file the OPERATOR named (NAME / PATH must be the value of one of the run's arguments,
+-- given on the command line), or a no-echo prompt on the terminal. A runbook cannot pick a
+-- variable or file on its own (e.g. the inventory's database password). The file must be a
+-- regular file of the running user, mode 0600 or stricter, not a symlink. Never the value from
+-- the command line. The value is masked in every output.
 function Ctx:read_secret(o)
   if type(o) ~= "table" then error("bad argument #1 to 'read_secret' (table expected)", 2) end
   for k in pairs(o) do
     if k ~= "env" and k ~= "file" and k ~= "prompt" then error("read_secret: unknown option '" .. tostring(k) .. "'", 2) end
   end
   local v, msg, code
+  local function operator_gave(x)
+    for _, a in pairs(self.args) do if a == x then return true end end
+    return false
+  end
   if o.env then
     if not tostring(o.env):match("^[%a_][%w_]*$") then return nil, "bad environment variable name", "usage" end
+    if not operator_gave(o.env) then
+      return nil, ("read_secret: environment variable %s was not named by the operator (an argument of this run)"):format(o.env), "denied"
+    end
     v = os.getenv(o.env)
     if not v or v == "" then return nil, ("environment variable %s is not set"):format(o.env), "notfound" end
   elseif o.file then
+    if not operator_gave(o.file) then
+      return nil, ("read_secret: file %s was not named by the operator (an argument of this run)"):format(tostring(o.file)), "denied"
+    end
     v, msg, code = require("runbook.inventory").secret({ name = o.file, password_file = o.file }, "password")
     if not v then return nil, msg, code end
   elseif o.prompt then
@@ -327,6 +419,8 @@ function Ctx:read_secret(o)
     return nil, "read_secret needs env, file or prompt", "usage"
   end
   if #v < 1 then return nil, "empty secret", "usage" end
+  local ok, why, wcode = M.secret_ok(v)
+  if not ok then return nil, why, wcode end
   self:secret(v)
   return v
 end
@@ -370,13 +464,25 @@ function Ctx:verdict(v)
   return ev
 end
 
+-- Methods whose arguments are not snapshotted by the proxy: their own code copies them
+-- (verdict/finding: the verdict's copy runs under the deadline) or they take none.
+local SNAPSHOT_EXEMPT = { verdict = true, finding = true }
+
 -- public() -> the read-only proxy a runbook sees.
 function Ctx:public()
   if self.proxy then return self.proxy end
   local real = self
   local bound = {}
-  local args = setmetatable({}, { __index = self.args, __newindex = function()
-    error("ctx.args is read-only", 2) end, __pairs = function() return next, self.args, nil end,
+  -- ctx.args: a read-only view. pairs() gets a closure over the engine's copy, never the table
+  -- itself (next, t, nil would hand it out as the loop state).
+  local real_args = self.args
+  local args = setmetatable({}, { __index = function(_, k) return real_args[k] end,
+    __newindex = function() error("ctx.args is read-only", 2) end,
+    __pairs = function()
+      local k
+      return function() local v; k, v = next(real_args, k); return k, v end, nil, nil
+    end,
+    __len = function() return #real_args end,
     __metatable = false })
   local proxy = setmetatable({}, {
     __index = function(_, k)
@@ -390,7 +496,16 @@ function Ctx:public()
         local m = Ctx[k]
         f = function(self_, ...)
           if self_ ~= real.proxy then error(("call it as ctx:%s(...)"):format(k), 2) end
-          return m(real, ...)
+          if SNAPSHOT_EXEMPT[k] then return m(real, ...) end
+          -- Every argument becomes plain data the runbook cannot reach again: what is shown,
+          -- confirmed and journalled is exactly what runs (no __index/__pairs tricks).
+          local a = table.pack(...)
+          for i = 1, a.n do
+            local ok, v = pcall(plain, a[i], ("bad argument #%d to '%s'"):format(i, k))
+            if not ok then error(v, 2) end
+            a[i] = v
+          end
+          return m(real, table.unpack(a, 1, a.n))
         end
         bound[k] = f
       end

@@ -3,11 +3,12 @@
 --
 -- Reads always run (a runbook must still be able to decide what to do in a dry run). A write
 -- without --apply does nothing and leaves a "would" record; with --apply it runs, is re-read and
--- is appended to the audit journal (JSON Lines) named in the inventory.
+-- is journalled (JSON Lines, the file named in the inventory) in two lines: the intent before the
+-- change (no journal, no change) and the outcome after it.
 -- Depends on: runbook.core (time, user, hostname), runbook.json.
 local M = {}
 
--- family.op -> "read" | "write" | "exec" ("exec": a write unless the call declares read_only).
+-- family.op -> "read" | "write" | "exec" ("exec": a write unless its argv is in M.readonly).
 M.classes = {
   -- local host
   ["exec.run"] = "exec", ["exec.stream"] = "exec",
@@ -37,25 +38,100 @@ M.classes = {
   ["smtp.probe"] = "read", ["smtp.send"] = "write",
 }
 
--- classify(family, op, read_only) -> "read" | "write"; raises for an unclassified operation,
--- so a new primitive cannot exist until it is classified here.
-function M.classify(family, op, read_only)
+-- Commands an exec may run as a READ, by program name (argv[1], path stripped). true: any
+-- arguments; a function(argv) -> true when these arguments only read. Anything else, including
+-- every shell, interpreter and wrapper (sh, env, sudo, timeout, xargs), is a write. The runbook
+-- has no say: an exec's own read_only option is ignored (it was how a runbook could write during
+-- a dry run). Add a command here only when no argument can make it change anything.
+local function none_of(bad)          -- read-only unless an argument is (or starts with) one of bad
+  return function(argv)
+    for i = 2, #argv do
+      local a = argv[i]
+      for _, b in ipairs(bad) do
+        if a == b or (b:sub(-1) == "=" and a:sub(1, #b) == b) then return false end
+      end
+    end
+    return true
+  end
+end
+
+M.readonly = {
+  ["true"] = true, ["false"] = true, echo = true, printf = true, sleep = true, seq = true,
+  id = true, whoami = true, uname = true, pwd = true, test = true, ["["] = true,
+  cat = true, head = true, wc = true, ls = true, stat = true, df = true, du = true,
+  grep = true, egrep = true, fgrep = true, getent = true, nproc = true, uptime = true,
+  tail = none_of { "--pid", "--pid=" },
+  date = none_of { "-s", "--set", "--set=" },
+  hostname = function(argv)          -- `hostname NAME` sets it: only flags are reads
+    for i = 2, #argv do
+      local a = argv[i]
+      if a:sub(1, 1) ~= "-" or a == "-F" or a:sub(1, 6) == "--file" then return false end
+    end
+    return true
+  end,
+  -- find: its actions that write or run something
+  find = none_of { "-delete", "-exec", "-execdir", "-ok", "-okdir", "-fprint", "-fprint0", "-fprintf", "-fls" },
+  -- postconf edits with -e -X -# and with -M/-F/-P name=value
+  postconf = function(argv)
+    for i = 2, #argv do
+      local a = argv[i]
+      if a:sub(1, 1) == "-" and a:find("[eX#]") then return false end
+      if a:find("=", 1, true) then return false end
+    end
+    return true
+  end,
+  postqueue = function(argv)         -- -p and -j list; -f -s -i flush
+    for i = 2, #argv do
+      local a = argv[i]
+      if a ~= "-p" and a ~= "-j" then return false end
+    end
+    return #argv >= 2
+  end,
+  mailq = true,
+  ss = none_of { "-K", "--kill", "-D", "--diag", "--diag=" },
+  doveadm = function(argv)           -- only listing sub-commands
+    local words = {}
+    for i = 2, #argv do if argv[i]:sub(1, 1) ~= "-" then words[#words + 1] = argv[i] end end
+    local sub = table.concat(words, " ", 1, math.min(#words, 2))
+    return sub == "who" or sub == "user" or sub:match("^user ") ~= nil or sub == "quota get"
+      or sub == "mailbox list" or sub == "mailbox status" or sub == "log errors"
+  end,
+}
+
+-- argv_is_read(argv) -> true when the gate's table lists argv as read-only.
+function M.argv_is_read(argv)
+  if type(argv) ~= "table" or type(argv[1]) ~= "string" then return false end
+  for i = 1, #argv do if type(argv[i]) ~= "string" then return false end end
+  local rule = M.readonly[argv[1]:match("[^/]*$")]
+  if rule == true then return true end
+  if type(rule) == "function" then return rule(argv) == true end
+  return false
+end
+
+-- classify(family, op, argv) -> "read" | "write"; raises for an unclassified operation,
+-- so a new primitive cannot exist until it is classified here. argv: for exec-class ops, the
+-- exact argument vector that will run (the wrapper's snapshot); nothing else decides.
+function M.classify(family, op, argv)
   local key = family .. "." .. op
   local class = M.classes[key]
   if class == nil then
     error(("primitive operation '%s' is not classified in runbook.gate (lua/runbook/gate.lua)"):format(key), 3)
   end
-  if class == "exec" then return read_only and "read" or "write" end
+  if class == "exec" then return M.argv_is_read(argv) and "read" or "write" end
   return class
 end
 
 -- audit(path, record, json) appends one JSON line to the journal; returns true | nil, msg, code.
--- The journal is created 0600; each line is written with one write(2) in append mode.
+-- The journal is created 0600; an existing one must be a regular file (not a symlink) owned by
+-- the running user and closed to group and others (runbook.exec.append checks on the opened
+-- descriptor). Each line is one write(2) in append mode.
 function M.audit(path, record, json)
   if not path then return nil, "no audit journal configured (inventory audit.journal)", "io" end
   local line = json.encode(record) .. "\n"
   local exec = require "runbook.exec"
-  return exec.append(path, line, tonumber("600", 8))
+  local ok, msg, code = exec.append(path, line, tonumber("600", 8))
+  if not ok then return nil, "audit journal " .. tostring(msg), code end
+  return true
 end
 
 return M

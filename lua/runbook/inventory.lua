@@ -2,11 +2,13 @@
 --
 --   inventory.load(path) -> inv | nil, "file:line:column: key: problem"
 --   inventory.empty()    -> an inventory with defaults only (no hosts)
---   inventory.view(inv)  -> a deep copy safe to show a runbook (no internals)
+--   inventory.view(inv)  -> a deep copy safe to show a runbook (no internals, no secret fields)
 --   inventory.secret(entry, what) -> value | nil, msg, code   (reads password_env / password_file)
+--   inventory.secret_values(inv) -> every secret value the inventory names that can be read now
 --
--- Every key is checked against the schema below; unknown keys, wrong types, inline passwords
--- and password files readable by group or others are refused, each error naming the place.
+-- Every key is checked against the schema below; unknown keys, wrong types, inline passwords,
+-- user:password@ inside URLs and secret files that are not regular files of the running user
+-- with mode 0600 (or stricter; symlinks refused) are refused, each error naming the place.
 -- Durations ("10s", "5m", "1h", "2d" or a number of seconds) become seconds.
 -- Depends on: runbook.yaml, runbook.exec (stat).
 local M = {}
@@ -172,12 +174,8 @@ function Checker:cross(inv)
       self:fail(db, "password_file", p, "give password_env or password_file, not both")
     end
     if db.password_file then
-      local st, msg = exec.stat(db.password_file)
-      if not st then self:fail(db, "password_file", p .. ".password_file", msg)
-      elseif st.mode & tonumber("077", 8) ~= 0 then
-        self:fail(db, "password_file", p .. ".password_file",
-          ("%s is readable by group or others (mode %s): chmod 600 it"):format(db.password_file, st.perms))
-      end
+      local ok, msg = exec.read_private(db.password_file, 4096)
+      if not ok then self:fail(db, "password_file", p .. ".password_file", msg) end
     end
     db.port = db.port or 3306
     db.name = name
@@ -185,11 +183,14 @@ function Checker:cross(inv)
   for name, e in pairs(inv.http) do
     if not e.base_url or not e.base_url:match("^https?://[^%s]+$") then
       self:fail(e, "base_url", "http." .. name .. ".base_url", "needs an http:// or https:// URL")
+    elseif M.url_has_userinfo(e.base_url) then
+      self:fail(e, "base_url", "http." .. name .. ".base_url",
+        "user:password@ in a URL is refused (it would be printed with every request): use token_env or token_file")
     end
     if e.token_file then
-      local st = exec.stat(e.token_file)
-      if st and st.mode & tonumber("077", 8) ~= 0 then
-        self:fail(e, "token_file", "http." .. name .. ".token_file", "readable by group or others: chmod 600 it")
+      local ok, msg, code = exec.read_private(e.token_file, 4096)
+      if not ok and code ~= "notfound" then
+        self:fail(e, "token_file", "http." .. name .. ".token_file", msg)
       end
     end
     e.name = name
@@ -244,29 +245,59 @@ function M.load(path)
   return M.validate(doc, abs)
 end
 
--- secret(entry, "password" | "token") -> value | nil, msg, code. Never logs the value.
+-- url_has_userinfo(url) -> true when the authority part carries "user[:password]@".
+function M.url_has_userinfo(url)
+  local authority = tostring(url):match("^%a[%w+.-]*://([^/?#]*)")
+  return authority ~= nil and authority:find("@", 1, true) ~= nil
+end
+
+local SECRET_MIN = 3   -- as runbook.context.SECRET_MIN: shorter ones could not be masked
+
+-- secret(entry, "password" | "token" | "passphrase") -> value | nil, msg, code. Never logs the
+-- value. A file must be a regular file (not a symlink) of the running user, mode 0600 or
+-- stricter (runbook.exec.read_private checks the opened descriptor; a FIFO cannot block).
 function M.secret(entry, what)
   local env, file = entry[what .. "_env"], entry[what .. "_file"]
+  local v
   if env then
-    local v = os.getenv(env)
+    v = os.getenv(env)
     if v == nil or v == "" then
       return nil, ("%s: environment variable %s is not set"):format(entry.name or what, env), "auth"
     end
-    return v
-  end
-  if file then
+  elseif file then
     local exec = require "runbook.exec"
-    local st, msg, code = exec.stat(file)
-    if not st then return nil, msg, code end
-    if st.mode & tonumber("077", 8) ~= 0 then
-      return nil, ("%s is readable by group or others (mode %s)"):format(file, st.perms), "denied"
-    end
-    local v, m2, c2 = exec.readfile(file, 4096)
-    if not v then return nil, m2, c2 end
-    return (v:gsub("[\r\n]+$", ""))
+    local text, msg, code = exec.read_private(file, 4096)
+    if not text then return nil, msg, code end
+    v = text:gsub("[\r\n]+$", "")
+  else
+    return nil
   end
-  return nil
+  if #v < SECRET_MIN then
+    return nil, ("%s: the %s is shorter than %d bytes: refused (it could not be masked in the output)"):format(
+      entry.name or what, what, SECRET_MIN), "auth"
+  end
+  return v
 end
+
+-- secret_values(inv) -> list of every secret the inventory names that can be read now, so the
+-- run masks them from its first line on.
+function M.secret_values(inv)
+  local out = {}
+  local function add(entry, what)
+    if entry[what .. "_env"] or entry[what .. "_file"] then
+      local v = M.secret(entry, what)
+      if v then out[#out + 1] = v end
+    end
+  end
+  for _, db in pairs(inv.databases or {}) do add(db, "password") end
+  for _, e in pairs(inv.http or {}) do add(e, "token") end
+  for _, h in pairs(inv.hosts or {}) do add(h, "passphrase") end
+  return out
+end
+
+-- Keys a runbook never sees: where the secrets are (variables, files, keys).
+local SECRET_KEYS = { password_env = true, password_file = true, token_env = true, token_file = true,
+                      passphrase_env = true, key = true }
 
 local function copy(v, seen)
   if type(v) ~= "table" then return v end
@@ -275,7 +306,7 @@ local function copy(v, seen)
   local out = {}
   seen[v] = out
   for k, x in pairs(v) do
-    if type(k) ~= "string" or k:sub(1, 1) ~= "_" then out[k] = copy(x, seen) end
+    if type(k) ~= "string" or (k:sub(1, 1) ~= "_" and not SECRET_KEYS[k]) then out[k] = copy(x, seen) end
   end
   return out
 end

@@ -161,8 +161,12 @@ t.like(r.stdout, "APPLIED%(ok%) file%.write", "apply is traced")
 t.is(exec.readfile(target), "maintenance at 22:00\n", "apply wrote the file")
 local lines = {}
 for l in (exec.readfile(audit) or ""):gmatch("[^\n]+") do lines[#lines + 1] = json.decode(l) end
-t.is(#lines, 1, "one audit line per write")
-local a = lines[1] or {}
+t.is(#lines, 2, "two audit lines per write: the intent, then the outcome")
+t.is(lines[1] and lines[1].phase, "intent", "audit: the first line is the intent, written before the change")
+t.is(lines[1] and lines[1].outcome, "intent", "audit: the intent line records no outcome yet")
+t.is(lines[1] and lines[1].change, lines[2] and lines[2].change, "audit: intent and outcome carry the same change number")
+local a = lines[2] or {}
+t.is(a.phase, "outcome", "audit: the second line is the outcome")
 t.is(a.op, "file.write", "audit: op")
 t.is(a.outcome, "ok", "audit: outcome")
 t.is(a.before, "(no file)", "audit: before")
@@ -239,19 +243,30 @@ t.ok(kinds["step.start"] and kinds["step.end"] and kinds.finding, "step and find
 
 -- ---------------------------------------------------------------- secrets masked everywhere
 local secret = "Sup3r-S3cret-Value"
+local control = secret:reverse()      -- the fixture prints this form unmasked on purpose
+-- Plain substring search: the secret is not a Lua pattern ("-" would be a quantifier there and
+-- the check could never match). Each check has a control: the same search must find the
+-- reversed secret the fixture prints, so a check that cannot fail would show up here.
+local function contains(s, x) return type(s) == "string" and s:find(x, 1, true) ~= nil end
 local report = TMP .. "/report.md"
 for _, mode in ipairs { { "--format", "text" }, { "--format", "json" }, { "--trace" } } do
   r = rb { "run", "secret", "--password", secret, "--path", TMP .. "/s.txt", "-i", inv, "--report", report, mode[1], mode[2] }
-  t.unlike(r.all, secret, "secret masked in " .. table.concat(mode, " ") .. " output")
-  t.like(r.stdout, "%*%*%*", "mask marker shown in " .. table.concat(mode, " "))
+  local m = table.concat(mode, " ")
+  t.ok(contains(r.all, control), "control: the check finds an unmasked form in " .. m .. " output")
+  t.ok(not contains(r.all, secret), "secret masked in " .. m .. " output")
+  t.ok(contains(r.stdout, "***"), "mask marker shown in " .. m)
 end
 local md = exec.readfile(report) or ""
-t.unlike(md, secret, "secret masked in the report")
+t.ok(contains(md, control), "control: the check finds an unmasked form in the report")
+t.ok(not contains(md, secret), "secret masked in the report")
 t.like(md, "## Verdict", "report has a verdict section")
 t.like(md, "## Steps", "report has the steps")
 t.like(md, "## Changes", "report lists the changes")
 r = rb { "run", "secret", "--password", secret, "--path", TMP .. "/s.txt", "-i", inv, "--apply", "--yes" }
-t.unlike(exec.readfile(audit) or "", secret, "secret masked in the audit journal")
+local journal = exec.readfile(audit) or ""
+t.ok(contains(journal, control) and contains(exec.readfile(TMP .. "/s.txt") or "", secret),
+  "control: the check finds an unmasked form in the journal (the file holds the secret)")
+t.ok(not contains(journal, secret), "secret masked in the audit journal")
 
 exec.run({ "rm", "-rf", TMP })
 t.done()

@@ -132,8 +132,8 @@ with_fault("maildir-permissions", function()
   remedy_cycle {
     name = "maildir-fix",
     args = { "run", "maildir-fix", "--domain", "example.test", "--addr", "info@example.test" },
-    shows = { "owner of /var/mail/vmail/example%.test/: root:root %-> vmail:vmail",
-              "chown %-R vmail:vmail /var/mail/vmail/example%.test/" },
+    shows = { "owner of /var/mail/vmail/example%.test: root:root %-> vmail:vmail",
+              "chown %-R %-P %-h vmail:vmail %-%- /var/mail/vmail/example%.test" },
     state = owner,
     fixed = function()
       t.like(owner(), "^vmail:vmail", "the domain's Maildir belongs to vmail again")

@@ -12,7 +12,8 @@
 --                                       direct-tcpip channel; if the server forbids forwarding,
 --                                       its own bash /dev/tcp: via = "exec")
 -- opts for exec: {timeout=, max_output=, stdin=, read_only=}. An exec is a WRITE (gated by the
--- dry run) unless the runbook declares read_only = true. target is "host" or "host/service".
+-- dry run) unless runbook.gate's read-only table lists its argv (gate.readonly); read_only is
+-- accepted for old runbooks and decides nothing. target is "host" or "host/service".
 --
 -- Remote commands: argv is quoted by runbook.ssh.quote (one function, tested on its own) and
 -- prefixed with `timeout -k 2 N`, so the server itself ends a command that outlives its timeout
@@ -378,7 +379,7 @@ function M.install(Ctx)
     opts = check_opts(opts, EXEC_OPTS, "exec")
     local h = self:host(hostname)
     return call(self, {
-      family = "host", op = "exec", host = hostname, read_only = opts.read_only or false,
+      family = "host", op = "exec", host = hostname, argv = argv,
       summary_args = argv, detail = display(argv), target = hostname .. ": " .. display(argv),
       fn = function() return run_host(self, h.name or hostname, argv, opts) end,
       summarize = exec_summary,
@@ -393,7 +394,7 @@ function M.install(Ctx)
       error(("ssh_exec: host '%s' uses transport '%s', not ssh"):format(hostname, tostring(h.transport)), 2)
     end
     return call(self, {
-      family = "ssh", op = "exec", host = hostname, read_only = opts.read_only or false,
+      family = "ssh", op = "exec", host = hostname, argv = argv,
       summary_args = argv, detail = M.remote_command(argv, self:timeout(opts.timeout)),
       target = hostname .. ": " .. display(argv),
       fn = function() return run_host(self, hostname, argv, opts) end,
@@ -406,7 +407,7 @@ function M.install(Ctx)
     opts = check_opts(opts, EXEC_OPTS, "service_exec")
     local svc = self:service(spec)
     return call(self, {
-      family = "service", op = "exec", host = svc.host, read_only = opts.read_only or false,
+      family = "service", op = "exec", host = svc.host, argv = argv,
       summary_args = argv, detail = spec .. ": " .. display(argv), target = spec .. ": " .. display(argv),
       fn = function() return run_service(self, spec, argv, opts) end,
       summarize = exec_summary,
@@ -420,7 +421,7 @@ function M.install(Ctx)
     local hostname = host_of(self, target)
     local timeout = self:timeout(opts.timeout)
     return call(self, {
-      family = "host", op = "stream", host = hostname, read_only = opts.read_only or false,
+      family = "host", op = "stream", host = hostname, argv = argv,
       summary_args = argv, detail = target .. ": " .. display(argv), target = target .. ": " .. display(argv),
       fn = function() return open_stream(self, target, argv, timeout) end,
     })

@@ -21,6 +21,8 @@
 -- contains "password", "token" or "secret" (any depth, any case) the value is registered as a
 -- secret and shown as "***" in the trace, the dry run and the journal. The request sent is
 -- unchanged. Redirects are not followed; TLS is verified unless the inventory says verify: false.
+-- A base_url with user:password@ is refused (the inventory refuses it already; this wrapper
+-- again, for inventories built in code), so no credential is ever part of a shown URL.
 -- Depends on: runbook.http, runbook.json, runbook.call, runbook.inventory.
 local http = require "runbook.http"
 local json = require "runbook.json"
@@ -184,6 +186,9 @@ function M.install(Ctx)
     end
     if o.timeout and not (o.timeout > 0) then error("http: option 'timeout' must be > 0", 2) end
     local url = e.base_url:gsub("/+$", "") .. p .. query_of(o.query, 2)
+    if inventory.url_has_userinfo(e.base_url) then   -- it would be printed with every request
+      error(("http: endpoint '%s': user:password@ in base_url is refused (use token_env or token_file)"):format(endpoint), 2)
+    end
 
     local token
     if e.token_env or e.token_file then

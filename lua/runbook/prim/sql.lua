@@ -36,20 +36,88 @@ M.SHOW_MAX = 2000          -- bytes of one param value shown in a trace or dry r
 local READ_VERBS = { SELECT = true, SHOW = true, DESCRIBE = true, DESC = true, EXPLAIN = true,
                      WITH = true }
 
--- The statement's first word, upper-cased. Leading comments are not skipped on purpose:
--- MariaDB executes /*! ... */ "comments", so a read must start with its verb.
+-- tokens(query) -> list of upper-cased words and punctuation, with comments and literals gone
+-- (strings '...' "..." and `identifiers` become the token "?"). MariaDB EXECUTES the text of
+-- /*! ... */ and /*M! ... */ "comments", so their content is kept as code; every other comment
+-- (/* */, "-- " to the end of the line, # to the end of the line) is dropped. An unterminated
+-- literal or comment -> nil.
+local function tokens(query)
+  local out, i, n = {}, 1, #query
+  while i <= n do
+    local c = query:sub(i, i)
+    local two = query:sub(i, i + 1)
+    if c:match("%s") then
+      i = i + 1
+    elseif two == "/*" then
+      local exec_mark = query:match("^/%*M?!%d*", i)
+      if exec_mark then
+        i = i + #exec_mark                       -- keep the content; its "*/" is dropped below
+      else
+        local e = query:find("*/", i + 2, true)
+        if not e then return nil end
+        i = e + 2
+      end
+    elseif two == "*/" then
+      i = i + 2                                  -- the end of an executable comment
+    elseif c == "#" or (two == "--" and (i + 2 > n or query:sub(i + 2, i + 2):match("[%s%c]"))) then
+      local e = query:find("\n", i, true)
+      i = e and e + 1 or n + 1
+    elseif c == "'" or c == '"' or c == "`" then
+      local j = i + 1
+      while true do
+        if j > n then return nil end
+        local d = query:sub(j, j)
+        if d == "\\" and c ~= "`" then j = j + 2
+        elseif d == c then
+          if query:sub(j + 1, j + 1) == c then j = j + 2 else break end
+        else j = j + 1 end
+      end
+      out[#out + 1] = "?"
+      i = j + 1
+    else
+      local w = query:match("^[%w_$@]+", i)
+      if w then
+        out[#out + 1] = w:upper()
+        i = i + #w
+      else
+        out[#out + 1] = c
+        i = i + 1
+      end
+    end
+  end
+  return out
+end
+M.tokens = tokens
+
+-- The statement's first word, upper-cased (after comments; an executable comment's content
+-- counts as code).
 local function verb(query)
-  return (query:match("^%s*(%a+)") or ""):upper()
+  local t = tokens(query)
+  local v = t and t[1] or ""
+  return v:match("^%a+$") and v or ""
 end
 M.verb = verb
 
--- is_read(query) -> true | false, why
+-- Words that make a statement that starts like a read do something else: INTO (OUTFILE,
+-- DUMPFILE, @var), ANALYZE (EXPLAIN ANALYZE runs the statement), FOR UPDATE / LOCK IN SHARE
+-- MODE (locks), and functions with side effects.
+local READ_DENY = { INTO = "INTO", ANALYZE = "ANALYZE", UPDATE = "FOR UPDATE", LOCK = "LOCK",
+  NEXTVAL = "NEXTVAL()", SETVAL = "SETVAL()", GET_LOCK = "GET_LOCK()", RELEASE_LOCK = "RELEASE_LOCK()",
+  RELEASE_ALL_LOCKS = "RELEASE_ALL_LOCKS()", LOAD_FILE = "LOAD_FILE()", DELETE = "DELETE",
+  INSERT = "INSERT", REPLACE = "REPLACE", DROP = "DROP", CREATE = "CREATE", ALTER = "ALTER" }
+
+-- is_read(query) -> true | false, why. Decided on tokens, after removing comments and literals.
 local function is_read(query)
-  local v = verb(query)
+  local t = tokens(query)
+  if not t then return false, "(unterminated comment or literal)" end
+  local v = t[1] or ""
   if not READ_VERBS[v] then return false, v == "" and "(no statement verb)" or v end
-  local up = query:upper()
-  if up:find("INTO%s+OUTFILE") or up:find("INTO%s+DUMPFILE") then return false, "SELECT ... INTO OUTFILE" end
-  if v == "EXPLAIN" and up:find("^%s*EXPLAIN%s+ANALYZE") then return false, "EXPLAIN ANALYZE" end
+  for k, w in ipairs(t) do
+    if READ_DENY[w] and not (w == "REPLACE" and t[k + 1] == "(") then   -- REPLACE() the string function
+      return false, v .. " ... " .. READ_DENY[w]
+    end
+    if w == ";" and t[k + 1] then return false, "several statements" end
+  end
   return true
 end
 M.is_read = is_read
