@@ -242,7 +242,11 @@ function M.load(path)
   local doc, err = yaml.load(text, path)
   if doc == nil then return nil, err end
   local abs = require("runbook.core").realpath(path) or path
-  return M.validate(doc, abs)
+  local inv, verr = M.validate(doc, abs)
+  if not inv then return nil, verr end
+  local _, short = M.secret_values(inv)     -- a secret too short to mask: nothing runs
+  if short then return nil, abs .. ": " .. short end
+  return inv
 end
 
 -- url_has_userinfo(url) -> true when the authority part carries "user[:password]@".
@@ -274,25 +278,25 @@ function M.secret(entry, what)
   end
   if #v < SECRET_MIN then
     return nil, ("%s: the %s is shorter than %d bytes: refused (it could not be masked in the output)"):format(
-      entry.name or what, what, SECRET_MIN), "auth"
+      entry.name or what, what, SECRET_MIN), "short"
   end
   return v
 end
 
 -- secret_values(inv) -> list of every secret the inventory names that can be read now, so the
--- run masks them from its first line on.
+-- run masks them from its first line on; second value: the first "too short" error, if any.
 function M.secret_values(inv)
-  local out = {}
+  local out, short = {}, nil
   local function add(entry, what)
     if entry[what .. "_env"] or entry[what .. "_file"] then
-      local v = M.secret(entry, what)
-      if v then out[#out + 1] = v end
+      local v, msg, code = M.secret(entry, what)
+      if v then out[#out + 1] = v elseif code == "short" then short = short or msg end
     end
   end
   for _, db in pairs(inv.databases or {}) do add(db, "password") end
   for _, e in pairs(inv.http or {}) do add(e, "token") end
   for _, h in pairs(inv.hosts or {}) do add(h, "passphrase") end
-  return out
+  return out, short
 end
 
 -- Keys a runbook never sees: where the secrets are (variables, files, keys).

@@ -11,6 +11,12 @@ local core = require "runbook.core"
 
 local env = fix.up()
 
+-- The exec mechanics below (quoting, stdin, timeouts, streams) are exercised with `sh -c`, which
+-- runbook.gate never lists as a read (a shell can do anything). This trusted test script adds it
+-- to the gate's read-only table for itself; runbooks cannot reach runbook.gate. The gating of
+-- commands that are not listed is checked with touch below.
+require("runbook.gate").readonly.sh = true
+
 local function make_inv(extra_host)
   local doc = {
     defaults = { timeout = 10, connect_timeout = 5 },
@@ -66,10 +72,13 @@ t.ok(not fix.exists(marker), "... and it did not run")
 local would
 for _, ev in ipairs(events) do if ev.event == "would" then would = ev end end
 t.like(would and would.detail, "touch", "a would-record was emitted")
-local actx = context.new { inventory = make_inv(), apply = true, yes = true }
+local ainv = make_inv()
+ainv.audit.journal = marker .. "-audit.jsonl"     -- an applied write needs its journal
+local actx = context.new { inventory = ainv, apply = true, yes = true }
 r, msg = actx:ssh_exec("box", { "touch", marker })
 t.ok(r and r.status == 0 and fix.exists(marker), "with apply the write runs: " .. tostring(msg))
 os.remove(marker)
+os.remove(ainv.audit.journal)
 actx:close()
 
 -- ---------------------------------------------------------------- the timeout ends the remote command
@@ -158,8 +167,8 @@ end
 stream_check("box", "ssh")
 stream_check("here", "local")
 stream_check("box/shell", "process service over ssh")
-local lines, _, c = ctx:exec_stream("box", { "seq", "1", "10" })
-t.is(c, "dryrun", "a stream without read_only is gated like any exec")
+local lines, _, c = ctx:exec_stream("box", { "touch", marker }, { read_only = true })
+t.is(c, "dryrun", "a stream of a command the gate does not list is gated like any exec, read_only or not")
 
 -- ---------------------------------------------------------------- df and stat
 local d = ctx:df("box", "/tmp")
