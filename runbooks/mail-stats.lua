@@ -3,7 +3,7 @@
 local ops = require "lib.mailops"
 local maillog = require "runbook.maillog"
 
-local COLUMNS = { "received", "sent", "deferred", "bounced", "rejected" }
+local COLUMNS = maillog.COLUMNS
 
 return {
   description = "The MX's mail per recipient domain: received, sent/delivered, deferred, bounced, rejected",
@@ -11,14 +11,23 @@ return {
   help = [[
 What it does: reads the MX's Postfix log since --since (docker logs --since; document 2.2 A,
 "count recipients per domain") and follows every queue file with the log tracker. Per
-recipient domain it counts, one per recipient:
-  received  accepted from an SMTP client or submitted locally (queued; not Postfix's own bounces)
-  sent      relayed to the next hop or delivered (status=sent)
-  deferred  still deferred at its last attempt (temporary failure: it waits in the queue)
-  bounced   bounced or expired (permanent failure; includes the bounces Postfix generated)
-  rejected  refused at SMTP time (NOQUEUE reject: relay access denied, unknown user, ...)
+recipient domain, the columns are (one definition each; maillog.domain_counts):
+  received  messages that entered the queue inside the window (smtpd client= or pickup), once
+            per message: once in each of its recipient domains' rows, once in the total. A
+            retry (qmgr's "from=... (queue active)" again) is not a new message, nor is a bounce
+            Postfix made itself.
+  sent      recipients whose final status is sent (handed to the next hop) or delivered
+  deferred  recipients still deferred at the end of the window (the last attempt in it was
+            deferred, nothing came after it)
+  bounced   recipients bounced or expired (permanent failure, including mail returned after
+            the queue lifetime), or refused by Dovecot after Postfix handed over
+  rejected  refusals at SMTP time: NOQUEUE rejects at any stage, MAIL-stage rejects included
+            (they name no recipient: counted under "(unknown)"), and queue files rejected by
+            cleanup or a milter; rsyslog's "message repeated N times" counts N
+A queue file with no delivery attempt yet (just arrived, or the delivery agents are stuck) is
+counted as received under "(not yet attempted)" and reported as waiting.
 What it changes: nothing.
-Exit 0 when nothing was deferred, bounced or rejected, 1 otherwise.]],
+Exit 0 when nothing was deferred, bounced, rejected or left waiting, 1 otherwise.]],
   args = {
     { name = "since", type = "duration", default = "1h", help = "how far back to count" },
     { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
@@ -44,42 +53,23 @@ Exit 0 when nothing was deferred, bounced or rejected, 1 otherwise.]],
         tr:feed_line(ops.log_line(rec), { host = host })
         n = n + 1
       end
+      local msgs = tr:messages()
       local st = tr:stats()
       ctx:note(("%s: %d log line(s) since %s, %d mail line(s)%s"):format(svc, n, ops.utc(since), st.mail_lines or 0,
         (st.evicted or 0) > 0 and (", %d queue file(s) evicted: counts are a lower bound"):format(st.evicted) or ""))
-      return tr:messages()
+      local unread = (st.unrecognised or 0) + (st.unreadable or 0)
+      if unread > 0 then
+        ctx:note(("%d mail line(s) the parser could not read (kept with their queue file, not counted)"):format(unread))
+      end
+      if (st.zone_unknown or 0) > 0 then
+        ctx:note(("%d queue file(s) or session(s) with stamps without a zone, read as UTC"):format(st.zone_unknown))
+      end
+      return msgs
     end, "the MX's log since --since (document 2.2: docker logs --since)")
     if not msgs then return end
 
-    local per, order, total = {}, {}, {}
-    for _, c in ipairs(COLUMNS) do total[c] = 0 end
-    local function count(d, col)
-      local e = per[d]
-      if not e then
-        e = {}
-        for _, c in ipairs(COLUMNS) do e[c] = 0 end
-        per[d] = e
-        order[#order + 1] = d
-      end
-      e[col] = e[col] + 1
-      total[col] = total[col] + 1
-    end
-    for _, m in ipairs(msgs) do
-      local d = m.to and tostring(m.to):match("@(.+)$")
-      d = d and d:lower() or "(unknown)"
-      local first = m.hops[1] or {}
-      if first.kind == "reject" then
-        count(d, "rejected")
-      else
-        -- received: from an SMTP client or a local submission; not the bounces Postfix made
-        if first.client or (first.from ~= nil and first.from ~= "") then count(d, "received") end
-        local s = m.final_status
-        if s == "sent" or s == "delivered" then count(d, "sent")
-        elseif s == "deferred" then count(d, "deferred")
-        elseif s == "bounced" or s == "expired" or s == "failed" then count(d, "bounced") end
-      end
-    end
-    table.sort(order)
+    local counts = maillog.domain_counts(msgs, { since = since })
+    local per, order, total = counts.rows, counts.order, counts.total
 
     ctx:step("per-domain", function()
       local w = 24
@@ -91,6 +81,10 @@ Exit 0 when nothing was deferred, bounced or rejected, 1 otherwise.]],
         ctx:note(("%-" .. w .. "s %9d %9d %9d %9d %9d"):format(d, e.received, e.sent, e.deferred, e.bounced, e.rejected))
       end
       ctx:note(("%-" .. w .. "s %9d %9d %9d %9d %9d"):format("total", total.received, total.sent, total.deferred, total.bounced, total.rejected))
+      if counts.waiting > 0 then
+        ctx:finding { severity = "warn", cause = "mail_waiting", hop = svc,
+                      message = ("%d message(s) in the queue with no delivery attempt logged yet"):format(counts.waiting) }
+      end
       for _, d in ipairs(order) do
         local e = per[d]
         if e.deferred + e.bounced + e.rejected > 0 then
@@ -100,7 +94,7 @@ Exit 0 when nothing was deferred, bounced or rejected, 1 otherwise.]],
       end
     end, "per recipient domain (document 2.2 A)")
 
-    local bad = total.deferred + total.bounced + total.rejected
+    local bad = total.deferred + total.bounced + total.rejected + counts.waiting
     ctx:verdict { status = bad == 0 and "healthy" or "problem", cause = bad > 0 and "mail_not_delivered" or nil,
                   message = ("%s since %s: %d received, %d sent, %d deferred, %d bounced, %d rejected in %d domain(s)"):format(svc,
                     ops.utc(since), total.received, total.sent, total.deferred, total.bounced, total.rejected, #order) }

@@ -8,7 +8,8 @@
  *   sc:feed_file(path) -> {record...} | nil, msg, code   whole file in 1 MiB blocks
  *   sc:flush() -> {record...}       the partial last line
  *   sc:watch(key)                   report lines of this queue id / session from now on
- *   sc:stats() -> {bytes=, lines=, mail_lines=, matched=, reported=, context_dropped=, truncated=}
+ *   sc:stats() -> {bytes=, lines=, mail_lines=, matched=, reported=, context_dropped=, truncated=,
+ *                  unreadable=}
  *   sc:close()                      also __gc and __close
  * Records carry only the fields present in the line; see push_record() and the documentation at
  * the top of lua/runbook/maillog.lua. Scanner records also carry `line` (raw text) and
@@ -133,6 +134,8 @@ static void push_record(lua_State *L, const ml_record *r, ml_str host)
 		lua_setfield(L, -2, "saved");
 	}
 	set_str(L, "text", r->text);
+	if (r->repeated > 0)
+		set_int(L, "repeated", (lua_Integer)r->repeated);
 }
 
 /* Reads the time options shared by parse() and scanner() from the table at idx; other keys
@@ -395,7 +398,7 @@ static int scanner_stats(lua_State *L)
 	scanner_ud *u = check_open(L);
 	ml_scanner_stats st;
 	ml_scanner_get_stats(u->s, &st);
-	lua_createtable(L, 0, 7);
+	lua_createtable(L, 0, 8);
 	set_int(L, "bytes", (lua_Integer)st.bytes);
 	set_int(L, "lines", (lua_Integer)st.lines);
 	set_int(L, "mail_lines", (lua_Integer)st.mail_lines);
@@ -403,6 +406,7 @@ static int scanner_stats(lua_State *L)
 	set_int(L, "reported", (lua_Integer)st.reported);
 	set_int(L, "context_dropped", (lua_Integer)st.context_dropped);
 	set_int(L, "truncated", (lua_Integer)st.truncated);
+	set_int(L, "unreadable", (lua_Integer)st.unreadable);
 	return 1;
 }
 

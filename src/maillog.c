@@ -373,7 +373,7 @@ static int parse_line(const char *line, size_t len, const ml_time_opts *to, ml_r
 	if (!full) {
 		int fam;
 		r->family = 0, r->queue_id.p = NULL, r->event.p = NULL, r->session.p = NULL;
-		r->instance.p = NULL, r->has_pid = 0;
+		r->instance.p = NULL, r->has_pid = 0, r->repeated = 0;
 		if ((fam = parse_fast(line, len, r)) >= 0)
 			return fam;
 	}
@@ -431,6 +431,19 @@ static int parse_line(const char *line, size_t len, const ml_time_opts *to, ml_r
 	if (msg > e)
 		msg = e;
 	r->message = mk(msg, e);
+	/* rsyslog's `message repeated N times: [ MSG]` stands for N more copies of MSG */
+	if (STARTS(msg, e, "message repeated ")) {
+		const char *x = msg + SLEN("message repeated ");
+		long n = digits(&x, e, 9);
+		if (n > 0 && STARTS(x, e, " times: [") && e - x > (ptrdiff_t)SLEN(" times: [") && e[-1] == ']') {
+			msg = x + SLEN(" times: [");
+			e--;
+			while (msg < e && *msg == ' ')
+				msg++;
+			r->repeated = n;
+			r->message = mk(msg, e);
+		}
+	}
 	if (r->family == ML_POSTFIX && !full) {
 		size_t qn = ml_queue_id_len(msg, e);
 		if (qn) {

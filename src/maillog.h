@@ -40,6 +40,7 @@ typedef struct {
 	ml_str session;            /* Dovecot session; also from an LMTP `... SESSION Saved` reply */
 	ml_str service, user;      /* Dovecot */
 	ml_str text;               /* message text after queue id / Dovecot prefix and level */
+	long repeated;             /* N of rsyslog's `message repeated N times: [...]` (unwrapped), else 0 */
 	/* message fields (full parse only) */
 	ml_str from, to, orig_to, relay, relay_host, relay_ip, relay_port;
 	double delay;
@@ -102,6 +103,7 @@ int ml_scanner_flush(ml_scanner *s, ml_emit_fn fn, void *ud);
 
 typedef struct {
 	uint64_t bytes, lines, mail_lines, matched, reported, context_dropped, truncated;
+	uint64_t unreadable;       /* lines the fast path took as mail lines but the full parser could not read */
 } ml_scanner_stats;
 void ml_scanner_get_stats(const ml_scanner *s, ml_scanner_stats *st);
 

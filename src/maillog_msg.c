@@ -337,6 +337,8 @@ static int parse_reject(const char *p, const char *e, ml_record *r)
 	const char *kv = RFIND(p, e, "; from=");
 	if (!kv)
 		kv = RFIND(p, e, "; to=");
+	if (!kv) /* a MAIL-stage reject names no sender or recipient: `...; proto=ESMTP helo=<...>` */
+		kv = RFIND(p, e, "; proto=");
 	const char *re = kv ? kv : e;
 	if (kv)
 		parse_reject_kv(kv + 2, e, r);
@@ -594,6 +596,11 @@ body:
 		if (STARTS(p, e, ": "))
 			p += 2;
 	}
+	/* Pigeonhole names the action: `fileinto action: stored mail into mailbox 'Junk'` */
+	if ((q = FIND(p, e, " action: ")) != NULL && q - p <= 16 &&
+	    (STARTS(q + SLEN(" action: "), e, "stored mail into mailbox ") ||
+	     STARTS(q + SLEN(" action: "), e, "failed to store into mailbox ")))
+		p = q + SLEN(" action: ");
 	if (STARTS(p, e, "saved mail to ")) {
 		r->saved = 1;
 		r->mailbox = mk(p + SLEN("saved mail to "), e);

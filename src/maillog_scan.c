@@ -241,18 +241,35 @@ static void ring_append(ml_scanner *s, key_slot *k, const char *line, size_t len
 	s->wpos += need;
 }
 
+static int replay(ml_scanner *s, key_slot *k, ml_emit_fn fn, void *ud);
+
+/* Watches a next-hop key named by a reported line; lines of it logged before (the next queue
+ * file's smtpd/cleanup lines, a Dovecot session answering before Postfix logs the reply) are
+ * replayed from the ring first. */
+static int watch_replay(ml_scanner *s, ml_str key, ml_emit_fn fn, void *ud)
+{
+	key_slot *k = slot_find(s, key_hash(key.p, key.n), 1);
+	if (k->watched)
+		return 0;
+	k->watched = 1;
+	return k->last ? replay(s, k, fn, ud) : 0;
+}
+
 static int report(ml_scanner *s, const char *line, size_t len, int context, ml_emit_fn fn, void *ud)
 {
 	ml_record r;
-	if (ml_parse_line(line, len, &s->o.time, &r) == ML_OTHER)
-		return 0; /* the fast path let a line through that the full parser rejects */
+	int rc;
+	if (ml_parse_line(line, len, &s->o.time, &r) == ML_OTHER) {
+		s->st.unreadable++; /* the fast path let a line through that the full parser rejects */
+		return 0;
+	}
 	s->st.reported++;
-	if (r.queued_as.p)
-		ml_scanner_watch(s, r.queued_as.p, r.queued_as.n);
-	if (r.bounce_id.p)
-		ml_scanner_watch(s, r.bounce_id.p, r.bounce_id.n);
-	if (r.session.p && r.family == ML_POSTFIX)
-		ml_scanner_watch(s, r.session.p, r.session.n);
+	if (r.queued_as.p && (rc = watch_replay(s, r.queued_as, fn, ud)) != 0)
+		return rc;
+	if (r.bounce_id.p && (rc = watch_replay(s, r.bounce_id, fn, ud)) != 0)
+		return rc;
+	if (r.session.p && r.family == ML_POSTFIX && (rc = watch_replay(s, r.session, fn, ud)) != 0)
+		return rc;
 	return fn(ud, line, len, &r, context);
 }
 
@@ -290,6 +307,15 @@ static int in_window(const ml_scanner *s, const ml_record *r)
 	if (!isnan(s->o.until) && r->time > s->o.until)
 		return 0;
 	return 1;
+}
+
+/* Dovecot's delivery services: their session lines are kept as context (an LMTP session may be
+ * logged before the Postfix reply that names it); IMAP/POP3 sessions are not. */
+static int delivery_service(const ml_record *r)
+{
+	ml_str v = r->service;
+	return r->family == ML_DOVECOT && v.p &&
+	       ((v.n == 4 && !memcmp(v.p, "lmtp", 4)) || (v.n == 3 && !memcmp(v.p, "lda", 3)));
 }
 
 static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn fn, void *ud)
@@ -334,7 +360,7 @@ static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn 
 		}
 		return report(s, line, len, 0, fn, ud);
 	}
-	if (r.family == ML_POSTFIX && key.p) {
+	if (key.p && (r.family == ML_POSTFIX || delivery_service(&r))) {
 		if (r.event.p && r.event.n == 7 && !memcmp(r.event.p, "removed", 7)) {
 			if (k)
 				k->h = 0, k->watched = 0, k->last = 0;

@@ -112,6 +112,10 @@ function M.tracker(opts)
 		sessions = {}, session_order = {}, session_head = 1, session_tail = 0,
 		rejects = {}, rejects_head = 1, rejects_tail = 0,
 		watched = {}, watch_ring = {}, watch_n = 0,
+		-- zones: seconds east of UTC last seen in a stamp that names its zone, per host; stamps
+		-- without a zone from the same host are read in it (unless the caller set utc_offset)
+		zones = {}, zone_fixed = opts.utc_offset ~= nil, zone_inferred = 0, zone_unknown = 0,
+		unrecognised = 0,
 	}, Tracker)
 	for _, a in ipairs(list_of(opts.addr, "addr")) do
 		self.addrs[lower(a)] = true
@@ -134,6 +138,21 @@ function Tracker:wanted(addr)
 	if self.addrs[addr] then return true end
 	local d = addr:match("@([^@]+)$")
 	return d ~= nil and self.domains[d] == true
+end
+
+-- Is this record one the tracker was asked about? With no filter every one is; with a filter
+-- the scanner reported the line because it names a watched address or domain somewhere (a
+-- MAIL-stage reject names only the sender, a truncated line may lack its to=).
+function Tracker:wanted_line(rec)
+	if next(self.addrs) == nil and next(self.domains) == nil then return true end
+	if self:wanted(rec.to) or self:wanted(rec.from) or self:wanted(rec.rejected) then return true end
+	local line = rec.lines and rec.lines[1]
+	if not line then return false end
+	line = lower(line)
+	for _, n in ipairs(self.needles) do
+		if line:find(lower(n), 1, true) then return true end
+	end
+	return false
 end
 
 local function source_of(src)
@@ -250,7 +269,31 @@ local function rcpt_of(q, to, orig_to)
 end
 
 -- Takes one parsed record (as reported by a scanner) into the model.
+-- Seconds east of UTC named by a stamp, or nil when the stamp has no zone (RFC 3164, ISO
+-- without offset). tai64n labels are absolute.
+local function stamp_zone(ts)
+	if ts:find("^@") or ts:find("[Zz]$") then return 0 end
+	local sign, h, m = ts:match("%d([+-])(%d%d):?(%d%d)$")
+	if sign and ts:find("^%d%d%d%d%-%d%d%-%d%dT") then
+		local z = tonumber(h) * 3600 + tonumber(m) * 60
+		return sign == "-" and -z or z
+	end
+	return nil
+end
+
+-- The kind of notification in `QID: sender non-delivery notification: QID2` ("sender
+-- non-delivery", "postmaster non-delivery", "sender delay", "sender delivery status").
+local function notification_kind(r)
+	return (r.text or r.message or ""):match("([%a%- ]-) notification: ") or "notification"
+end
+
 function Tracker:add(r)
+	-- a record without a zone keeps its stamp's wall time; messages() reads it in its host's zone
+	local zl = nil
+	if r.time and r.timestamp and not self.zone_fixed then
+		local z = stamp_zone(r.timestamp)
+		if z then self.zones[r.host or "?"] = z else zl = r.host or "?" end
+	end
 	if r.family == "postfix" then
 		if r.event == "reject" and (r.queue_id == nil or r.queue_id == "NOQUEUE") then
 			self.rejects_tail = self.rejects_tail + 1
@@ -258,7 +301,7 @@ function Tracker:add(r)
 				kind = "reject", host = r.host, queue_id = r.queue_id, status = "rejected",
 				stage = r.stage, code = r.code, enhanced = r.enhanced, reason = r.reason,
 				client = r.client, from = r.from, to = r.to, time = r.time, action = r.action,
-				rejected = r.rejected,
+				rejected = r.rejected, count = r.repeated or 1, zl = zl,
 				lines = { r.line },
 			}
 			self:evict()
@@ -266,19 +309,27 @@ function Tracker:add(r)
 		end
 		if not r.queue_id or r.queue_id == "NOQUEUE" then return end
 		local q = self:queue(r)
+		q.zl = q.zl or zl
 		push_line(self, q.lines, r.line)
 		if r.time then
 			q.first_time = math.min(q.first_time or r.time, r.time)
 			q.last_time = math.max(q.last_time or r.time, r.time)
 		end
 		local ev = r.event
-		if ev == "client" then q.client = r.client
+		if ev == "client" then
+			q.client = r.client
+			q.received = q.received or r.time or true
 		elseif ev == "message-id" then q.message_id = r.message_id
 		elseif ev == "queued" or ev == "pickup" or ev == "from" then
 			q.from = r.from; q.size = r.size or q.size; q.nrcpt = r.nrcpt or q.nrcpt
+			if ev == "pickup" then q.received = q.received or r.time or true end
 		elseif ev == "removed" then q.removed = true
 		elseif ev == "bounce" then
-			q.bounce_id = r.bounce_id
+			-- keep every notification, labelled; bounce_id is the sender's non-delivery notice
+			local kind = notification_kind(r)
+			q.notifications = q.notifications or {}
+			q.notifications[#q.notifications + 1] = { kind = kind, id = r.bounce_id }
+			if kind == "sender non-delivery" or not q.bounce_id then q.bounce_id = r.bounce_id end
 		elseif ev == "expired" then
 			q.from = r.from or q.from
 			q.expired = r.time or true
@@ -299,6 +350,8 @@ function Tracker:add(r)
 			}
 			if r.queued_as then self:watch(r.queued_as) end
 			if r.session then self:watch(r.session) end
+		elseif ev == nil then
+			self.unrecognised = self.unrecognised + 1 -- kept in q.lines, counted in stats()
 		end
 	elseif r.family == "dovecot" and r.session then
 		local d = self.sessions[r.session]
@@ -310,6 +363,7 @@ function Tracker:add(r)
 			self:evict()
 		end
 		push_line(self, d.lines, r.line)
+		d.zl = d.zl or zl
 		d.user = d.user or r.user
 		d.message_id = d.message_id or r.message_id
 		d.time = r.time or d.time
@@ -370,7 +424,8 @@ function Tracker:flush()
 end
 
 function Tracker:stats()
-	local st = { queues = self.nqueues, evicted = self.evicted }
+	local st = { queues = self.nqueues, evicted = self.evicted, unrecognised = self.unrecognised,
+	             zone_inferred = self.zone_inferred, zone_unknown = self.zone_unknown }
 	for _, sc in ipairs(self.scanner_list) do
 		for k, v in pairs(sc:stats()) do st[k] = (st[k] or 0) + v end
 	end
@@ -386,7 +441,9 @@ local function postfix_hop(q, rc)
 		kind = "postfix", host = q.host, queue_id = q.queue_id, from = q.from,
 		to = rc and rc.to, orig_to = rc and rc.orig_to, client = q.client,
 		message_id = q.message_id, arrived = q.first_time, removed = q.removed or false,
-		bounce_id = q.bounce_id, attempts = rc and rc.attempts or {}, lines = q.lines,
+		bounce_id = q.bounce_id, notifications = q.notifications, nrcpt = q.nrcpt,
+		received = type(q.received) == "number" and q.received or nil,
+		attempts = rc and rc.attempts or {}, lines = q.lines,
 	}
 	if last then
 		hop.time, hop.status, hop.dsn, hop.relay = last.time, last.status, last.dsn, last.relay
@@ -407,6 +464,66 @@ local function postfix_hop(q, rc)
 	return hop
 end
 
+-- Postfix's own final word on one hop: "delivered" when the relay is a final one or the next
+-- hop answered that it saved the message, else the status of the last attempt.
+local function postfix_final(h)
+	local st = h.status
+	if st == "sent" then
+		local relay = h.relay or ""
+		if FINAL_RELAYS[relay] or (h.reply and (h.reply:find(" Saved$") or h.reply:find("^delivered"))) then
+			st = "delivered"
+		end
+	end
+	return st
+end
+
+-- Reads the times of objects stored from stamps without a zone in their host's zone, once
+-- the zone is known (a stamp of the same host that names it, from any source).
+function Tracker:apply_zones()
+	if self.zone_fixed then return end
+	local unknown = 0
+	local function shift(o, dz)
+		for _, k in ipairs { "first_time", "last_time", "time", "received", "expired" } do
+			if type(o[k]) == "number" then o[k] = o[k] - dz end
+		end
+		if o.reject and o.reject.time then o.reject.time = o.reject.time - dz end
+		for _, rc in pairs(o.rcpts or {}) do
+			for _, a in ipairs(rc.attempts) do
+				if a.time then a.time = a.time - dz end
+			end
+		end
+	end
+	local function fix(o)
+		if type(o) ~= "table" or not o.zl or o.zdone then return end
+		local z = self.zones[o.zl]
+		if z then
+			if z ~= 0 then shift(o, z) end
+			o.zdone = true
+			self.zone_inferred = self.zone_inferred + 1
+		elseif next(self.zones) then
+			unknown = unknown + 1 -- other hosts named their zone, this one never did: read as UTC
+		end
+	end
+	for _, q in pairs(self.queues) do fix(q) end
+	for _, d in pairs(self.sessions) do fix(d) end
+	for i = self.rejects_head, self.rejects_tail do fix(self.rejects[i]) end
+	self.zone_unknown = unknown
+end
+
+-- Is queue file q one the tracker was asked about (no filter, its sender, or a line naming a
+-- watched address)?
+function Tracker:wanted_queue(q)
+	if next(self.addrs) == nil and next(self.domains) == nil then return true end
+	if self:wanted(q.from) then return true end
+	for _, line in ipairs(q.lines) do
+		local l = lower(line)
+		for _, n in ipairs(self.needles) do
+			if l:find(lower(n), 1, true) then return true end
+		end
+	end
+	return false
+end
+
 local function same_addr(a, b) return a and b and lower(a) == lower(b) end
 
 -- The recipient entry of q that continues recipient `to` (exact, orig_to, or the only one).
@@ -422,6 +539,7 @@ end
 
 function Tracker:messages()
 	self:flush()
+	self:apply_zones()
 	-- index queue files by queue id and message-id; Dovecot sessions by message-id
 	local by_qid, used_q, used_d, used_rj = {}, {}, {}, {}
 	for _, q in pairs(self.queues) do
@@ -530,40 +648,65 @@ function Tracker:messages()
 		m.duration = (first and lastt) and lastt - first or nil
 		local st = last.status
 		local prev = m.hops[#m.hops - 1]
+		local pst = prev and prev.kind == "postfix" and postfix_final(prev) or nil
+		local at = last
 		if last.kind == "dovecot" then
-			st = last.status == "saved" and "delivered" or "failed"
-			-- Postfix decided what happens after a Dovecot failure (retry or bounce)
-			if st == "failed" and prev and prev.kind == "postfix" and prev.status ~= "sent" then st = prev.status end
-		elseif last.kind == "postfix" and st == "sent" then
-			local relay = last.relay or ""
-			if FINAL_RELAYS[relay] or (last.reply and (last.reply:find(" Saved$") or last.reply:find("^delivered"))) then
+			if last.status == "saved" then
 				st = "delivered"
+				m.mailbox = last.mailbox -- the folder is part of the result: Junk is not INBOX
+			elseif last.status == "failed" then
+				-- Postfix decided what happens after a Dovecot failure (retry or bounce)
+				st = (pst and pst ~= "sent" and pst ~= "delivered") and pst or "failed"
+			else
+				-- Dovecot logged no outcome we know: Postfix's final status stands
+				st, at = pst or "seen", prev or last
 			end
+		elseif last.kind == "postfix" then
+			st = postfix_final(last)
 		end
 		m.final_status, m.delivered = st, st == "delivered"
 		if not m.delivered then
-			m.stopped_at = { host = last.host, queue_id = last.queue_id, session = last.session,
-			                 status = last.status, reason = last.error or last.reply or last.reason,
-			                 reply = last.kind == "dovecot" and prev and prev.reply or nil }
-			if last.kind == "postfix" and last.status == "sent" then
-				m.stopped_at.reason = "handed to " .. tostring(last.relay) .. ": next hop not in the logs"
+			m.stopped_at = { host = at.host, queue_id = at.queue_id, session = at.session,
+			                 status = at.status, reason = at.error or at.reply or at.reason,
+			                 reply = at.kind == "dovecot" and prev and prev.reply or nil }
+			if at.kind == "postfix" and at.status == "sent" then
+				m.stopped_at.reason = "handed to " .. tostring(at.relay) .. ": next hop not in the logs"
+			elseif at.kind == "postfix" and at.status == "queued" then
+				m.stopped_at.reason = "no delivery attempt logged yet"
 			end
 		end
 		for _, h in ipairs(m.hops) do
-			if h.bounce_id then m.bounce_id = h.bounce_id end
+			-- sender and message-id from the first hop that logged them
+			if m.from == nil and h.from ~= nil then m.from = h.from end
+			if m.message_id == nil and h.message_id ~= nil then m.message_id = h.message_id end
+			for _, n in ipairs(h.notifications or {}) do
+				m.notifications = m.notifications or {}
+				m.notifications[#m.notifications + 1] = n
+				m.bounces = m.bounces or {}
+				m.bounces[n.kind] = m.bounces[n.kind] or n.id
+			end
+			if h.bounce_id and not m.bounce_id then m.bounce_id = h.bounce_id end
 		end
+		if m.bounces and m.bounces["sender non-delivery"] then m.bounce_id = m.bounces["sender non-delivery"] end
 		msgs[#msgs + 1] = m
 	end
 
 	local roots = {}
 	for _, q in pairs(self.queues) do
-		if not used_q[q] and #q.rcpt_order > 0 then roots[#roots + 1] = q end
+		if not used_q[q] then roots[#roots + 1] = q end
 	end
 	table.sort(roots, function(a, b) return a.seq < b.seq end)
 	for _, root in ipairs(roots) do
+		local rkey = tostring(root.host) .. "/" .. tostring(root.key)
+		if #root.rcpt_order == 0 and (not root.removed or root.expired or root.reject) and self:wanted_queue(root) then
+			-- no delivery attempt logged yet (just arrived, or the agents are stuck): still a message
+			finish { from = root.from, message_id = root.message_id, nrcpt = root.nrcpt, not_attempted = true,
+			         received = root.received, queue_key = rkey, hops = { postfix_hop(root, nil) } }
+		end
 		for _, rk in ipairs(root.rcpt_order) do
 			local rc = root.rcpts[rk]
-			local m = { to = rc.to, from = root.from, message_id = root.message_id, hops = {} }
+			local m = { to = rc.to, from = root.from, message_id = root.message_id, hops = {},
+			            received = type(root.received) == "number" and root.received or nil, queue_key = rkey }
 			local q, linked, seen, wanted = root, nil, {}, false
 			while q and rc and not seen[q] do
 				seen[q] = true
@@ -607,12 +750,102 @@ function Tracker:messages()
 	end
 	for i = self.rejects_head, self.rejects_tail do
 		local rj = self.rejects[i]
-		if not used_rj[rj] and (self:wanted(rj.to) or self:wanted(rj.from) or self:wanted(rj.rejected)) then
-			finish { to = rj.to, from = rj.from, hops = { rj } }
+		if not used_rj[rj] and self:wanted_line(rj) then
+			local to = rj.to or (rj.stage == "RCPT" and rj.rejected) or nil
+			finish { to = to, from = rj.from, count = rj.count, hops = { rj } }
 		end
 	end
 	table.sort(msgs, function(a, b) return (a.first_time or 0) < (b.first_time or 0) end)
 	return msgs
+end
+
+------------------------------------------------------------------------ counts per domain
+-- The columns of maillog.domain_counts, one definition each (mail-stats states them in its help):
+M.COLUMNS = { "received", "sent", "deferred", "bounced", "rejected" }
+M.COLUMN_HELP = {
+	received = "messages that entered the queue inside the window (smtpd client= or pickup), once per message: once in each of its recipient domains' rows and once in the total; a retry (qmgr's `from=... (queue active)` again) is not a new message, nor is a bounce Postfix made",
+	sent = "recipients whose final status is sent (handed to the next hop) or delivered",
+	deferred = "recipients still deferred at the end of the window: the last attempt in it was deferred, nothing later",
+	bounced = "recipients bounced or expired (permanent failure, including returned after the queue lifetime) or refused by Dovecot after Postfix handed over",
+	rejected = "refusals at SMTP time: NOQUEUE rejects at any stage (CONNECT, HELO, MAIL, RCPT, DATA; a MAIL-stage reject names no recipient and counts under (unknown)) and queue files rejected by cleanup or a milter; rsyslog's `message repeated N times` counts N",
+}
+
+-- maillog.domain_counts(msgs [, {since=, until=}]) -> { rows = {domain -> {column -> n}},
+-- order = {domain...}, total = {column -> n}, waiting = n }. msgs is tracker:messages(). A queue
+-- file with no delivery attempt yet counts under "(not yet attempted)" (received, and waiting).
+-- The status of message m at time t (the end of a window its log goes past): its last
+-- delivery attempt up to t, or "queued" when there was none yet.
+local function status_at(m, t)
+	local st = "queued"
+	for _, h in ipairs(m.hops) do
+		for _, a in ipairs(h.attempts or {}) do
+			if a.time and a.time <= t then st = a.status end
+		end
+	end
+	return st
+end
+
+function M.domain_counts(msgs, opts)
+	if type(msgs) ~= "table" then error("bad argument #1 to 'domain_counts' (table expected)", 2) end
+	opts = opts or {}
+	for k in pairs(opts) do
+		if k ~= "since" and k ~= "until" then error(("unknown option '%s'"):format(tostring(k)), 2) end
+	end
+	local since, till = opts.since, opts["until"]
+	local rows, order, total, waiting = {}, {}, {}, 0
+	for _, c in ipairs(M.COLUMNS) do total[c] = 0 end
+	local function row(d)
+		local e = rows[d]
+		if not e then
+			e = {}
+			for _, c in ipairs(M.COLUMNS) do e[c] = 0 end
+			rows[d] = e
+			order[#order + 1] = d
+		end
+		return e
+	end
+	local function add(e, col, n)
+		e[col] = e[col] + n
+		total[col] = total[col] + n
+	end
+	local recv_row, recv_total = {}, {}
+	for _, m in ipairs(msgs) do
+		local d
+		if m.not_attempted then
+			d = "(not yet attempted)"
+		else
+			d = m.to and tostring(m.to):match("@([^@]+)$")
+			d = d and lower(d) or "(unknown)"
+		end
+		local e = row(d)
+		local first = m.hops[1] or {}
+		if first.kind == "reject" then
+			add(e, "rejected", m.count or 1)
+		else
+			local r = m.received
+			if r and (not since or r >= since) and (not till or r <= till) then
+				local k = m.queue_key or m
+				recv_row[k] = recv_row[k] or {}
+				if not recv_row[k][d] then
+					recv_row[k][d] = true
+					e.received = e.received + 1
+				end
+				if not recv_total[k] then
+					recv_total[k] = true
+					total.received = total.received + 1
+				end
+			end
+			local st = m.final_status
+			if till and m.last_time and m.last_time > till then st = status_at(m, till) end
+			if st == "sent" or st == "delivered" then add(e, "sent", 1)
+			elseif st == "deferred" then add(e, "deferred", 1)
+			elseif st == "bounced" or st == "expired" or st == "failed" then add(e, "bounced", 1)
+			elseif st == "rejected" then add(e, "rejected", 1)
+			elseif st == "queued" then waiting = waiting + 1 end
+		end
+	end
+	table.sort(order)
+	return { rows = rows, order = order, total = total, waiting = waiting }
 end
 
 return M
