@@ -4,6 +4,7 @@
 #   make check      install missing Debian packages, build, start the lab, run every test (TAP/prove)
 #   make demo       the main job on the built-in lab: break it, diagnose it, fix it
 #   make asan       build ./build-asan/runbook with ASan+UBSan and run every test with it
+#   make fuzz       libFuzzer harnesses (clang) for every parser, FUZZ_SECONDS each (default 60)
 #   make bench      benchmarks, printed side by side with the tools an operator would use
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make lab-up / lab-down
@@ -41,9 +42,11 @@ DEB_PACKAGES = build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-
   libmariadb-dev libssh2-1-dev libyaml-dev libcjson-dev libldns-dev libssl-dev \
   postfix postfix-mysql dovecot-core dovecot-lmtpd dovecot-mysql mariadb-server mariadb-client \
   openssh-server openssh-client dnsmasq-base bind9-dnsutils swaks docker.io \
-  pflogsumm iproute2 util-linux procps curl perl python3 python3-pymysql time openssl
+  pflogsumm iproute2 util-linux procps curl perl python3 python3-pymysql time openssl \
+  clang-14 libclang-rt-14-dev
 
-.PHONY: all check test asan bench install uninstall clean deps lab-up lab-down demo ctests
+.PHONY: all check test asan bench install uninstall clean deps lab-up lab-down demo ctests \
+        fuzz fuzz-smoke fuzz-build fuzz-bins
 
 all: $(BIN)
 
@@ -88,18 +91,50 @@ deps:
 # ---------------------------------------------------------------- tests
 TEST_FILES = $(sort $(wildcard tests/lua/*.t tests/sh/*.t)) $(CTESTS)
 
-check: deps all ctests
+check: deps all ctests fuzz-smoke
 	@tests/lab/lab up
 	RUNBOOK=$(CURDIR)/$(BIN) prove --exec tests/run $(PROVE_FLAGS) $(TEST_FILES)
 
 test: check
 
+# GCC's -fsanitize=undefined leaves out float-cast-overflow (a double too large for a long).
+ASAN_SAN = -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=undefined,float-cast-overflow
+
 asan:
-	$(MAKE) B=build-asan OPT='-O1 -g -fno-omit-frame-pointer' SAN='-fsanitize=address,undefined -fno-sanitize-recover=undefined' build-asan/runbook ctests
+	$(MAKE) B=build-asan OPT='-O1 -g -fno-omit-frame-pointer' SAN='$(ASAN_SAN)' build-asan/runbook ctests
 	@tests/lab/lab up
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  RUNBOOK=$(CURDIR)/build-asan/runbook prove --exec tests/run $(PROVE_FLAGS) \
 	  $(sort $(wildcard tests/lua/*.t tests/sh/*.t)) $(patsubst tests/c/%.c,build-asan/tests/%.t,$(wildcard tests/c/*.c))
+
+# ---------------------------------------------------------------- fuzzing
+# One libFuzzer harness per parser: tests/fuzz/fz_<target>.c, linked with every object of the
+# project built by clang with ASan+UBSan in $(FUZZ_B). Seeds: tests/fuzz/seeds/<target>/;
+# regressions (replayed first): tests/fixtures/fuzz/<target>/; what grows: tests/fuzz/out/.
+# `make fuzz FUZZ_SECONDS=N` fuzzes each target N s; `make check` runs fuzz-smoke (10 s each).
+FUZZ_CC            ?= clang-14
+FUZZ_B             ?= build-fuzz
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_TARGETS        = $(patsubst tests/fuzz/fz_%.c,%,$(wildcard tests/fuzz/fz_*.c))
+FUZZ_SAN            = -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all
+
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found: run make deps (as root)" >&2; exit 2; }
+	@$(MAKE) --no-print-directory B=$(FUZZ_B) FUZZ_B=$(FUZZ_B) CC=$(FUZZ_CC) OPT='-O1 -g -fno-omit-frame-pointer' \
+	  SAN='$(FUZZ_SAN) -fsanitize=fuzzer-no-link' fuzz-bins
+
+# (run by fuzz-build with B=$(FUZZ_B), so LIBOBJS are the clang objects)
+fuzz-bins: $(patsubst %,$(FUZZ_B)/fz_%,$(FUZZ_TARGETS))
+
+$(FUZZ_B)/fz_%: tests/fuzz/fz_%.c tests/fuzz/loopback.h $(LIBOBJS)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(LIBOBJS) $(LDFLAGS) -fsanitize=fuzzer $(LDLIBS) -lpthread
+
+fuzz: fuzz-build
+	tests/fuzz/run -b $(FUZZ_B) -t $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run -b $(FUZZ_B) -t $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 bench: all
 	@tests/bench/run

@@ -1,0 +1,82 @@
+/* fz_dns.c: libFuzzer harness for DNS answers (src/ldns.c on libldns): runbook.dns.query asks
+ * a loopback peer (loopback.h) that answers with the input.
+ *
+ * Byte 0 picks the question type (A AAAA MX TXT PTR CNAME NS SOA) for the name example.test;
+ * the rest is the reply message (its ID and QR bit are set to match, so it is parsed: header,
+ * question check, rcode, every section into Lua tables). A reply with TC set makes the client
+ * ask again over TCP, which gets the same bytes. The query must return a table or nil, msg,
+ * code with a documented code and never raise; a violation aborts. 127.0.0.1 only.
+ * Depends on: Lua 5.4, luaopen_runbook_dns, loopback.h. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "loopback.h"
+
+int luaopen_runbook_dns(lua_State *L);
+
+static const char check_src[] =
+	"local dns, port = ...\n"
+	"local types = { 'A', 'AAAA', 'MX', 'TXT', 'PTR', 'CNAME', 'NS', 'SOA' }\n"
+	"local codes = { nxdomain = 1, servfail = 1, refused = 1, timeout = 1, protocol = 1, io = 1 }\n"
+	"local function rrs(list)\n"
+	"  for _, rr in ipairs(list) do\n"
+	"    if type(rr.name) ~= 'string' or type(rr.type) ~= 'string' or type(rr.data) ~= 'string' then\n"
+	"      error('PROPERTY: record without name/type/data')\n"
+	"    end\n"
+	"  end\n"
+	"end\n"
+	"return function(sel)\n"
+	"  local r, msg, code = dns.query { name = 'example.test', type = types[sel % 8 + 1],\n"
+	"    server = '127.0.0.1', port = port, timeout = 5, retries = 0 }\n"
+	"  if r then\n"
+	"    rrs(r.answers) rrs(r.authority) rrs(r.additional)\n"
+	"    return\n"
+	"  end\n"
+	"  if type(msg) ~= 'string' or not codes[code] then\n"
+	"    error('PROPERTY: undocumented failure ' .. tostring(code) .. ': ' .. tostring(msg))\n"
+	"  end\n"
+	"  if code == 'timeout' then error('PROPERTY: timeout although the peer answered: ' .. msg) end\n"
+	"end\n";
+
+static lua_State *L;
+static int check_ref;
+
+static void setup(void)
+{
+	int port = lb_start(1);
+	L = luaL_newstate();
+	luaL_openlibs(L);
+	if (luaL_loadstring(L, check_src) != LUA_OK)
+		abort();
+	luaL_requiref(L, "runbook.dns", luaopen_runbook_dns, 0);
+	lua_pushinteger(L, port);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK)
+		abort();
+	check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static unsigned runs;
+	if (size < 1)
+		return 0;
+	if (!L)
+		setup();
+	lb_set(data + 1, size - 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
+	lua_pushinteger(L, data[0]);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		const char *msg = lua_tostring(L, -1);
+		fprintf(stderr, "fz_dns: %s\n", msg ? msg : "(error object)");
+		abort();
+	}
+	if (++runs % 256 == 0)
+		lua_gc(L, LUA_GCCOLLECT);
+	return 0;
+}

@@ -1,0 +1,98 @@
+/* fz_maillog.c: libFuzzer harness for the mail-log parser and scanner (src/maillog*.c).
+ *
+ * The input is a log: every line goes through ml_parse_line (with and without a fixed year) and
+ * ml_parse_head; then the whole input through two scanners, one filtering on needles and fed in
+ * chunks whose size the first byte picks (lines split anywhere), with queue ids watched on the
+ * way, one unfiltered, with a time window, and fed in one piece (both with small bounds, so an
+ * input that fills the ring or the key table is cheap to find). Every reported line is read to its last byte so ASan
+ * sees an out-of-bounds span. Depends on: maillog.h. */
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "maillog.h"
+
+static int emit(void *ud, const char *line, size_t len, const ml_record *r, int context)
+{
+	volatile char c = len ? line[len - 1] : 0;
+	(void)c, (void)ud, (void)context;
+	if (r->queue_id.p && r->queue_id.n) {
+		volatile char q = r->queue_id.p[r->queue_id.n - 1];
+		(void)q;
+	}
+	return 0;
+}
+
+static void touch(ml_str s)
+{
+	if (s.p && s.n) {
+		volatile char c = s.p[0] ^ s.p[s.n - 1];
+		(void)c;
+	}
+}
+
+static void parse_lines(const char *p, size_t n)
+{
+	const char *e = p + n;
+	ml_time_opts fixed = { 2026, 32400, 1795867273 }, current = { 0, 0, 1795867273 };
+	ml_record r;
+	while (p < e) {
+		const char *nl = memchr(p, '\n', (size_t)(e - p));
+		size_t len = (size_t)((nl ? nl : e) - p);
+		ml_parse_line(p, len, &fixed, &r);
+		touch(r.from), touch(r.to), touch(r.relay), touch(r.reply), touch(r.text);
+		touch(r.status), touch(r.message_id), touch(r.client_ip), touch(r.mailbox);
+		ml_parse_line(p, len, &current, &r);
+		ml_parse_head(p, len, &r);
+		touch(r.queue_id), touch(r.session), touch(r.program);
+		p += len + (nl != NULL);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const char *text = (const char *)data;
+	ml_scanner_opts o;
+	ml_scanner *s;
+
+	parse_lines(text, size);
+
+	memset(&o, 0, sizeof o);
+	o.window = 2048;
+	o.keys = 16;
+	o.max_line = 512;
+	o.since = NAN;
+	o.until = NAN;
+	o.time = (ml_time_opts){ 2026, 0, 1795867273 };
+	s = ml_scanner_new(&o);
+	if (s) {
+		size_t i = 0, chunk = size ? (size_t)(data[0] % 61) + 1 : 1;
+		ml_scanner_add_needle(s, "@example.test", 13);
+		ml_scanner_add_needle(s, "info", 4);
+		while (i < size) {
+			size_t n = size - i < chunk ? size - i : chunk;
+			ml_scanner_feed(s, text + i, n, emit, NULL);
+			if (n >= 11)
+				ml_scanner_watch(s, text + i, 11);
+			i += n;
+		}
+		ml_scanner_flush(s, emit, NULL);
+		ml_scanner_free(s);
+	}
+
+	memset(&o, 0, sizeof o);
+	o.window = 65536;
+	o.keys = 256;
+	o.max_line = 8192;
+	o.since = 0;
+	o.until = 4e9;
+	o.time = (ml_time_opts){ 0, 3600, 1795867273 };
+	s = ml_scanner_new(&o);
+	if (s) {
+		ml_scanner_feed(s, text, size, emit, NULL);
+		ml_scanner_flush(s, emit, NULL);
+		ml_scanner_free(s);
+	}
+	return 0;
+}
