@@ -1,126 +1,547 @@
 -- undelivered.lua: why does mail to one address not arrive?
 --
--- The operators' procedure (メール不達時の調査, see README "undelivered"), as a runbook:
---   1. dell: does the user and its domain exist (and is the user enabled)?
---   2. ec2: does the MX receive mail (MX record, port 25, container running)?
---   3. ec2: does it relay to dell (relay_domains, relay_transport, the relay port)?
---   4. dell: does Postfix receive it (only when relay_transport goes through dell's Postfix)?
---   5. dell: does Dovecot deliver it (LMTP, Maildir owner and mode, disk space, quota)?
--- plus both queues, container states and the logs of every hop for the address.
---
--- Every check records findings with a cause code. At the end the verdict names the cause that
--- stops the mail FIRST along the path (CAUSES below is in path order), with its evidence and
--- the exact command of the fix runbook. Edit freely: add a check as a step, add a cause to
--- CAUSES with its hop and fix; `runbook check undelivered` validates the edit, no rebuild.
+-- The operators' procedure (メール不達時の調査, see README "undelivered"), as data:
+--   CHECKS (below)       every check in path order: name, hop, what it needs, the causes it can
+--                        confirm, and its function. Each ends ok, fail (cause, evidence) or
+--                        unknown (it could not ask: timeout, refusal where an answer was expected,
+--                        permission, a daemon not answering). Unknown is never read as "no".
+--   lib/causes.lua       the cause table: rank along the path, hop, status, fix
+--   lib/replies.lua      what servers answer -> cause codes (an editable table)
+--   lib/verdict.lua      one pure function: check results + every hop's log + queues -> verdict
+-- By default the checks that can reproduce a failure now without sending mail run: banner and
+-- EHLO at every MX, RCPT at the MX from outside mynetworks (mail.probe_from/probe_source), RCPT
+-- at the next hop relay_transport really names. --no-probe turns them off.
+-- Edit freely; `runbook check undelivered` refuses a check or reply naming an unknown cause.
+local causes = require "lib.causes"
+local replies = require "lib.replies"
+local verdict = require "lib.verdict"
+local maillog = require "runbook.maillog"
 
--- Causes in the order mail meets them. status: what the verdict says when this is the cause.
--- fix(f): the remedy as {runbook=, args=} (a runbook command line), or a sentence for humans.
-local CAUSES = {
-  { cause = "mx_missing",            hop = "dns",         fix = function(f) return ("publish an MX record for %s that points at the MX gateway (%s)"):format(f.domain, f.mx_addr_text) end },
-  { cause = "mx_wrong",              hop = "dns",         fix = function(f) return ("correct the MX record of %s: it must point at the MX gateway (%s)"):format(f.domain, f.mx_addr_text) end },
-  { cause = "mx_unreachable",        hop = "mx.smtp",     fix = function(f) return { runbook = "container-restart", args = { service = f.mx_pf } } end },
-  { cause = "relay_domain_missing",  hop = "mx.postfix",  fix = function(f) return { runbook = "relay-domain-add", args = { domain = f.domain } } end },
-  { cause = "relay_transport_wrong", hop = "mx.postfix",  fix = function(f) return { runbook = "relay-transport-set", args = { value = f.expected_transport } } end },
-  { cause = "relay_unreachable",     hop = "mx->mailserver", fix = function(f) return ("restore the link from %s to %s port %s (tailnet / firewall), then: runbook run queue-flush --service %s"):format(f.mx, f.next_hop_host or "?", f.next_hop_port or "?", f.mx_pf) end },
-  { cause = "mailserver_postfix_down", hop = "mailserver.postfix", fix = function(f) return { runbook = "container-restart", args = { service = f.ms_pf } } end },
-  { cause = "dovecot_down",          hop = "mailserver.dovecot", fix = function(f) return { runbook = "container-restart", args = { service = f.ms_dc } } end },
-  { cause = "db_down",               hop = "mailserver.db", fix = function(f) return { runbook = "container-restart", args = { service = f.ms_db } } end },
-  { cause = "domain_missing",        hop = "mailserver.db", fix = function(f) return { runbook = "domain-create", args = { domain = f.domain } } end },
-  { cause = "user_missing",          hop = "mailserver.db", fix = function(f) return { runbook = "user-create", args = { addr = f.addr } } end },
-  { cause = "user_disabled",         hop = "mailserver.db", fix = function(f) return { runbook = "user-enable", args = { addr = f.addr } } end },
-  { cause = "quota_exceeded",        hop = "mailserver.dovecot", fix = function(f) return ("the mailbox of %s is over quota: raise its quota in the User Management API or have the user clean up"):format(f.addr) end },
-  { cause = "disk_full",             hop = "mailserver.disk", status = "escalate", fix = function(f) return ("free space on %s's mail volume (%s); less than 10%% left is an escalation"):format(f.ms, f.maildir_root) end },
-  { cause = "maildir_permissions",   hop = "mailserver.maildir", fix = function(f) return { runbook = "maildir-fix", args = { domain = f.domain } } end },
-  { cause = "queue_stuck",           hop = "mx.queue",    fix = function(f) return { runbook = "queue-flush", args = { service = f.queue_service or f.mx_pf, ["queue-id"] = f.stuck_queue_id } } end },
-  { cause = "mx_host_unreachable",   hop = "mx.ssh",      status = "escalate", fix = function(f) return ("the MX gateway %s cannot be reached over SSH: check the host and the network (escalate if both hosts fail)"):format(f.mx) end },
-  { cause = "db_error",              hop = "mailserver.db", status = "escalate", fix = function() return "the database answers with errors: possible corruption, escalate" end },
-}
-local RANK = {}
-for i, c in ipairs(CAUSES) do RANK[c.cause] = i end
+-- per-call timeouts (seconds): each stalled daemon costs at most this, and a daemon found
+-- stalled is not asked again in the same run (f.dead), so a run ends within 20 s.
+local T = { dns = 2, connect = 3, reply = 4, exec = 6, sql = 4 }
+
+-- ---------------------------------------------------------------- small helpers
 
 local function split_list(v)
   local out = {}
-  if type(v) == "table" then
-    for _, x in ipairs(v) do out[#out + 1] = tostring(x) end
-    return out
-  end
+  if type(v) == "table" then for _, x in ipairs(v) do out[#out + 1] = tostring(x) end return out end
   for item in tostring(v or ""):gmatch("[^%s,]+") do out[#out + 1] = item end
   return out
 end
 
 local function contains(list, want)
-  for _, x in ipairs(list) do if x:lower() == want:lower() then return true end end
+  for _, x in ipairs(list) do if x:lower() == tostring(want):lower() then return true end end
   return false
 end
 
--- relay_transport value -> kind, host, port ("lmtp:[127.0.0.20]:2525" -> "lmtp", "127.0.0.20", 2525)
+-- "lmtp:[127.0.0.20]:2525" -> {kind="lmtp", host="127.0.0.20", port=2525, text=...}
 local function parse_transport(v)
   v = tostring(v or "")
   local kind, rest = v:match("^%s*(%a+):(.*)$")
   if not kind then return nil end
   local host, port = rest:match("^%[([^%]]+)%]:?(%d*)$")
   if not host then host, port = rest:match("^([^:]+):?(%d*)$") end
+  if not host then return nil end
   port = tonumber(port) or (kind == "lmtp" and 24 or 25)
-  return kind, host, port
+  return { kind = kind, host = host, port = math.tointeger(port), text = ("%s:%s"):format(host, port) }
 end
 
-local function norm_transport(v) return (tostring(v or ""):gsub("%s+", "")) end
-
-local function ev(host, source, text, time)
-  return { host = host, source = source, text = text, time = time }
-end
-
--- A delivery reply (or reject reason) -> the cause it points at, refined by what is known now.
-local function classify_reply(reply, causes)
-  local r = tostring(reply or ""):lower()
-  if r:find("relay access denied", 1, true) then return "relay_domain_missing" end
-  if r:find("5%.2%.2") or r:find("quota", 1, true) or r:find("mailbox is full", 1, true) then return "quota_exceeded" end
-  if r:find("user doesn't exist", 1, true) or r:find("5%.1%.1") or r:find("user unknown", 1, true) then
-    return causes.user_disabled and "user_disabled" or causes.domain_missing and "domain_missing" or "user_missing"
-  end
-  if r:find("connection refused", 1, true) or r:find("timed out", 1, true) or r:find("no route", 1, true) then
-    return causes.dovecot_down and "dovecot_down" or causes.mailserver_postfix_down and "mailserver_postfix_down" or "relay_unreachable"
-  end
-  if r:find("4%.2%.0") or r:find("4%.3%.0") or r:find("internal error", 1, true) or r:find("lookup failure", 1, true) then
-    return causes.db_down and "db_down" or causes.disk_full and "disk_full" or "maildir_permissions"
-  end
-  return nil
-end
-
--- Log lines name the host by its own hostname (Postfix's myhostname); evidence uses the
--- inventory's name, learned from the first line read from each host.
-local host_alias = {}
-local function inv_host(h) return host_alias[h] or h end
-
+local function norm(v) return (tostring(v or ""):gsub("%s+", "")) end
+local function ev(host, source, text, time) return { host = host, source = source, text = text, time = time } end
 local function iso(t) return t and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(t)) or nil end
+local function reply_text(st) return st and ("%s %s %s"):format(st.code or "", st.enhanced or "", st.text or ""):gsub("%s+", " ") or "" end
 
--- One evidence line per hop of a tracked message: where it was, what happened, how long.
-local function path_evidence(msg)
-  local out = {}
-  for _, h in ipairs(msg.hops or {}) do
-    local text
-    if h.kind == "postfix" then
-      text = ("%s from=<%s> to=<%s> %s%s%s"):format(h.queue_id or "?", h.from or "", h.to or "", h.status or "?",
-        h.relay and (" relay=" .. h.relay) or "", h.reply and (" (" .. h.reply .. ")") or "")
-    elseif h.kind == "dovecot" then
-      text = ("lmtp session %s user %s: %s%s%s"):format(h.session or "?", h.user or h.to or "?", h.status or "?",
-        h.mailbox and (" to " .. h.mailbox) or "", h.error and (": " .. h.error) or "")
-    else
-      text = ("%s %s %s %s"):format(h.status or "rejected", h.code or "", h.enhanced or "", h.reason or "")
-    end
-    out[#out + 1] = ev(inv_host(h.host), h.kind == "dovecot" and "dovecot log" or "postfix log", text, iso(h.time))
+-- ---------------------------------------------------------------- a check's result
+
+local Result = {}
+Result.__index = Result
+
+-- fail(cause, message, evidence [, hop]): the cause must be one the check declares it confirms
+function Result:fail(cause, message, evidence, hop)
+  if not self.allowed[cause] then
+    error(("check %s reports cause '%s', which it does not declare in confirms"):format(self.name, tostring(cause)), 2)
   end
-  return out
+  self.fails[#self.fails + 1] = { cause = cause, message = message, evidence = evidence or {}, hop = hop }
 end
 
--- Log lines of one tracked message hop, as evidence (the last few).
-local function hop_evidence(hop, source, max)
-  local out = {}
-  local lines = hop.lines or {}
-  for i = math.max(1, #lines - (max or 4) + 1), #lines do
-    out[#out + 1] = ev(inv_host(hop.host), source, lines[i])
+-- reply(text, at, message, evidence): a refusal classified by lib/replies.lua (candidates the
+-- verdict resolves against the other checks); a reply no row knows is an unexplained failure
+function Result:reply(text, at, message, evidence, hop)
+  local row = replies.classify(text, at)
+  self.fails[#self.fails + 1] = { candidates = row and row.causes or { "unexplained_failure" },
+    message = message, evidence = evidence or {}, hop = hop }
+end
+
+-- unknown(why [, hop]): the check could not ask; hop names where (default: the check's hop)
+function Result:unknown(why, hop)
+  self.whys[#self.whys + 1] = why
+  self.unknown_hop = self.unknown_hop or hop
+end
+function Result:skip(why) self.skipped = why end
+
+-- gone(f, key, why, code): a timeout or a dead socket means this daemon does not answer: every
+-- later call to it would wait just as long, so the run stops asking it.
+local function gone(f, key, why, code)
+  if code == "timeout" or code == "refused" or code == "unreachable" then f.dead[key] = why end
+end
+
+-- ---------------------------------------------------------------- the checks
+
+local function check_db(ctx, f, r)
+  local d, msg, code = ctx:sql(f.db, "SELECT id, name FROM domains WHERE name = ?", f.domain)
+  if not d then
+    if code == "sql" then
+      return r:fail("db_error", "the user database answers with an error: " .. msg, { ev(f.ms, "sql", msg) })
+    elseif code == "refused" or code == "unreachable" then
+      f.dead.sql = msg
+      return r:fail("db_down", ("the user database %s refuses connections (%s): Dovecot cannot look up users"):format(f.db, code),
+        { ev(f.ms, "sql", msg) })
+    end
+    gone(f, "sql", msg, code)
+    return r:unknown(("the database %s did not answer (%s: %s)"):format(f.db, code, msg))
   end
-  return out
+  if #d.rows == 0 then
+    r:fail("domain_missing", ("the domain %s is not in the domains table"):format(f.domain),
+      { ev(f.ms, "sql", ("SELECT id, name FROM domains WHERE name = '%s' -> 0 rows"):format(f.domain)) })
+  end
+  local u, umsg, ucode = ctx:sql(f.db, "SELECT email, domain_id, enabled, maildir FROM users WHERE email = ?", f.addr)
+  if not u then return r:unknown(("users query: %s (%s)"):format(umsg, ucode)) end
+  local row = u.rows[1]
+  if not row then
+    return r:fail("user_missing", ("the user %s is not in the users table"):format(f.addr),
+      { ev(f.ms, "sql", ("SELECT ... FROM users WHERE email = '%s' -> 0 rows"):format(f.addr)) })
+  end
+  f.user_maildir = row.maildir
+  if tonumber(row.enabled) ~= 1 then
+    r:fail("user_disabled", ("the user %s exists but is disabled (enabled = %s): Dovecot answers 550 5.1.1 as for an unknown user"):format(f.addr, tostring(row.enabled)),
+      { ev(f.ms, "sql", ("users: email=%s enabled=%s maildir=%s"):format(row.email, tostring(row.enabled), tostring(row.maildir))) })
+  end
+end
+
+local function check_dns(ctx, f, r)
+  local res, msg, code = ctx:dig(f.domain, "MX", { timeout = T.dns, retries = 0 })
+  if not res and code ~= "nxdomain" then
+    f.dead.dns = msg
+    return r:unknown(("the DNS server did not answer the MX query (%s: %s): the MX record is not known, not missing"):format(code, msg))
+  end
+  if not res or #res.answers == 0 then
+    return r:fail("mx_missing", ("%s has no MX record (%s): senders cannot find the MX gateway"):format(f.domain, code or "NOERROR, no data"),
+      { ev("dns", "dig MX " .. f.domain, msg or "NOERROR, empty answer") })
+  end
+  local seen, stray = {}, {}
+  for _, a in ipairs(res.answers) do
+    if a.exchange then
+      local ips, amsg, acode = ctx:dig_addresses(a.exchange, { timeout = T.dns, retries = 0 })
+      if not ips and acode == "timeout" then return r:unknown("the DNS server did not answer for " .. a.exchange) end
+      local known = false
+      for _, ip in ipairs(ips or {}) do
+        seen[#seen + 1] = ev("dns", "dig MX " .. f.domain, ("%s %s -> %s"):format(a.preference, a.exchange, ip))
+        if contains(f.mx_addrs, ip) then known = true; if not contains(f.mx_ips, ip) then f.mx_ips[#f.mx_ips + 1] = ip end end
+      end
+      if not ips then seen[#seen + 1] = ev("dns", "dig A " .. a.exchange, amsg or "no address") end
+      if not known then stray[#stray + 1] = ("%s %s"):format(a.preference, a.exchange) end
+    end
+  end
+  if #f.mx_ips == 0 then
+    return r:fail("mx_wrong", ("the MX of %s does not point at the MX gateway (%s)"):format(f.domain, f.mx_addr_text), seen)
+  end
+  if #stray > 0 then
+    ctx:finding { severity = "warn", hop = "dns", message = ("MX record(s) of %s point at no host in the inventory: %s"):format(f.domain, table.concat(stray, ", ")), evidence = seen }
+  end
+end
+
+local function check_mx_ssh(ctx, f, r)
+  if ctx.inventory.hosts[f.mx].transport ~= "ssh" then return r:skip(f.mx .. " is reached locally") end
+  local res, msg, code = ctx:stat(f.mx, "/")   -- a read over the host's SSH session
+  if res then return end
+  f.dead["ssh:mx"] = msg
+  if code == "timeout" and not msg:find("connect", 1, true) then
+    return r:unknown(("%s accepts SSH but the command did not finish (%s)"):format(f.mx, msg))
+  end
+  r:fail("mx_host_unreachable", ("cannot reach %s over SSH (%s): %s"):format(f.mx, code, msg), { ev(f.mx, "ssh", msg) })
+end
+
+local SERVICES = { { "mx_pf", "docker:mx" }, { "ms_pf", "docker:ms" }, { "ms_dc", "docker:ms" }, { "ms_db", "docker:ms" } }
+
+local function check_containers(ctx, f, r)
+  for _, s in ipairs(SERVICES) do
+    local svc, key = f[s[1]], s[2]
+    local host, name = svc:match("^(.-)/(.*)$")
+    if f.has(host, name) then
+      if f.dead[key] or (key == "docker:mx" and f.dead["ssh:mx"]) then
+        r:unknown(("%s: not asked, %s's docker did not answer"):format(svc, host), host .. ".docker")
+      else
+        local st, msg, code = ctx:container_state(svc)
+        if st then
+          f.states[svc] = st
+        elseif code == "notfound" then
+          f.states[svc] = { running = false, status = "missing" }
+        else
+          gone(f, key, msg, code)
+          r:unknown(("%s: %s (%s)"):format(svc, msg, code), host .. ".docker")
+        end
+      end
+    end
+  end
+  if f.down(f.ms_dc) then
+    r:fail("dovecot_down", f.ms_dc .. " is not running: nothing can be delivered",
+      { ev(f.ms, "docker inspect", f.ms_dc .. " status=" .. tostring(f.states[f.ms_dc].status)) })
+  end
+  if f.down(f.ms_db) then
+    r:fail("db_down", f.ms_db .. " is not running: Dovecot cannot look up users",
+      { ev(f.ms, "docker inspect", f.ms_db .. " status=" .. tostring(f.states[f.ms_db].status)) })
+  end
+end
+
+-- banner and EHLO at every MX address the domain publishes (or the inventory's, DNS unknown)
+local function check_mx_smtp(ctx, f, r)
+  local ips = #f.mx_ips > 0 and f.mx_ips or f.mx_addrs
+  for _, ip in ipairs(ips) do
+    local res, msg, code = ctx:smtp_probe { host = ip, port = 25, stop = "helo", helo = "runbook.test",
+      bind = f.probe_source, timeout = T.reply }
+    local e = { ev(f.ms, ("SMTP %s:25"):format(ip), msg or "") }
+    if f.down(f.mx_pf) then e[#e + 1] = ev(f.mx, "docker inspect", f.mx_pf .. " is not running (" .. tostring(f.states[f.mx_pf].status) .. ")") end
+    if res and res.stages and res.stages.greeting and tostring(res.stages.greeting.code):sub(1, 1) ~= "2" then
+      r:reply(reply_text(res.stages.greeting), "mx", ("the MX %s greets with a refusal: %s"):format(ip, reply_text(res.stages.greeting)), e, "mx.smtp")
+    elseif not res and code == "timeout" and tostring(msg):find("no reply", 1, true) then
+      r:fail("mx_not_greeting", ("the MX %s accepts TCP on port 25 but sends no greeting within %ds"):format(ip, T.reply), e)
+    elseif not res and (code == "refused" or code == "timeout" or code == "unreachable") then
+      r:fail("mx_unreachable", ("the MX gateway %s does not accept connections on port 25 (%s)%s"):format(ip, code,
+        f.down(f.mx_pf) and ": its Postfix container is stopped" or ""), e)
+    elseif not res then
+      r:unknown(("SMTP %s:25: %s (%s)"):format(ip, msg, code))
+    else
+      f.mx_ok_ip = f.mx_ok_ip or ip
+    end
+  end
+end
+
+local function check_mx_config(ctx, f, r)
+  if f.down(f.mx_pf) then return r:skip(f.mx_pf .. " is not running") end
+  local p, msg, code = ctx:postconf(f.mx_pf, { "relay_domains", "relay_transport", "transport_maps", "mydestination" })
+  if not p then gone(f, "docker:mx", msg, code); return r:unknown(("postconf on %s: %s (%s)"):format(f.mx_pf, msg, code)) end
+  local function val(name) local v = p[name]; if type(v) == "table" then v = v.value or table.concat(v, ", ") end; return v or "" end
+  f.relay_transport = val("relay_transport")
+  if not contains(split_list(val("relay_domains")), f.domain) then
+    r:fail("relay_domain_missing", ("%s is not in relay_domains of %s: the MX refuses its mail with 554 Relay access denied"):format(f.domain, f.mx_pf),
+      { ev(f.mx, "postconf relay_domains", "relay_domains = " .. val("relay_domains")) })
+  end
+  if contains(split_list(val("mydestination")), f.domain) then
+    r:fail("domain_local", ("%s is in mydestination of %s: the MX takes its mail as local instead of relaying it"):format(f.domain, f.mx_pf),
+      { ev(f.mx, "postconf mydestination", "mydestination = " .. val("mydestination")) })
+  end
+  f.configured = parse_transport(f.relay_transport)
+  f.next_hop_text = (f.configured or f.intended or {}).text
+  local wrong = f.expected_transport and norm(f.relay_transport) ~= norm(f.expected_transport)
+    or (not f.expected_transport and (not f.configured or (f.configured.kind ~= "lmtp" and f.configured.kind ~= "smtp")))
+  if wrong then
+    r:fail("relay_transport_wrong", ("relay_transport of %s is %q%s"):format(f.mx_pf, f.relay_transport,
+      f.expected_transport and (", not " .. f.expected_transport) or ", not an lmtp: or smtp: next hop"),
+      { ev(f.mx, "postconf relay_transport", "relay_transport = " .. f.relay_transport) })
+  end
+  if val("transport_maps") ~= "" then
+    ctx:note(("transport_maps = %s: a per-domain entry there overrides relay_transport (not looked up)"):format(val("transport_maps")))
+  end
+  local via = f.configured and f.configured.kind == "smtp" and (f.ms .. "'s Postfix, then Dovecot") or "Dovecot LMTP directly"
+  ctx:note(("path: sender -> %s Postfix -> %s (%s)"):format(f.mx, via, f.relay_transport))
+end
+
+-- the next hop relay_transport really names, seen from the MX (and the intended one if it differs)
+local function check_relay(ctx, f, r)
+  local hops = {}
+  if f.configured then hops[#hops + 1] = f.configured end
+  if f.intended and (not f.configured or f.intended.text ~= f.configured.text) then hops[#hops + 1] = f.intended end
+  if #hops == 0 then return r:skip("no usable relay_transport") end
+  for _, nh in ipairs(hops) do
+    local res, msg, code = ctx:tcp_check(f.mx, nh.host, nh.port, { timeout = T.connect })
+    local configured = nh == f.configured
+    local e = { ev(f.mx, ("tcp %s from %s"):format(nh.text, f.mx), msg or "open") }
+    if not res and (code == "refused" or code == "timeout" or code == "unreachable") then
+      local target = nh.kind == "smtp" and f.ms_pf or f.ms_dc
+      if configured and f.wrong_transport then
+        r:fail("relay_transport_wrong", ("the configured next hop %s does not answer from %s (%s)"):format(nh.text, f.mx, code), e)
+      elseif f.down(target) then
+        e[#e + 1] = ev(f.ms, "docker inspect", target .. " is not running")
+        r:fail(nh.kind == "smtp" and "mailserver_postfix_down" or "dovecot_down",
+          ("%s is stopped, so the next hop %s refuses connections from %s"):format(target, nh.text, f.mx), e,
+          nh.kind == "smtp" and "mailserver.postfix" or "mailserver.dovecot")
+      else
+        r:fail("relay_unreachable", ("%s cannot connect to the next hop %s (%s)%s"):format(f.mx, nh.text, code,
+          f.states[target] and " although " .. target .. " is running" or ""), e)
+      end
+    elseif not res then
+      r:unknown(("cannot test %s from %s: %s (%s)"):format(nh.text, f.mx, msg, code))
+    end
+  end
+end
+
+-- RCPT at the MX from outside mynetworks: reproduces what a sender meets now
+local function check_mx_rcpt(ctx, f, r)
+  if not f.mx_ok_ip then return r:skip("no MX answered on port 25") end
+  local res, msg, code = ctx:smtp_probe { host = f.mx_ok_ip, port = 25, from = f.probe_from, rcpt = f.addr,
+    stop = "rcpt", bind = f.probe_source, timeout = T.reply }
+  if not res then return r:unknown(("RCPT at %s:25: %s (%s)"):format(f.mx_ok_ip, msg, code)) end
+  local st = res.stages or {}
+  local bad = (st.mail and not st.mail.ok and st.mail) or (st.rcpt and st.rcpt[1] and not st.rcpt[1].ok and st.rcpt[1])
+  if bad then
+    local text = reply_text(bad)
+    r:reply(text, "mx", ("the MX refuses RCPT for %s now: %s"):format(f.addr, text),
+      { ev(f.mx, ("SMTP RCPT %s:25 from <%s>%s"):format(f.mx_ok_ip, f.probe_from, f.probe_source and (" via " .. f.probe_source) or ""), text) }, "mx.postfix")
+  end
+end
+
+-- RCPT at the configured next hop (LMTP or SMTP), as the MX would ask it
+local function check_next_rcpt(ctx, f, r)
+  local nh = f.configured or f.intended
+  if not nh then return r:skip("no usable relay_transport") end
+  if f.wrong_transport and f.intended then nh = f.intended end
+  local where = ("%s %s"):format(nh.kind:upper(), nh.text)
+  -- first the greeting alone: a next hop that accepts and never greets stops every delivery
+  local res, msg, code = ctx:smtp_probe { host = nh.host, port = nh.port, lmtp = nh.kind == "lmtp", stop = "helo", timeout = T.reply }
+  if not res and code == "timeout" and tostring(msg):find("no reply", 1, true) then
+    return r:fail("relay_not_greeting", ("the next hop %s accepts connections but does not answer within %ds"):format(nh.text, T.reply),
+      { ev(f.ms, where, msg) }, "mx->mailserver")
+  elseif not res then
+    return r:unknown(("%s: %s (%s)"):format(where, msg, code))
+  end
+  res, msg, code = ctx:smtp_probe { host = nh.host, port = nh.port, lmtp = nh.kind == "lmtp", from = "",
+    rcpt = f.addr, stop = "rcpt", timeout = T.reply }
+  if not res then
+    return r:unknown(("%s greets but RCPT for %s got no answer: %s (%s); its user lookup may hang"):format(where, f.addr, msg, code))
+  end
+  where = where .. " RCPT"
+  local rc = res.stages and res.stages.rcpt and res.stages.rcpt[1]
+  if rc and not rc.ok then
+    local text = reply_text(rc)
+    r:reply(text, "next", ("the next hop refuses RCPT for %s now: %s"):format(f.addr, text), { ev(f.ms, where, text) })
+  end
+end
+
+local function check_maildir(ctx, f, r)
+  if f.down(f.ms_dc) then return r:skip(f.ms_dc .. " is not running") end
+  local paths = { f.maildir_root .. "/" .. f.domain }
+  if f.user_maildir and f.user_maildir ~= "" then paths[#paths + 1] = f.maildir_root .. "/" .. tostring(f.user_maildir):gsub("/$", "") end
+  for _, p in ipairs(paths) do
+    local st, msg, code = ctx:stat(f.ms_dc, p)
+    if st then
+      local mode = tonumber(st.mode, 8) or 0
+      if st.user ~= f.maildir_owner or (mode // 64) & 7 ~= 7 then
+        return r:fail("maildir_permissions", ("%s is owned by %s:%s mode %s; Dovecot (as %s) needs it owned and rwx"):format(p, tostring(st.user), tostring(st.group), tostring(st.mode), f.maildir_owner),
+          { ev(f.ms, "stat " .. p, ("%s:%s %s %s"):format(tostring(st.user), tostring(st.group), tostring(st.mode), tostring(st.type))) })
+      end
+    elseif code ~= "notfound" then
+      gone(f, "docker:ms", msg, code)
+      return r:unknown(("stat %s: %s (%s)"):format(p, msg, code))
+    end
+  end
+end
+
+local function check_disk(ctx, f, r)
+  if f.down(f.ms_dc) then return r:skip(f.ms_dc .. " is not running") end
+  local df, msg, code = ctx:df(f.ms_dc, f.maildir_root)
+  if not df then gone(f, "docker:ms", msg, code); return r:unknown(("df %s: %s (%s)"):format(f.maildir_root, msg, code)) end
+  local limit = ctx.inventory.mail.disk_escalate_pct or 90
+  if df.use_pct >= limit then
+    r:fail("disk_full", ("the mail volume %s is %d%% full (%d KiB free): less than %d%% left"):format(f.maildir_root, df.use_pct, df.avail_kb, 100 - limit),
+      { ev(f.ms, "df " .. f.maildir_root, ("%s %d%% used, %d KiB available"):format(df.mount or "", df.use_pct, df.avail_kb)) })
+  end
+end
+
+-- every hop's log for the address -> history entries (the verdict weighs the latest)
+local function outcome(f, m)
+  local last = m.hops[#m.hops] or {}
+  local stop = m.stopped_at or {}
+  local reply = stop.reply or stop.reason or last.reply or last.reason or ""
+  if last.kind == "reject" then reply = ("%s %s %s"):format(last.code or "", last.enhanced or "", last.reason or "") end
+  local host = stop.host and f.alias(stop.host) or f.alias(last.host)
+  local rewritten
+  for _, h in ipairs(m.hops) do
+    if h.orig_to and h.to and h.orig_to:lower() == f.addr:lower() and h.to:lower() ~= f.addr:lower() then rewritten = h.to end
+  end
+  local lines = last.lines or {}
+  return { time = m.last_time or m.first_time, host = host, delivered = m.delivered, status = m.final_status,
+           reply = reply, line = lines[#lines], rewritten_to = rewritten,
+           at = replies.where(reply, host == f.mx and "mx" or "mailserver"),
+           hop = host and (host .. (last.kind == "dovecot" and ".dovecot" or ".postfix")) or nil,
+           source = last.kind == "dovecot" and "dovecot log" or "postfix log" }
+end
+
+local function check_logs(ctx, f, r)
+  local tracker = maillog.tracker { addr = f.addr, since = f.since }
+  local read_from = {}
+  for _, s in ipairs { { f.mx_pf, "docker:mx" }, { f.ms_pf, "docker:ms" }, { f.ms_dc, "docker:ms" } } do
+    local svc, key = s[1], s[2]
+    local host, name = svc:match("^(.-)/(.*)$")
+    local on_path = svc ~= f.ms_pf or not f.configured or f.configured.kind == "smtp"
+    if f.has(host, name) and on_path then
+      if f.dead[key] or (key == "docker:mx" and f.dead["ssh:mx"]) then
+        r:unknown(svc .. "'s log: " .. host .. "'s docker did not answer")
+      else
+        local logs, msg, code = ctx:docker_logs(svc, { since = f.since, timeout = T.exec })
+        if not logs then
+          gone(f, key, msg, code)
+          r:unknown(("%s's log: %s (%s)"):format(svc, msg, code))
+        else
+          local n = 0
+          for rec in logs do
+            if n == 0 then local p = maillog.parse(rec.line); if p and p.host then f.aliases[p.host] = host end end
+            tracker:feed_line(rec.ts and (rec.ts .. " " .. rec.line) or rec.line, { host = host, source = svc })
+            n = n + 1
+          end
+          local emsg, ecode = logs:err()
+          if emsg then gone(f, key, emsg, ecode); r:unknown(("%s's log ended early: %s (%s)"):format(svc, emsg, ecode)) end
+          read_from[#read_from + 1] = ("%s: %d line(s)"):format(svc, n)
+        end
+      end
+    end
+  end
+  local msgs = tracker:messages()
+  for _, m in ipairs(msgs) do f.history[#f.history + 1] = outcome(f, m) end
+  ctx:note(("%d message(s) for %s since %s (%s)"):format(#msgs, f.addr, iso(f.since), table.concat(read_from, ", ")))
+  local last = f.history[#f.history]
+  if last and not last.delivered then
+    ctx:finding { severity = "warn", hop = last.hop, message = ("the last message for %s was %s: %s"):format(f.addr, last.status, last.reply or ""),
+                  evidence = { ev(last.host, last.source, last.line or last.reply or "", iso(last.time)) } }
+  end
+end
+
+local function check_queues(ctx, f, r)
+  for _, s in ipairs { { f.mx_pf, "docker:mx" }, { f.ms_pf, "docker:ms" } } do
+    local svc, key = s[1], s[2]
+    local host = svc:match("^(.-)/")
+    if f.has(host, "postfix") and not f.down(svc) then
+      if f.dead[key] or (key == "docker:mx" and f.dead["ssh:mx"]) then
+        r:unknown(svc .. "'s queue: " .. host .. "'s docker did not answer")
+      else
+        local q, msg, code = ctx:postqueue(svc)
+        if not q then
+          gone(f, key, msg, code)
+          r:unknown(("%s's queue: %s (%s)"):format(svc, msg, code))
+        else
+          for _, m in ipairs(q) do
+            for _, rc in ipairs(m.recipients or {}) do
+              local a = tostring(rc.address or ""):lower()
+              local age = os.time() - (tonumber(m.arrival_time) or os.time())
+              -- mail in transit (active/incoming, just arrived) is not waiting
+              if a == f.addr:lower() and (rc.delay_reason or m.queue_name == "deferred" or m.queue_name == "hold" or age > 60) then
+                f.queued[#f.queued + 1] = { service = svc, host = host, queue_id = m.queue_id, age = os.time() - (tonumber(m.arrival_time) or os.time()),
+                                            reason = rc.delay_reason, queue = m.queue_name }
+              end
+            end
+          end
+        end
+      end
+    end
+  end
+end
+
+-- name, hop, what it needs (a daemon found dead makes the check unknown without asking),
+-- the causes it can confirm (and, when it passes, deny), probe = a live check --no-probe skips
+local CHECKS = {
+  { name = "db", hop = "mailserver.db", needs = { "sql" }, run = check_db, title = "the domain and the user exist in the database (document 1.1)",
+    confirms = { "db_down", "db_error", "domain_missing", "user_missing", "user_disabled" } },
+  { name = "dns", hop = "dns", needs = { "dns" }, run = check_dns, title = "the domain's MX records point at the MX gateway (document 4)",
+    confirms = { "mx_missing", "mx_wrong" } },
+  { name = "mx.ssh", hop = "mx.ssh", needs = {}, run = check_mx_ssh, title = "the MX gateway answers over SSH",
+    confirms = { "mx_host_unreachable" } },
+  { name = "containers", hop = "mailserver.dovecot", needs = {}, run = check_containers, title = "the Postfix, Dovecot and MariaDB containers run (document 4)",
+    confirms = { "dovecot_down", "db_down" } },
+  { name = "mx.smtp", hop = "mx.smtp", needs = {}, probe = true, run = check_mx_smtp, title = "every MX greets on port 25 and answers EHLO (document 4)",
+    confirms = { "mx_unreachable", "mx_not_greeting", "mx_dnsbl_blocked", "mx_greylisted", "tls_required" } },
+  { name = "mx.config", hop = "mx.postfix", needs = { "ssh:mx", "docker:mx" }, run = check_mx_config, title = "relay_domains and relay_transport on the MX (document 2.3)",
+    confirms = { "relay_domain_missing", "relay_transport_wrong", "domain_local" } },
+  { name = "mx.rcpt", hop = "mx.postfix", needs = {}, probe = true, run = check_mx_rcpt, title = "the MX accepts RCPT for the address from outside mynetworks",
+    confirms = { "relay_domain_missing", "mx_recipient_refused", "tls_required", "mx_greylisted", "mx_dnsbl_blocked", "rate_limited", "mx_lookup_failure", "storage_insufficient" } },
+  { name = "relay", hop = "mx->mailserver", needs = { "ssh:mx" }, run = check_relay, title = "the MX can connect to the next hop relay_transport names (document 3.1/3.2)",
+    confirms = { "relay_unreachable", "dovecot_down", "mailserver_postfix_down", "relay_transport_wrong" } },
+  { name = "next.rcpt", hop = "mailserver.dovecot", needs = {}, probe = true, run = check_next_rcpt, title = "the next hop accepts RCPT for the address (LMTP/SMTP, nothing delivered)",
+    confirms = { "relay_not_greeting", "user_missing", "user_disabled", "domain_missing", "quota_exceeded", "lookup_failure", "db_down", "dovecot_down" } },
+  { name = "maildir", hop = "mailserver.maildir", needs = { "docker:ms" }, run = check_maildir, title = "the Maildir's owner and mode (document 1.3)",
+    confirms = { "maildir_permissions" } },
+  { name = "disk", hop = "mailserver.disk", needs = { "docker:ms" }, run = check_disk, title = "free space on the mail volume (document 4)",
+    confirms = { "disk_full" } },
+  { name = "logs", hop = "logs", needs = {}, run = check_logs, title = "the address in every hop's log since --since (document 1.2, 1.3, 2.2)",
+    confirms = {} },
+  { name = "queues", hop = "mx.queue", needs = {}, run = check_queues, title = "what waits in the Postfix queues for the address (document Q1)",
+    confirms = {} },
+}
+
+-- `runbook check` loads this file: a check or reply row naming an unknown cause stops it here.
+for _, c in ipairs(CHECKS) do causes.validate(c.confirms, "check " .. c.name) end
+causes.validate(replies.causes(), "lib/replies.lua")
+
+-- run_check(ctx, f, spec) -> the check's result record for lib/verdict.lua
+local function run_check(ctx, f, spec)
+  local allowed = {}
+  for _, c in ipairs(spec.confirms) do allowed[c] = true end
+  local r = setmetatable({ name = spec.name, allowed = allowed, fails = {}, whys = {} }, Result)
+  ctx:step(spec.name, function()
+    for _, need in ipairs(spec.needs) do
+      local why = f.dead[need] or (need == "docker:mx" and f.dead["ssh:mx"])
+      if why then r:unknown(("not asked: %s did not answer (%s)"):format(need, why)); return end
+    end
+    if spec.probe and f.no_probe then r:skip("--no-probe"); return end
+    spec.run(ctx, f, r)
+    for _, fl in ipairs(r.fails) do
+      ctx:finding { severity = "fail", cause = fl.cause or fl.candidates[#fl.candidates], hop = causes.hop(fl.hop or (fl.cause and causes.BY_NAME[fl.cause].hop) or spec.hop, f),
+                    message = fl.message, evidence = fl.evidence }
+    end
+    for _, why in ipairs(r.whys) do
+      ctx:finding { severity = "warn", hop = causes.hop(spec.hop, f), message = ("unknown: check %s could not run: %s"):format(spec.name, why) }
+    end
+    if r.skipped then ctx:skip(r.skipped) end
+  end, spec.title)
+  local status = #r.fails > 0 and "fail" or #r.whys > 0 and "unknown" or r.skipped and "skipped" or "ok"
+  return { name = spec.name, hop = r.unknown_hop or spec.hop, host = spec.hop:match("^mailserver") and f.ms or f.mx, status = status,
+           confirms = spec.confirms, fails = r.fails, why = table.concat(r.whys, "; "), on_path = true }
+end
+
+local function facts(ctx)
+  local inv = ctx.inventory
+  local addr = ctx.args.addr
+  local mx, ms = inv.mail.mx_host or "ec2", inv.mail.mailserver_host or "dell"
+  if not inv.hosts[mx] or not inv.hosts[ms] then
+    error(("the inventory must name the MX host (mail.mx_host: %s) and the mail server (mail.mailserver_host: %s) under hosts"):format(mx, ms))
+  end
+  local f = {
+    addr = addr, domain = addr:match("@(.+)$"), mx = mx, ms = ms,
+    mx_pf = mx .. "/postfix", ms_pf = ms .. "/postfix", ms_dc = ms .. "/dovecot", ms_db = ms .. "/mariadb",
+    db = inv.mail.database or "mail", expected_transport = inv.mail.relay_transport,
+    maildir_owner = inv.mail.maildir_owner or "vmail",
+    mx_addrs = inv.mail.mx_addresses or { inv.hosts[mx].address }, mx_ips = {},
+    probe_from = inv.mail.probe_from or ("postmaster@" .. (addr:match("@(.+)$"))), probe_source = inv.mail.probe_source,
+    since = os.time() - ctx.args.since, no_probe = ctx.args["no-probe"],
+    dead = {}, states = {}, history = {}, queued = {}, aliases = {},
+  }
+  f.mx_addr_text = table.concat(f.mx_addrs, ", ")
+  f.intended = parse_transport(f.expected_transport)
+  f.next_hop_text = f.intended and f.intended.text
+  f.has = function(host, svc) return inv.hosts[host] and inv.hosts[host].services and inv.hosts[host].services[svc] ~= nil end
+  f.down = function(svc) return f.states[svc] ~= nil and f.states[svc].running == false end
+  f.alias = function(h) return h and f.aliases[h] or h end
+  local dc = f.has(ms, "dovecot") and inv.hosts[ms].services.dovecot or {}
+  f.maildir_root = dc.maildir_root or "/var/mail/vmail"
+  return f
+end
+
+-- --probe --apply: send a tagged message through the MX and follow it (a write: gated)
+local function send_probe(ctx, f)
+  local r, msg = ctx:smtp_probe { host = f.mx_ok_ip or f.mx_addrs[1], port = 25, from = f.probe_from, rcpt = f.addr,
+    stop = "data", bind = f.probe_source, subject = "runbook probe " .. ctx.run_id, timeout = 20 }
+  if not r then ctx:note("probe: " .. tostring(msg)); return end
+  ctx:note(("probe message %s queued on %s as %s; following it"):format(r.message_id or "?", f.mx, tostring(r.queued_as)))
+  local deadline = ctx:elapsed() + 30
+  while ctx:elapsed() < deadline do
+    local logs = ctx:docker_logs(f.ms_dc, { since = "3m", grep = { f.addr } })
+    for rec in logs or function() end do
+      if r.message_id and rec.line:find(r.message_id:gsub("[<>]", ""), 1, true) and rec.line:find("saved", 1, true) then
+        ctx:note("probe: saved in the mailbox"); return
+      end
+    end
+    ctx:sleep(1)
+  end
+  ctx:finding { severity = "warn", hop = "probe", message = "the probe message was not saved within 30 s" }
 end
 
 return {
@@ -129,28 +550,34 @@ return {
   help = [[
 Follows the operators' procedure across the MX gateway (inventory mail.mx_host, e.g. "ec2",
 Postfix in a container, reached over SSH) and the mail server (mail.mailserver_host, e.g. "dell":
-Postfix, Dovecot and MariaDB in a compose project):
+Postfix, Dovecot and MariaDB in a compose project). Every check ends ok, fail or unknown:
 
-  database   the domain and user rows (exists, enabled, maildir)          document 1.1
-  dns        the domain's MX record and the MX's address                   document 4
-  MX         its Postfix container, port 25, relay_domains/relay_transport document 2.3, 4
-  relay      the next hop of relay_transport answers, seen FROM the MX     document 3
-  logs       every hop's log for the address in the window (--since)       document 1.2, 1.3, 2.2
-  queues     what waits in both Postfix queues for the address or domain   document Q1
-  Dovecot    LMTP answers RCPT for the address; Maildir owner/mode; disk    document 1.3, 4
+  db          the domain and user rows (exists, enabled, maildir)           document 1.1
+  dns         every MX record of the domain and where it points              document 4
+  mx.ssh      the MX host answers over SSH
+  containers  Postfix, Dovecot, MariaDB run                                  document 4
+  mx.smtp     every MX greets on port 25 and answers EHLO (probe)            document 4
+  mx.config   relay_domains, relay_transport, mydestination on the MX        document 2.3
+  mx.rcpt     the MX accepts RCPT for the address from outside (probe)       document 2.4
+  relay       the next hop relay_transport names answers, seen FROM the MX   document 3
+  next.rcpt   the next hop accepts RCPT for the address (probe, LMTP/SMTP)   document 1.3
+  maildir     Maildir owner and mode; disk   free space on the mail volume   document 1.3, 4
+  logs        every hop's log for the address in the window (--since)       document 1.2, 1.3, 2.2
+  queues      what waits in the Postfix queues for the address              document Q1
 
-It reads ec2's relay_transport to learn the real path: lmtp:[dell]:2525 goes straight to Dovecot
-(dell's Postfix is then not on the path), smtp:[dell]:25 goes through dell's Postfix.
-The verdict is healthy, problem or escalate (disk under 10 % free, database errors, MX host
-unreachable), with the hop where mail stops first, a cause code, the evidence (log lines and
-values with host and time) and the exact fix command (a dry run until you add --apply).
-Reads only: nothing is changed. --probe also asks the MX (RCPT only, no message) whether it
-would accept mail for the address; with --apply --probe it sends a tagged test message and
-follows it hop by hop until it is saved or stops.]],
+The verdict is healthy only when every check passes and no hop's log shows a failure for the
+address after its last delivery. A check that could not run (a daemon, port or socket that does
+not answer) is "unknown", never "no": with nothing confirmed the verdict is escalate/incomplete.
+The failure the logs show is classified by the reply table (lib/replies.lua); the verdict names
+the cause that stops the mail first along the path (lib/causes.lua), its evidence and the fix.
+Reads only. The probes stop at RCPT (nothing is sent); --no-probe turns them off. --probe with
+--apply also sends a tagged test message and follows it until it is saved.]],
   args = {
     { name = "addr", type = "email", required = true, help = "the recipient whose mail does not arrive" },
     { name = "since", type = "duration", default = "1h", help = "how far back to read the logs" },
-    { name = "probe", type = "boolean", help = "also probe the MX over SMTP (a test message only with --apply)" },
+    { name = "probe", type = "boolean", help = "with --apply: also send a tagged test message through the MX and follow it" },
+    { name = "no-probe", type = "boolean", help = "skip the live SMTP/LMTP probes (banner, EHLO, RCPT at the MX and the next hop)" },
+    { name = "record", type = "boolean", help = "also print the verdict's input (check results, history, queues) as one JSON note (tests/fixtures/undelivered)" },
   },
   hosts = { "@mx", "@mailserver" },   -- mail.mx_host and mail.mailserver_host of the inventory
   examples = {
@@ -160,473 +587,29 @@ follows it hop by hop until it is saved or stops.]],
   },
 
   run = function(ctx)
-    local inv = ctx.inventory
-    local addr = ctx.args.addr
-    local domain = addr:match("@(.+)$")
-    local mx = inv.mail.mx_host or "ec2"
-    local ms = inv.mail.mailserver_host or "dell"
-    local f = {   -- facts for the verdict and the fixes
-      addr = addr, domain = domain, mx = mx, ms = ms,
-      mx_pf = mx .. "/postfix", ms_pf = ms .. "/postfix", ms_dc = ms .. "/dovecot", ms_db = ms .. "/mariadb",
-      db = inv.mail.database or "mail",
-      expected_transport = inv.mail.relay_transport,
-      maildir_owner = inv.mail.maildir_owner or "vmail",
-    }
-    local mxh, msh = inv.hosts[mx], inv.hosts[ms]
-    if not mxh or not msh then
-      error(("the inventory must name the MX host (mail.mx_host: %s) and the mail server (mail.mailserver_host: %s) under hosts"):format(mx, ms))
+    local f = facts(ctx)
+    local results = {}
+    for _, spec in ipairs(CHECKS) do
+      if spec.name == "relay" or spec.name == "next.rcpt" then
+        f.wrong_transport = false
+        for _, res in ipairs(results) do
+          for _, fl in ipairs(res.fails) do if fl.cause == "relay_transport_wrong" then f.wrong_transport = true end end
+        end
+      end
+      results[#results + 1] = run_check(ctx, f, spec)
     end
-    local has = function(host, svc) return inv.hosts[host] and inv.hosts[host].services and inv.hosts[host].services[svc] ~= nil end
-    f.mx_addrs = inv.mail.mx_addresses or { mxh.address }
-    f.mx_addr_text = table.concat(f.mx_addrs, ", ")
-    local dc = has(ms, "dovecot") and inv.hosts[ms].services.dovecot or {}
-    f.maildir_root = dc.maildir_root or "/var/mail/vmail"
-    local since = os.time() - ctx.args.since
-    local causes = {}          -- cause -> finding
-    -- hops are written generically (mx.postfix, mailserver.db); show the inventory's names
-    local function finding(fd)
-      if fd.hop then fd.hop = fd.hop:gsub("^mx", mx):gsub("mailserver", ms) end
-      return ctx:finding(fd)
+    if ctx.args.probe and ctx.apply then ctx:step("probe", function() send_probe(ctx, f) end, "send a tagged message and follow it (document 2.4)") end
+    local input = { facts = f, checks = results, history = f.history, queued = f.queued }
+    if ctx.args.record then
+      local keep = {}
+      for _, k in ipairs { "addr", "domain", "mx", "ms", "mx_pf", "ms_pf", "ms_dc", "ms_db", "db", "expected_transport",
+                           "maildir_root", "mx_addr_text", "next_hop_text" } do keep[k] = f[k] end
+      local recent = {}   -- the latest outcomes are the ones that count
+      for i = math.max(1, #f.history - 9), #f.history do recent[#recent + 1] = f.history[i] end
+      ctx:note("record: " .. verdict.encode { facts = keep, checks = results, history = recent, queued = f.queued })
     end
-    local function found(fd)
-      local fnd = finding(fd)
-      if fd.cause and fd.severity ~= "info" and fd.severity ~= "warn" and not causes[fd.cause] then causes[fd.cause] = fnd end
-      return fnd
-    end
-
-    -- 1.1 the database ------------------------------------------------------------------
-    ctx:step("db", function()
-      local d, msg, code = ctx:sql(f.db, "SELECT id, name FROM domains WHERE name = ?", domain)
-      if not d then
-        if code == "sql" then
-          found { cause = "db_error", hop = "mailserver.db", message = "the user database answers with an error: " .. msg,
-                  evidence = { ev(ms, "sql", msg) } }
-        else
-          f.db_down = msg
-          found { cause = "db_down", hop = "mailserver.db",
-                  message = ("the user database %s cannot be reached (%s): Dovecot cannot look up users"):format(f.db, code),
-                  evidence = { ev(ms, "sql", msg) } }
-        end
-        return
-      end
-      if #d.rows == 0 then
-        found { cause = "domain_missing", hop = "mailserver.db", message = ("the domain %s is not in the domains table"):format(domain),
-                evidence = { ev(ms, "sql", ("SELECT id, name FROM domains WHERE name = '%s' -> 0 rows"):format(domain)) } }
-      else
-        f.domain_id = d.rows[1].id
-      end
-      local u = assert(ctx:sql(f.db, "SELECT email, domain_id, enabled, maildir FROM users WHERE email = ?", addr))
-      local row = u.rows[1]
-      if not row then
-        found { cause = "user_missing", hop = "mailserver.db", message = ("the user %s is not in the users table"):format(addr),
-                evidence = { ev(ms, "sql", ("SELECT ... FROM users WHERE email = '%s' -> 0 rows"):format(addr)) } }
-        return
-      end
-      f.user_maildir = row.maildir
-      if tonumber(row.enabled) ~= 1 then
-        found { cause = "user_disabled", hop = "mailserver.db",
-                message = ("the user %s exists but is disabled (enabled = %s): Dovecot answers 550 5.1.1 as for an unknown user"):format(addr, tostring(row.enabled)),
-                evidence = { ev(ms, "sql", ("users: email=%s enabled=%s maildir=%s"):format(row.email, tostring(row.enabled), tostring(row.maildir))) } }
-      end
-      if f.domain_id and row.domain_id ~= f.domain_id then
-        finding { severity = "warn", cause = "user_domain_mismatch", hop = "mailserver.db",
-                      message = ("the user's domain_id %s is not the id %s of %s"):format(tostring(row.domain_id), tostring(f.domain_id), domain) }
-      end
-      local expect = ("%s/%s/"):format(domain, addr:match("^(.*)@"))
-      if type(row.maildir) ~= "string" or row.maildir == "" then
-        finding { severity = "warn", cause = "maildir_unset", hop = "mailserver.db", message = "the user's maildir column is empty" }
-      elseif row.maildir ~= expect and row.maildir ~= expect:sub(1, -2) then
-        finding { severity = "warn", cause = "maildir_unusual", hop = "mailserver.db",
-                      message = ("the user's maildir is %s (usually %s)"):format(row.maildir, expect) }
-      end
-    end, "the domain and the user exist in the database (document 1.1)")
-
-    -- 4 dns: the MX record -----------------------------------------------------------------
-    ctx:step("dns", function()
-      local r, msg, code = ctx:dig(domain, "MX")
-      if not r or #r.answers == 0 then
-        found { cause = "mx_missing", hop = "dns",
-                message = ("%s has no MX record (%s): senders cannot find the MX gateway"):format(domain, code or "no data"),
-                evidence = { ev("dns", "dig MX " .. domain, msg or "NOERROR, empty answer") } }
-        return
-      end
-      local seen, matched = {}, false
-      for _, a in ipairs(r.answers) do
-        if a.exchange then
-          local ips = ctx:dig_addresses(a.exchange) or {}
-          for _, ip in ipairs(ips) do
-            seen[#seen + 1] = ("%s %s -> %s"):format(a.preference, a.exchange, ip)
-            if contains(f.mx_addrs, ip) then matched = true; f.mx_ip = ip end
-          end
-          if #ips == 0 then seen[#seen + 1] = ("%s %s -> (no address)"):format(a.preference, a.exchange) end
-        end
-      end
-      if not matched then
-        local evs = {}
-        for _, s in ipairs(seen) do evs[#evs + 1] = ev("dns", "dig MX " .. domain, s) end
-        found { cause = "mx_wrong", hop = "dns",
-                message = ("the MX of %s does not point at the MX gateway (%s)"):format(domain, f.mx_addr_text), evidence = evs }
-      end
-    end, "the domain's MX record points at the MX gateway (document 4)")
-    f.mx_ip = f.mx_ip or f.mx_addrs[1]
-
-    -- 4 container states on both hosts ------------------------------------------------------
-    local states = {}
-    ctx:step("containers", function()
-      for _, svc in ipairs { f.mx_pf, f.ms_pf, f.ms_dc, f.ms_db } do
-        local host, name = svc:match("^(.-)/(.*)$")
-        if has(host, name) then
-          local st, msg, code = ctx:container_state(svc)
-          states[svc] = st or { error = msg, code = code }
-          if st and not st.running then
-            finding { severity = "warn", cause = "container_stopped", hop = svc,
-                          message = ("%s is not running (%s, exit code %s, finished %s)"):format(svc, tostring(st.status), tostring(st.exit_code), tostring(st.finished_at)),
-                          evidence = { ev(host, "docker inspect " .. (st.name or name), ("status=%s exit_code=%s restarts=%s"):format(tostring(st.status), tostring(st.exit_code), tostring(st.restart_count))) } }
-          elseif not st and host == mx and (code == "hostkey" or code == "auth" or code == "unreachable"
-                                            or code == "timeout" or code == "refused") then
-            f.mx_ssh = msg
-          end
-        end
-      end
-      if f.mx_ssh then
-        found { cause = "mx_host_unreachable", hop = "mx.ssh", message = ("cannot reach %s over SSH: %s"):format(mx, f.mx_ssh),
-                evidence = { ev(mx, "ssh", f.mx_ssh) } }
-      end
-    end, "the Postfix, Dovecot and MariaDB containers run (document 4)")
-    local function down(svc) return states[svc] and states[svc].running == false end
-    if f.db_down and down(f.ms_db) then
-      causes.db_down.evidence[#causes.db_down.evidence + 1] = ev(ms, "docker inspect", f.ms_db .. " is not running")
-    end
-
-    -- 4 the MX accepts connections on port 25 -------------------------------------------------
-    ctx:step("mx.smtp", function()
-      if f.mx_ssh then ctx:skip("the MX host is unreachable") end
-      local r, msg, code = ctx:tcp_check(ms, f.mx_ip, 25)
-      if r then return end
-      local evs = { ev(ms, "tcp " .. f.mx_ip .. ":25", msg) }
-      if down(f.mx_pf) then evs[#evs + 1] = ev(mx, "docker inspect", f.mx_pf .. " is not running (" .. tostring(states[f.mx_pf].status) .. ")") end
-      found { cause = "mx_unreachable", hop = "mx.smtp",
-              message = ("the MX gateway %s does not accept connections on port 25 (%s)%s"):format(f.mx_ip, code,
-                down(f.mx_pf) and ": its Postfix container is stopped" or ""),
-              evidence = evs }
-    end, "the MX answers on port 25 (document 4)")
-
-    -- 2.3 the MX's relay configuration -------------------------------------------------------
-    ctx:step("mx.config", function()
-      if f.mx_ssh or down(f.mx_pf) then ctx:skip("the MX's Postfix is not reachable") end
-      local p, msg = ctx:postconf(f.mx_pf, { "relay_domains", "relay_transport", "relayhost", "transport_maps" })
-      if not p then error("postconf on " .. f.mx_pf .. ": " .. tostring(msg)) end
-      local function val(name) local v = p[name]; if type(v) == "table" then v = v.value or table.concat(v, ", ") end; return v or "" end
-      f.relay_domains = split_list(val("relay_domains"))
-      f.relay_transport = val("relay_transport")
-      if not contains(f.relay_domains, domain) then
-        found { cause = "relay_domain_missing", hop = "mx.postfix",
-                message = ("%s is not in relay_domains of %s: the MX refuses its mail with 554 Relay access denied"):format(domain, f.mx_pf),
-                evidence = { ev(mx, "postconf relay_domains", "relay_domains = " .. val("relay_domains")) } }
-      end
-      local kind, host, port = parse_transport(f.relay_transport)
-      local wrong
-      if f.expected_transport then
-        wrong = norm_transport(f.relay_transport) ~= norm_transport(f.expected_transport)
-      else
-        wrong = kind == nil or (kind ~= "lmtp" and kind ~= "smtp")
-      end
-      if wrong then
-        found { cause = "relay_transport_wrong", hop = "mx.postfix",
-                message = ("relay_transport of %s is %q%s"):format(f.mx_pf, f.relay_transport,
-                  f.expected_transport and (", not " .. f.expected_transport) or ", not an lmtp: or smtp: next hop"),
-                evidence = { ev(mx, "postconf relay_transport", "relay_transport = " .. f.relay_transport) } }
-        kind, host, port = parse_transport(f.expected_transport)
-      end
-      f.path_kind, f.next_hop_host, f.next_hop_port = kind, host, port
-      local via = kind == "smtp" and ("%s's Postfix (smtp:[%s]:%s), then Dovecot"):format(ms, host, port)
-        or ("Dovecot LMTP directly (lmtp:[%s]:%s); %s's Postfix is not on the path"):format(tostring(host), tostring(port), ms)
-      ctx:note(("path: sender -> %s Postfix -> %s"):format(mx, via))
-      if val("relayhost") ~= "" then ctx:note("relayhost = " .. val("relayhost") .. " (not needed when relay_transport is set)") end
-    end, "relay_domains and relay_transport on the MX (document 2.3)")
-
-    -- 3 the relay hop, seen from the MX -----------------------------------------------------------
-    ctx:step("relay", function()
-      if not f.next_hop_host then ctx:skip("no usable relay_transport") end
-      if f.mx_ssh then ctx:skip("the MX host is unreachable") end
-      local r, msg, code = ctx:tcp_check(mx, f.next_hop_host, f.next_hop_port)
-      if r then return end
-      if code ~= "refused" and code ~= "timeout" and code ~= "unreachable" then
-        -- the check itself could not run (e.g. the sshd forbids forwarding): no evidence either way
-        finding { severity = "warn", cause = "relay_check_failed", hop = "mx->mailserver",
-                  message = ("cannot test %s:%s from %s: %s"):format(f.next_hop_host, f.next_hop_port, mx, msg) }
-        return
-      end
-      local target = f.path_kind == "smtp" and f.ms_pf or f.ms_dc
-      local evs = { ev(mx, ("tcp %s:%s"):format(f.next_hop_host, f.next_hop_port), msg) }
-      if down(target) then
-        evs[#evs + 1] = ev(ms, "docker inspect", target .. " is not running (" .. tostring(states[target].status) .. ")")
-        found { cause = f.path_kind == "smtp" and "mailserver_postfix_down" or "dovecot_down",
-                hop = f.path_kind == "smtp" and "mailserver.postfix" or "mailserver.dovecot",
-                message = ("%s is stopped, so the relay port %s:%s refuses connections from %s"):format(target, f.next_hop_host, f.next_hop_port, mx),
-                evidence = evs }
-      else
-        found { cause = "relay_unreachable", hop = "mx->mailserver",
-                message = ("%s cannot connect to the next hop %s:%s (%s) although %s is running"):format(mx, f.next_hop_host, f.next_hop_port, code, target),
-                evidence = evs }
-      end
-    end, "the MX can connect to the next hop (document 3.1/3.2)")
-
-    -- Dovecot's own state when it is not on the relay hop's verdict already
-    if down(f.ms_dc) and not causes.dovecot_down then
-      found { cause = "dovecot_down", hop = "mailserver.dovecot", message = f.ms_dc .. " is not running: nothing can be delivered",
-              evidence = { ev(ms, "docker inspect", f.ms_dc .. " status=" .. tostring(states[f.ms_dc].status)) } }
-    end
-
-    -- 2.2 / 1.2 / 1.3 every hop's log for the address ------------------------------------------
-    local maillog = require "runbook.maillog"
-    local tracker = maillog.tracker { addr = addr, since = since }
-    local read_from = {}
-    local function read_logs(svc, label)
-      local host = svc:match("^(.-)/")
-      if not has(host, svc:match("/(.*)$")) then return end
-      -- The whole window goes to the tracker, which filters in C: lines that carry only the
-      -- queue id (message-id=, from=, removed) are kept with the message they belong to.
-      local logs, msg, code = ctx:docker_logs(svc, { since = since })
-      if not logs then
-        finding { severity = "warn", cause = "logs_unavailable", hop = svc, message = ("cannot read %s's log: %s"):format(svc, msg) }
-        return
-      end
-      local n = 0
-      for rec in logs do
-        if n == 0 then
-          local p = maillog.parse(rec.line)
-          if p and p.host then host_alias[p.host] = host end
-        end
-        tracker:feed_line(rec.ts and (rec.ts .. " " .. rec.line) or rec.line, { host = host, source = label })
-        n = n + 1
-      end
-      read_from[#read_from + 1] = ("%s: %d line(s)"):format(svc, n)
-    end
-    ctx:step("logs", function()
-      if not f.mx_ssh then read_logs(f.mx_pf, "mx-postfix") end
-      if f.path_kind == "smtp" or f.path_kind == nil then read_logs(f.ms_pf, "ms-postfix") end
-      read_logs(f.ms_dc, "dovecot")
-      local msgs = tracker:messages()
-      f.messages = msgs
-      ctx:note(("%d message(s) for %s since %s (%s)"):format(#msgs, addr, os.date("!%Y-%m-%dT%H:%M:%SZ", since), table.concat(read_from, ", ")))
-      if #msgs == 0 then
-        finding { severity = "warn", cause = "no_mail_seen", hop = "mx.smtp",
-                      message = ("no mail for %s reached %s in the last %ds: if a sender is waiting, the MX record, port 25 and the inbound network are the suspects"):format(addr, mx, ctx.args.since) }
-        return
-      end
-      local last = msgs[#msgs]
-      f.last_message = last
-      local stop = last.stopped_at
-      local reply = ""
-      for _, hop in ipairs(last.hops) do
-        if hop.reply and (hop.status == "deferred" or hop.status == "bounced" or hop.status == "rejected" or hop.kind == "reject") then reply = hop.reply or hop.reason or "" end
-        if hop.kind == "reject" then reply = (hop.code or "") .. " " .. (hop.enhanced or "") .. " " .. (hop.reason or "") end
-      end
-      local evs = {}
-      for _, hop in ipairs(last.hops) do
-        for _, e in ipairs(hop_evidence(hop, hop.kind == "dovecot" and "dovecot log" or "postfix log", 3)) do evs[#evs + 1] = e end
-      end
-      if last.delivered then
-        ctx:note(("the last message for %s was delivered (%s)"):format(addr, last.final_status))
-        return
-      end
-      -- What the reply means is decided after the checks of the current state (below).
-      f.log_reply, f.log_status, f.log_evidence, f.log_stop = reply, last.final_status, evs, stop
-      finding { severity = "warn", cause = "not_delivered", hop = stop and stop.host or "logs",
-                message = ("the last message for %s was %s%s"):format(addr, last.final_status, reply ~= "" and (": " .. reply) or ""),
-                evidence = evs }
-    end, "the address in every hop's log since --since (document 1.2, 1.3, 2.2)")
-
-    -- Q1 both queues ------------------------------------------------------------------------------
-    ctx:step("queues", function()
-      for _, svc in ipairs { f.mx_pf, f.ms_pf } do
-        local host = svc:match("^(.-)/")
-        if has(host, "postfix") and not down(svc) and not (host == mx and f.mx_ssh) then
-          local q, msg = ctx:postqueue(svc)
-          if not q then
-            finding { severity = "warn", cause = "queue_unreadable", hop = svc, message = ("cannot read the queue of %s: %s"):format(svc, msg) }
-          else
-            for _, m in ipairs(q) do
-              for _, rc in ipairs(m.recipients or {}) do
-                local a = tostring(rc.address or ""):lower()
-                if a == addr:lower() or a:match("@(.+)$") == domain then
-                  local age = os.time() - (tonumber(m.arrival_time) or os.time())
-                  f.queued = f.queued or {}
-                  f.queued[#f.queued + 1] = { service = svc, queue_id = m.queue_id, address = a, age = age, reason = rc.delay_reason, queue = m.queue_name }
-                end
-              end
-            end
-          end
-        end
-      end
-      for _, q in ipairs(f.queued or {}) do
-        finding { severity = "warn", cause = "queued", hop = q.service,
-                      message = ("%s waits in the %s queue of %s for %ds (%s)"):format(q.queue_id, q.queue or "?", q.service, q.age, q.reason or "no reason given"),
-                      evidence = { ev(q.service:match("^(.-)/"), "postqueue -j", ("%s %s %s: %s"):format(q.queue_id, q.queue or "", q.address, q.reason or "")) } }
-      end
-    end, "what waits in both Postfix queues (document Q1)")
-
-    -- 1.3 / 4 Dovecot: the recipient, the Maildir, the disk -----------------------------------------
-    ctx:step("dovecot", function()
-      if not has(ms, "dovecot") then ctx:skip("no dovecot service in the inventory") end
-      if down(f.ms_dc) then ctx:skip(f.ms_dc .. " is not running") end
-      -- LMTP RCPT, as the MX would ask it (nothing is delivered: the dialogue stops after RCPT)
-      if f.path_kind == "lmtp" and f.next_hop_host and not causes.db_down then
-        local r, msg, code = ctx:smtp_probe { host = f.next_hop_host, port = f.next_hop_port, lmtp = true,
-                                              from = "", rcpt = addr, stop = "rcpt", timeout = 15 }
-        local rc = r and r.stages and r.stages.rcpt and r.stages.rcpt[1]
-        if rc and not rc.ok then
-          local text = ("%s %s %s"):format(rc.code or "", rc.enhanced or "", rc.text or "")
-          local c
-          if tostring(rc.code) == "552" or text:find("5%.2%.2") then c = "quota_exceeded"
-          elseif tostring(rc.code):sub(1, 1) == "4" then c = causes.db_down and "db_down" or "maildir_permissions"
-          elseif tostring(rc.code) == "550" then c = causes.user_disabled and "user_disabled" or causes.domain_missing and "domain_missing" or "user_missing" end
-          local e = ev(ms, ("LMTP RCPT %s:%s"):format(f.next_hop_host, f.next_hop_port), text)
-          if c and not causes[c] then
-            found { cause = c, hop = c == "quota_exceeded" and "mailserver.dovecot" or (c == "maildir_permissions" and "mailserver.maildir" or "mailserver.db"),
-                    message = ("Dovecot refuses RCPT for %s: %s"):format(addr, text), evidence = { e } }
-          elseif c then
-            table.insert(causes[c].evidence, e)
-          else
-            finding { severity = "warn", cause = "lmtp_refused", hop = "mailserver.dovecot", message = "Dovecot refuses RCPT: " .. text, evidence = { e } }
-          end
-        elseif not r and code ~= "dryrun" then
-          ctx:note(("LMTP probe to %s:%s failed: %s"):format(f.next_hop_host, f.next_hop_port, msg))
-        end
-      end
-      -- disk space of the mail volume
-      local df = ctx:df(f.ms_dc, f.maildir_root)
-      if df then
-        local limit = inv.mail.disk_escalate_pct or 90
-        if df.use_pct >= limit then
-          found { cause = "disk_full", hop = "mailserver.disk",
-                  message = ("the mail volume %s is %d%% full (%d KiB free): less than %d%% left"):format(f.maildir_root, df.use_pct, df.avail_kb, 100 - limit),
-                  evidence = { ev(ms, "df " .. f.maildir_root, ("%s %d%% used, %d KiB available"):format(df.mount or df.filesystem or "", df.use_pct, df.avail_kb)) } }
-        end
-      end
-      -- owner and mode of the domain's and the user's Maildir
-      local paths = { f.maildir_root .. "/" .. domain }
-      if f.user_maildir and f.user_maildir ~= "" then paths[#paths + 1] = f.maildir_root .. "/" .. f.user_maildir:gsub("/$", "") end
-      for _, p in ipairs(paths) do
-        local st, msg, code = ctx:stat(f.ms_dc, p)
-        if st then
-          local mode = tonumber(st.mode, 8) or tonumber(st.perms or "", 8) or 0
-          local owner = st.user or st.owner
-          if owner ~= f.maildir_owner or (mode // 64) & 7 ~= 7 then
-            found { cause = "maildir_permissions", hop = "mailserver.maildir",
-                    message = ("%s is owned by %s:%s mode %s; Dovecot (as %s) needs it owned and rwx"):format(p, tostring(owner), tostring(st.group), tostring(st.mode or st.perms), f.maildir_owner),
-                    evidence = { ev(ms, "stat " .. p, ("%s:%s %s %s"):format(tostring(owner), tostring(st.group), tostring(st.mode or st.perms), tostring(st.type))) } }
-            break
-          end
-        elseif code ~= "notfound" then
-          ctx:note(("cannot stat %s: %s"):format(p, msg))
-        end
-      end
-    end, "Dovecot accepts the recipient; Maildir owner and mode; free space (document 1.3, 4)")
-
-    -- What the logs say, weighed against the current state -----------------------------------------
-    -- A reply in the logs names a candidate cause. It is the verdict's cause only when a check of
-    -- the current state confirms it; otherwise it is history (the fault is gone) and the queue
-    -- decides whether anything still waits. Quota is the exception: an over-quota mailbox leaves
-    -- evidence only on the MX side (Dovecot logs nothing), so the last reply is believed.
-    if f.log_reply then
-      local c = classify_reply(f.log_reply, causes)
-      if c and causes[c] then
-        for _, e in ipairs(f.log_evidence) do table.insert(causes[c].evidence, e) end
-      elseif c == "quota_exceeded" then
-        found { cause = "quota_exceeded", hop = "mailserver.dovecot",
-                message = ("the mailbox of %s is over quota: the last message was %s with %q"):format(addr, f.log_status, f.log_reply),
-                evidence = f.log_evidence }
-      elseif c then
-        finding { severity = "warn", cause = "past_failure", hop = "logs",
-                  message = ("the last message failed as for %s (%s), but that is not the case now"):format(c, f.log_reply) }
-      end
-    end
-    -- Mail waiting although nothing on the path is broken now: the queue is stuck.
-    if f.queued and #f.queued > 0 then
-      local blocking = false
-      for c in pairs(causes) do if c ~= "queue_stuck" then blocking = true end end
-      if not blocking then
-        local q = f.queued[1]
-        f.queue_service, f.stuck_queue_id = q.service, q.queue_id
-        found { cause = "queue_stuck", hop = q.service:match("^(.-)/") == mx and "mx.queue" or "mailserver.queue",
-                message = ("%d message(s) for %s wait in %s although the path works now: they are retried only at the next queue run"):format(#f.queued, addr, q.service),
-                evidence = { ev(q.service:match("^(.-)/"), "postqueue -j", ("%s waiting %ds: %s"):format(q.queue_id, q.age, q.reason or "")) } }
-      end
-    end
-
-    -- --probe: ask the MX (RCPT only), or with --apply send a tagged message and follow it --------
-    if ctx.args.probe then
-      ctx:step("probe", function()
-        local stop = ctx.apply and "data" or "rcpt"
-        local r, msg, code = ctx:smtp_probe { host = f.mx_ip, port = 25, from = "postmaster@" .. domain, rcpt = addr,
-                                              stop = stop, subject = "runbook probe " .. ctx.run_id, timeout = 20 }
-        if not r then ctx:note("probe: " .. tostring(msg)); return end
-        local rc = r.stages and r.stages.rcpt and r.stages.rcpt[1]
-        if rc and not rc.ok then
-          finding { severity = "warn", cause = "probe_refused", hop = "mx.smtp",
-                        message = ("the MX refuses RCPT for %s: %s %s %s"):format(addr, rc.code or "", rc.enhanced or "", rc.text or ""),
-                        evidence = { ev(ms, "SMTP RCPT " .. f.mx_ip .. ":25", ("%s %s"):format(rc.code or "", rc.text or "")) } }
-          return
-        end
-        if stop ~= "data" or not r.queued_as then ctx:note("probe: the MX accepts RCPT for " .. addr); return end
-        ctx:note(("probe message %s queued on %s as %s; following it"):format(r.message_id or "?", mx, r.queued_as))
-        local deadline = ctx:elapsed() + 30
-        local saved = false
-        while ctx:elapsed() < deadline and not saved do
-          local t = maillog.tracker { addr = addr, since = os.time() - 120 }
-          for _, svc in ipairs { f.mx_pf, f.ms_pf, f.ms_dc } do
-            local host = svc:match("^(.-)/")
-            if has(host, svc:match("/(.*)$")) then
-              local logs = ctx:docker_logs(svc, { since = "3m", grep = { addr, r.queued_as } })
-              for rec in logs or function() end do t:feed_line(rec.ts .. " " .. rec.line, { host = host }) end
-            end
-          end
-          for _, m in ipairs(t:messages()) do
-            if m.message_id and r.message_id and m.message_id:find(r.message_id:gsub("[<>]", ""), 1, true) then
-              ctx:progress(("probe: %s"):format(m.final_status))
-              if m.delivered then saved = true; ctx:note("probe: saved in the mailbox") end
-            end
-          end
-        end
-        if not saved then
-          finding { severity = "fail", cause = "probe_not_delivered", hop = "probe",
-                        message = "the probe message was not saved within 30 s" }
-        end
-      end, "probe the MX over SMTP (document 2.4)")
-    end
-
+    local v = verdict.decide(input)
     -- The verdict: the first cause along the path -----------------------------------------------------
-    local first
-    for c in pairs(causes) do
-      if RANK[c] and (not first or RANK[c] < RANK[first]) then first = c end
-    end
-    if not first then
-      local last = f.last_message
-      local msg
-      if last and last.delivered then
-        msg = ("mail for %s is delivered: the last message (%s) was saved %s after it reached %s"):format(addr,
-          last.message_id or "?", last.duration and ("%.2fs"):format(last.duration) or "", mx)
-      else
-        msg = ("nothing on the path to %s is broken now%s"):format(addr, last and "" or " (and no mail for it in the window)")
-      end
-      ctx:verdict { status = "healthy", message = msg, evidence = last and path_evidence(last) or nil }
-      return
-    end
-    local spec = CAUSES[RANK[first]]
-    local fnd = causes[first]
-    local fix = spec.fix(f)
-    local others = {}
-    for c in pairs(causes) do if c ~= first then others[#others + 1] = c end end
-    table.sort(others, function(a, b) return (RANK[a] or 99) < (RANK[b] or 99) end)
-    ctx:verdict {
-      status = spec.status or "problem",
-      hop = fnd.hop or (spec.hop:gsub("^mx", mx):gsub("mailserver", ms)),
-      cause = first,
-      message = fnd.message .. (#others > 0 and (" (also found: " .. table.concat(others, ", ") .. ")") or ""),
-      evidence = fnd.evidence,
-      fix = fix,
-    }
+    ctx:verdict { status = v.status, hop = v.hop, cause = v.cause, message = v.message, evidence = v.evidence, fix = v.fix }
   end,
 }
