@@ -229,12 +229,21 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
           bigv >= 0.01 and ("most of it %s (%s)"):format(big[3], big[2]) or "no hop took measurable time"))
         if last.delivered then
           delivered = delivered + 1
-          ctx:note(("  delivered%s"):format(last.duration and (" %s after it arrived"):format(secs((last.last_time or 0) - (m.first_time or last.first_time or 0))) or ""))
+          ctx:note(("  delivered%s%s"):format(last.mailbox and (" into folder " .. last.mailbox) or "",
+            last.duration and (" %s after it arrived"):format(secs((last.last_time or 0) - (m.first_time or last.first_time or 0))) or ""))
+          if last.mailbox and last.mailbox ~= "INBOX" then
+            -- saved, but not where the user looks first (a sieve fileinto, e.g. Junk)
+            ctx:finding { severity = "info", cause = "delivered_to_folder", hop = host_names[(last.hops[#last.hops] or {}).host],
+                          message = ("%s for %s was saved into folder %s, not INBOX"):format(needle, tostring(m.to), last.mailbox) }
+          end
         else
           local st = last.stopped_at or {}
           local lh = last.hops[#last.hops] or {}
           stopped[#stopped + 1] = { m = last, s = st }
           ctx:note(("  stopped at %s (%s): %s"):format(host_of(st.host), tostring(st.queue_id or st.session), tostring(st.reason or st.status)))
+          for _, n in ipairs(last.notifications or {}) do
+            ctx:note(("  %s notification: queue id %s"):format(n.kind, tostring(n.id)))
+          end
           ctx:finding { severity = (last.final_status == "bounced" or last.final_status == "rejected") and "fail" or "warn",
                         cause = "message_" .. tostring(last.final_status), hop = host_names[st.host] or st.host,
                         message = ("%s for %s stopped at %s %s: %s"):format(needle, tostring(m.to), host_of(st.host),

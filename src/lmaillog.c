@@ -6,6 +6,9 @@
  *   sc:feed(chunk) -> {record...}   raw bytes, partial last line kept for the next call
  *   sc:line(line)  -> {record...}   one complete line
  *   sc:feed_file(path) -> {record...} | nil, msg, code   whole file in 1 MiB blocks
+ *   sc:open(path) -> true | nil, msg, code     then sc:read() -> {record...}, more | nil, msg, code:
+ *                                   the file block by block (at most 1 MiB each, read straight into
+ *                                   the scanner's history); more = false after the last block
  *   sc:flush() -> {record...}       the partial last line
  *   sc:watch(key)                   report lines of this queue id / session from now on
  *   sc:stats() -> {bytes=, lines=, mail_lines=, matched=, reported=, context_dropped=, truncated=,
@@ -345,43 +348,68 @@ static int scanner_flush(lua_State *L)
 	return 1;
 }
 
+static int open_error(lua_State *L, scanner_ud *u, const char *path)
+{
+	int err = errno;
+	if (u->fd >= 0)
+		close(u->fd), u->fd = -1;
+	luaL_pushfail(L);
+	lua_pushfstring(L, "%s: %s", path, strerror(err));
+	lua_pushstring(L, err == ENOENT ? "notfound" : err == EACCES ? "denied" : "io");
+	return 3;
+}
+
 static int scanner_feed_file(lua_State *L)
 {
 	scanner_ud *u = check_open(L);
 	const char *path = luaL_checkstring(L, 2);
 	emit_ctx c;
-	ssize_t n;
-	int err;
+	int r, rc;
 
-	if (!u->buf && !(u->buf = malloc(READ_BLOCK)))
-		return luaL_error(L, "out of memory");
 	if (u->fd >= 0)
 		close(u->fd);
 	u->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (u->fd < 0) {
-		err = errno;
-		luaL_pushfail(L);
-		lua_pushfstring(L, "%s: %s", path, strerror(err));
-		lua_pushstring(L, err == ENOENT ? "notfound" : err == EACCES ? "denied" : "io");
-		return 3;
-	}
+	if (u->fd < 0)
+		return open_error(L, u, path);
 	c = begin_out(L, u);
-	while ((n = read(u->fd, u->buf, READ_BLOCK)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = errno;
-			close(u->fd), u->fd = -1;
-			luaL_pushfail(L);
-			lua_pushfstring(L, "%s: %s", path, strerror(err));
-			lua_pushstring(L, "io");
-			return 3;
-		}
-		ml_scanner_feed(u->s, u->buf, (size_t)n, emit_record, &c);
-	}
+	while ((r = ml_scanner_read(u->s, u->fd, READ_BLOCK, emit_record, &c, &rc)) != 0)
+		if (r < 0 && errno != EINTR)
+			return open_error(L, u, path);
 	close(u->fd), u->fd = -1;
 	ml_scanner_flush(u->s, emit_record, &c);
 	return 1;
+}
+
+static int scanner_open(lua_State *L)
+{
+	scanner_ud *u = check_open(L);
+	const char *path = luaL_checkstring(L, 2);
+	if (u->fd >= 0)
+		close(u->fd), u->fd = -1;
+	u->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (u->fd < 0)
+		return open_error(L, u, path);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int scanner_read(lua_State *L)
+{
+	scanner_ud *u = check_open(L);
+	int rc, r;
+	if (u->fd < 0)
+		return luaL_error(L, "maillog scanner: read without an open file");
+	emit_ctx c = begin_out(L, u);
+	while ((r = ml_scanner_read(u->s, u->fd, READ_BLOCK, emit_record, &c, &rc)) < 0 && errno == EINTR)
+		;
+	if (r < 0)
+		return open_error(L, u, "read");
+	if (r == 0) {
+		close(u->fd), u->fd = -1;
+		ml_scanner_flush(u->s, emit_record, &c);
+	}
+	lua_pushboolean(L, r > 0);
+	return 2;
 }
 
 static int scanner_watch(lua_State *L)
@@ -421,6 +449,8 @@ static const luaL_Reg scanner_methods[] = {
 	{ "feed", scanner_feed },
 	{ "line", scanner_line },
 	{ "feed_file", scanner_feed_file },
+	{ "open", scanner_open },
+	{ "read", scanner_read },
 	{ "flush", scanner_flush },
 	{ "watch", scanner_watch },
 	{ "stats", scanner_stats },

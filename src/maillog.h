@@ -1,10 +1,12 @@
 /* maillog.h: pure-C parser and filtering scanner for Postfix and Dovecot log lines (no Lua).
  *
  * ml_parse_line() splits one log line into fields that point into the line (no allocation).
- * ml_scanner is the streaming hot path: fed raw chunks, it finds line ends with memchr, keeps a
- * bounded ring of recent queue-id lines as context, and reports only the lines that mention one
- * of the watched needles (address/domain, case-insensitive) or belong to a watched queue id /
- * Dovecot session, together with the earlier lines of the same queue id.
+ * ml_scanner is the streaming hot path. It reports only the lines that mention one of the
+ * needles (address/domain, case-insensitive) or belong to a watched queue id / Dovecot session,
+ * together with the earlier lines of the same queue id. With needles it finds them first (a
+ * vectorised search over a bounded history of the raw input) and parses only what a match needs:
+ * a look-back in the history for the earlier lines of its ids, and the later lines of watched
+ * ids. Without needles every line is parsed (header and queue id) and every mail line reported.
  * Memory is bounded by the options given to ml_scanner_new(), whatever the log size.
  * Depends on: libc only. Used by lmaillog.c (the Lua binding) and tests/c/maillog.c. */
 #ifndef RUNBOOK_MAILLOG_H
@@ -79,7 +81,8 @@ int64_t ml_days_from_civil(int64_t y, unsigned m, unsigned d);
 typedef struct ml_scanner ml_scanner;
 
 typedef struct {
-	size_t window;             /* bytes of context ring (default 4 MiB) */
+	size_t window;             /* bytes of look-back for context (default 4 MiB; the history
+	                              buffer is 4x this, the per-line ring without needles 1x) */
 	size_t max_line;           /* longer lines are cut to this many bytes (default 64 KiB) */
 	size_t keys;               /* watched/context key slots (default 65536) */
 	double since, until;       /* time filter; NAN = open */
@@ -98,12 +101,17 @@ void ml_scanner_watch(ml_scanner *s, const char *key, size_t n);
 /* Feed raw bytes; a partial last line is kept for the next call. Returns 0, or the non-zero
  * value the callback returned. */
 int ml_scanner_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, void *ud);
+/* Reads at most max bytes from fd (straight into the history in find-first mode) and processes
+ * them. Returns 1 after data, 0 at end of file, -1 on a read error (errno set); *rc is the
+ * callback's non-zero value, if any. */
+int ml_scanner_read(ml_scanner *s, int fd, size_t max, ml_emit_fn fn, void *ud, int *rc);
 /* Process the partial last line, if any. */
 int ml_scanner_flush(ml_scanner *s, ml_emit_fn fn, void *ud);
 
 typedef struct {
 	uint64_t bytes, lines, mail_lines, matched, reported, context_dropped, truncated;
 	uint64_t unreadable;       /* lines the fast path took as mail lines but the full parser could not read */
+	/* with needles, mail_lines counts only the lines the scanner had to parse */
 } ml_scanner_stats;
 void ml_scanner_get_stats(const ml_scanner *s, ml_scanner_stats *st);
 

@@ -1,6 +1,15 @@
 /* maillog_scan.c: the streaming filter of maillog.h, the hot path for big logs.
  *
- * Per line it parses only the header and queue id (or Dovecot session), tests the needles
+ * With needles (an address or domain to follow) the scanner runs "find first": the input is kept
+ * in a history buffer, the needles are searched over the whole buffer (SSE2, two bytes of the
+ * needle tested per position, case-insensitive), and only what a match needs is parsed: the
+ * matched line; the earlier lines of its queue id (or Dovecot session, next queue id, bounce id)
+ * found by a bounded look-back in the history (memmem backwards in growing steps, stopping at the
+ * queue file's first line or at the `removed` of an earlier use of the id); and, while any key
+ * is watched, the later lines of watched keys (a cheap `]: ID:` key probe per line). Lines with
+ * no match and no watched key are skipped without being parsed.
+ *
+ * Without needles (every mail line is wanted) it parses each line's header and queue id (or Dovecot session), tests the needles
  * (case-insensitive substring via memchr on a case-free anchor byte), and:
  *  - reports the line when a needle matches (inside since/until) or its key is watched; the
  *    first report of a queue id also replays the earlier lines of that id kept in the ring, and
@@ -13,6 +22,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "maillog.h"
 
@@ -23,7 +36,9 @@ typedef struct {
 	uint64_t h;     /* key hash, 0 = free */
 	uint64_t last;  /* absolute ring position + 1 of the newest context line, 0 = none */
 	uint32_t age;
-	uint32_t watched;
+	uint8_t watched;   /* 1 watched (its later lines are reported), 2 context done (a session) */
+	uint8_t first;     /* first byte of the key, for the probe's prefilter */
+	uint16_t pad;
 } key_slot;
 
 typedef struct {
@@ -36,6 +51,7 @@ typedef struct {
 	unsigned char *lc; /* lower-cased needle */
 	size_t n, anchor;  /* anchor: index of a byte that has no case, or 0 */
 	int anchor_caseless;
+	int exact;         /* compare bytes as they are (queue ids, sessions) */
 } needle;
 
 struct ml_scanner {
@@ -52,6 +68,14 @@ struct ml_scanner {
 	int part_skip;   /* the partial line overflowed max_line: drop bytes up to the newline */
 	uint64_t chain[MAX_CHAIN];
 	ml_scanner_stats st;
+	/* find-first mode (needles given): raw history, lines before hproc are processed */
+	unsigned char *hist;
+	size_t hcap, hlen, hproc, hkeep;
+	int hskip;                 /* a partial line overflowed max_line: drop bytes up to the newline */
+	size_t nwatched;           /* watched key slots: the per-line key probe runs only when > 0 */
+	const unsigned char *cur;  /* start of the line being processed (look-backs end there) */
+	size_t lb_off[MAX_CHAIN];
+	uint32_t first_map[256];   /* watched (1) keys per first byte */
 };
 
 static unsigned char lower[256];
@@ -98,6 +122,8 @@ ml_scanner *ml_scanner_new(const ml_scanner_opts *o)
 	if (s->nbuckets < 16)
 		s->nbuckets = 16;
 	s->ring = malloc(s->o.window);
+	s->hkeep = s->o.window;
+	s->hcap = s->o.window * 4;
 	s->slots = calloc(s->nbuckets * WAYS, sizeof *s->slots);
 	s->part = malloc(s->o.max_line);
 	if (!s->ring || !s->slots || !s->part) {
@@ -117,6 +143,7 @@ void ml_scanner_free(ml_scanner *s)
 	free(s->ring);
 	free(s->slots);
 	free(s->part);
+	free(s->hist);
 	free(s);
 }
 
@@ -134,7 +161,7 @@ int ml_scanner_add_needle(ml_scanner *s, const char *k, size_t n)
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		nd->lc[i] = lower[(unsigned char)k[i]];
-	nd->n = n, nd->anchor = 0, nd->anchor_caseless = 0;
+	nd->n = n, nd->anchor = 0, nd->anchor_caseless = 0, nd->exact = 0;
 	/* prefer '@', then any byte without case */
 	for (size_t i = 0; i < n; i++)
 		if (nd->lc[i] == '@') {
@@ -208,8 +235,20 @@ static key_slot *slot_find(ml_scanner *s, uint64_t h, int create)
 	}
 	if (victim->h && victim->last)
 		s->st.context_dropped++;
+	if (victim->h && victim->watched == 1)
+		s->nwatched--, s->first_map[victim->first]--;
 	victim->h = h, victim->last = 0, victim->watched = 0, victim->age = ++s->clock;
 	return victim;
+}
+
+/* Sets k's watch state (0, 1 or 2), keeping the counts of watched keys in step. */
+static void set_watched(ml_scanner *s, key_slot *k, unsigned char first, int w)
+{
+	if (k->watched == 1)
+		s->nwatched--, s->first_map[k->first]--;
+	k->watched = (uint8_t)w, k->first = first;
+	if (w == 1)
+		s->nwatched++, s->first_map[first]++;
 }
 
 void ml_scanner_watch(ml_scanner *s, const char *key, size_t n)
@@ -217,7 +256,14 @@ void ml_scanner_watch(ml_scanner *s, const char *key, size_t n)
 	if (n == 0)
 		return;
 	key_slot *k = slot_find(s, key_hash(key, n), 1);
-	k->watched = 1;
+	set_watched(s, k, (unsigned char)key[0], 1);
+}
+
+static void unwatch(ml_scanner *s, key_slot *k)
+{
+	if (k->watched == 1)
+		s->nwatched--, s->first_map[k->first]--;
+	k->h = 0, k->watched = 0, k->last = 0; /* ids are reused: forget it */
 }
 
 static int ring_valid(const ml_scanner *s, uint64_t pos)
@@ -242,16 +288,26 @@ static void ring_append(ml_scanner *s, key_slot *k, const char *line, size_t len
 }
 
 static int replay(ml_scanner *s, key_slot *k, ml_emit_fn fn, void *ud);
+static int lookback(ml_scanner *s, ml_str key, int family, size_t reach, ml_emit_fn fn, void *ud);
 
-/* Watches a next-hop key named by a reported line; lines of it logged before (the next queue
- * file's smtpd/cleanup lines, a Dovecot session answering before Postfix logs the reply) are
- * replayed from the ring first. */
-static int watch_replay(ml_scanner *s, ml_str key, ml_emit_fn fn, void *ud)
+static const unsigned char *key_find(ml_str key, const unsigned char *b, const unsigned char *e);
+
+#define NEAR_REACH ((size_t)64 << 10) /* look-back for ids named by a reply: logged just before */
+
+/* Makes k watched. Lines of it logged before (the next queue file's smtpd/cleanup lines, a
+ * Dovecot session answering before Postfix logs the reply, the earlier lines of a queue id) are
+ * reported first: from the ring, or in find-first mode by a look-back in the history. */
+static int watch_context(ml_scanner *s, key_slot *k, ml_str key, int family, size_t reach, ml_emit_fn fn, void *ud)
 {
-	key_slot *k = slot_find(s, key_hash(key.p, key.n), 1);
 	if (k->watched)
 		return 0;
-	k->watched = 1;
+	if (s->hist && s->cur) {
+		/* a Dovecot session is over when Postfix logs the reply naming it: its lines come
+		 * before, so it is marked done (2) rather than watched for later lines */
+		set_watched(s, k, (unsigned char)key.p[0], family == ML_DOVECOT ? 2 : 1);
+		return lookback(s, key, family, reach, fn, ud);
+	}
+	set_watched(s, k, (unsigned char)key.p[0], 1);
 	return k->last ? replay(s, k, fn, ud) : 0;
 }
 
@@ -264,11 +320,12 @@ static int report(ml_scanner *s, const char *line, size_t len, int context, ml_e
 		return 0;
 	}
 	s->st.reported++;
-	if (r.queued_as.p && (rc = watch_replay(s, r.queued_as, fn, ud)) != 0)
+	if (r.queued_as.p && (rc = watch_context(s, slot_find(s, key_hash(r.queued_as.p, r.queued_as.n), 1), r.queued_as, ML_POSTFIX, NEAR_REACH, fn, ud)) != 0)
 		return rc;
-	if (r.bounce_id.p && (rc = watch_replay(s, r.bounce_id, fn, ud)) != 0)
+	if (r.bounce_id.p && (rc = watch_context(s, slot_find(s, key_hash(r.bounce_id.p, r.bounce_id.n), 1), r.bounce_id, ML_POSTFIX, NEAR_REACH, fn, ud)) != 0)
 		return rc;
-	if (r.session.p && r.family == ML_POSTFIX && (rc = watch_replay(s, r.session, fn, ud)) != 0)
+	if (r.session.p && r.family == ML_POSTFIX &&
+	    (rc = watch_context(s, slot_find(s, key_hash(r.session.p, r.session.n), 1), r.session, ML_DOVECOT, NEAR_REACH, fn, ud)) != 0)
 		return rc;
 	return fn(ud, line, len, &r, context);
 }
@@ -298,6 +355,87 @@ static int replay(ml_scanner *s, key_slot *k, ml_emit_fn fn, void *ud)
 	return 0;
 }
 
+/* Is key the queue id (Postfix) or session (Dovecot) of line [p, e)? Sets *first when the line
+ * opens a queue file (smtpd client=, pickup uid=) and *removed when it closes one. */
+static int line_has_key(const unsigned char *p, const unsigned char *e, ml_str key, int family, int *first, int *removed)
+{
+	ml_record r;
+	if (ml_parse_head((const char *)p, (size_t)(e - p), &r) != family)
+		return 0;
+	ml_str k = family == ML_POSTFIX ? r.queue_id : r.session;
+	if (!k.p || k.n != key.n || memcmp(k.p, key.p, key.n) != 0)
+		return 0;
+	*removed = r.event.p && r.event.n == 7 && !memcmp(r.event.p, "removed", 7);
+	const char *m = k.p + k.n; /* `ID: client=` / `ID: uid=` */
+	size_t left = (size_t)((const char *)e - m);
+	*first = family == ML_POSTFIX && ((left >= 9 && !memcmp(m, ": client=", 9)) || (left >= 6 && !memcmp(m, ": uid=", 6)));
+	return 1;
+}
+
+/* Find-first mode: reports, oldest first, the lines of key logged in the `window` bytes of
+ * history before the current line; searched backwards in growing steps, stopping at the line
+ * that opened the queue file or at the `removed` of an earlier use of the same id. */
+static int lookback(ml_scanner *s, ml_str key, int family, size_t reach, ml_emit_fn fn, void *ud)
+{
+	const unsigned char *lo = s->hist, *hi = s->cur, *end = hi;
+	size_t n = 0, step = 2048;
+	int done = 0;
+	if (reach > s->hkeep)
+		reach = s->hkeep;
+	if ((size_t)(hi - lo) > reach)
+		lo = hi - reach;
+	while (!done && end > lo && n < MAX_CHAIN) {
+		const unsigned char *start = (size_t)(end - lo) > step ? end - step : lo;
+		const unsigned char *lim = end + key.n - 1 < hi ? end + key.n - 1 : hi;
+		const unsigned char *x = start, *prev_line = NULL;
+		size_t step_first = n;
+		while (x < end && (x = key_find(key, x, lim)) != NULL && x < end) {
+			const unsigned char *ls = x, *le;
+			while (ls > s->hist && ls[-1] != '\n')
+				ls--;
+			le = memchr(x, '\n', (size_t)(hi - x));
+			if (!le)
+				le = hi;
+			int first = 0, removed = 0;
+			if (ls != prev_line && ls >= lo && line_has_key(ls, le, key, family, &first, &removed)) {
+				prev_line = ls;
+				if (removed) {
+					/* an earlier message under the same id: nothing before this line counts */
+					n = step_first;
+					done = 1;
+				} else {
+					if (n < MAX_CHAIN)
+						s->lb_off[n++] = (size_t)(ls - s->hist);
+					if (first)
+						done = 1;
+				}
+			}
+			x = le;
+		}
+		end = start;
+		if (step < s->hkeep)
+			step *= 2;
+	}
+	if (!done && family == ML_POSTFIX && reach == s->hkeep && end <= lo && lo > s->hist)
+		s->st.context_dropped++; /* the queue file opened before the history kept */
+	/* offsets in log order (each step was searched forwards, the steps backwards) */
+	for (size_t i = 1; i < n; i++) {
+		size_t v = s->lb_off[i], j = i;
+		while (j > 0 && s->lb_off[j - 1] > v) {
+			s->lb_off[j] = s->lb_off[j - 1];
+			j--;
+		}
+		s->lb_off[j] = v;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const unsigned char *ls = s->hist + s->lb_off[i], *le = memchr(ls, '\n', (size_t)(hi - ls));
+		int rc = report(s, (const char *)ls, (size_t)((le ? le : hi) - ls), 1, fn, ud);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int in_window(const ml_scanner *s, const ml_record *r)
 {
 	if (!r->has_time)
@@ -318,7 +456,9 @@ static int delivery_service(const ml_record *r)
 	       ((v.n == 4 && !memcmp(v.p, "lmtp", 4)) || (v.n == 3 && !memcmp(v.p, "lda", 3)));
 }
 
-static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn fn, void *ud)
+/* One line. hit: 1 when the caller's buffer search found a needle in it, 0 when it did not
+ * (find-first mode: a watched-key candidate), -1 to test the needles here. */
+static int process_line(ml_scanner *s, const char *line, size_t len, int hit, ml_emit_fn fn, void *ud)
 {
 	ml_record r;
 	ml_str key = { NULL, 0 };
@@ -326,7 +466,8 @@ static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn 
 	uint64_t h = 0;
 	int matched, rc;
 
-	s->st.lines++;
+	if (hit < 0)
+		s->st.lines++;
 	if (ml_parse_head(line, len, &r) == ML_OTHER)
 		return 0;
 	s->st.mail_lines++;
@@ -338,7 +479,7 @@ static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn 
 		h = key_hash(key.p, key.n);
 		k = slot_find(s, h, 0);
 	}
-	matched = s->nn == 0 || needle_match(s, line, len);
+	matched = hit >= 0 ? hit : (s->nn == 0 || needle_match(s, line, len));
 	if (matched && !(k && k->watched) && (!isnan(s->o.since) || !isnan(s->o.until))) {
 		ml_record t;
 		ml_parse_line(line, len, &s->o.time, &t);
@@ -350,20 +491,17 @@ static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn 
 		if (key.p) {
 			if (!k)
 				k = slot_find(s, h, 1);
-			if (!k->watched) {
-				k->watched = 1;
-				if ((rc = replay(s, k, fn, ud)) != 0)
-					return rc;
-			}
+			if ((rc = watch_context(s, k, key, r.family, (size_t)-1, fn, ud)) != 0)
+				return rc;
 			if (r.event.p && r.event.n == 7 && !memcmp(r.event.p, "removed", 7))
-				k->h = 0, k->watched = 0, k->last = 0; /* ids are reused: forget it */
+				unwatch(s, k);
 		}
 		return report(s, line, len, 0, fn, ud);
 	}
-	if (key.p && (r.family == ML_POSTFIX || delivery_service(&r))) {
+	if (!s->hist && key.p && (r.family == ML_POSTFIX || delivery_service(&r))) {
 		if (r.event.p && r.event.n == 7 && !memcmp(r.event.p, "removed", 7)) {
 			if (k)
-				k->h = 0, k->watched = 0, k->last = 0;
+				unwatch(s, k);
 			return 0;
 		}
 		if (!k)
@@ -373,10 +511,246 @@ static int process_line(ml_scanner *s, const char *line, size_t len, ml_emit_fn 
 	return 0;
 }
 
+/* ---------------------------------------------------------------- find-first mode */
+
+/* First case-insensitive occurrence of needle nd in [b, e), or NULL. Two bytes of the needle
+ * (its case-free anchor and its last byte) are tested at 16 positions at a time. */
+static const unsigned char *needle_find(const needle *nd, const unsigned char *b, const unsigned char *e);
+
+/* First occurrence of key in [b, e) (exact bytes), or NULL. */
+static const unsigned char *key_find(ml_str key, const unsigned char *b, const unsigned char *e)
+{
+	needle nd = { (unsigned char *)(uintptr_t)key.p, key.n, 0, 1, 1 };
+	return key.n ? needle_find(&nd, b, e) : NULL;
+}
+
+static const unsigned char *needle_find(const needle *nd, const unsigned char *b, const unsigned char *e)
+{
+	size_t n = nd->n, a = nd->anchor, z = n - 1;
+	if ((size_t)(e - b) < n)
+		return NULL;
+	if (z == a)
+		z = 0;
+	const unsigned char *last = e - n, *p = b;
+	unsigned char ca = nd->lc[a], cz = nd->lc[z];
+	unsigned char fa = (!nd->exact && ca >= 'a' && ca <= 'z') ? 0x20 : 0;
+	unsigned char fz = (!nd->exact && cz >= 'a' && cz <= 'z') ? 0x20 : 0;
+#ifdef __SSE2__
+	const __m128i va = _mm_set1_epi8((char)ca), vz = _mm_set1_epi8((char)cz);
+	const __m128i ma = _mm_set1_epi8((char)fa), mz = _mm_set1_epi8((char)fz);
+	for (; p + 15 <= last; p += 16) {
+		__m128i x = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + a)), ma);
+		__m128i y = _mm_or_si128(_mm_loadu_si128((const __m128i *)(const void *)(p + z)), mz);
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(x, va), _mm_cmpeq_epi8(y, vz)));
+		while (m) {
+			unsigned i = (unsigned)__builtin_ctz(m);
+			if (nd->exact ? !memcmp(p + i, nd->lc, n) : ci_eq(p + i, nd->lc, n))
+				return p + i;
+			m &= m - 1;
+		}
+	}
+#endif
+	for (; p <= last; p++)
+		if ((p[a] | fa) == ca && (p[z] | fz) == cz && (nd->exact ? !memcmp(p, nd->lc, n) : ci_eq(p, nd->lc, n)))
+			return p;
+	return NULL;
+}
+
+/* The next `]: ` at or after p (the end of a syslog tag), or NULL. */
+static const unsigned char *find_tag_end(const unsigned char *p, const unsigned char *e)
+{
+#ifdef __SSE2__
+	const __m128i rb = _mm_set1_epi8(']'), sp = _mm_set1_epi8(' ');
+	for (; p + 18 <= e; p += 16) {
+		__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), rb);
+		__m128i c = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 2)), sp);
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(a, c));
+		while (m) {
+			unsigned i = (unsigned)__builtin_ctz(m);
+			if (p[i + 1] == ':')
+				return p + i;
+			m &= m - 1;
+		}
+	}
+#endif
+	for (; p + 3 <= e; p++)
+		if (p[0] == ']' && p[1] == ':' && p[2] == ' ')
+			return p;
+	return NULL;
+}
+
+/* Lines of [b, e) whose queue id (the token after `]: `) is watched are processed; the rest are
+ * skipped unparsed. */
+static int probe_region(ml_scanner *s, const unsigned char *b, const unsigned char *e, ml_emit_fn fn, void *ud)
+{
+	const unsigned char *p = b, *c;
+	while (s->nwatched > 0 && (c = find_tag_end(p, e)) != NULL) {
+		const unsigned char *q = c + 3, *t = q;
+		p = q;
+		if (q >= e || !s->first_map[*q])
+			continue;
+		while (t < e && t - q < 20 && ((*t >= '0' && *t <= '9') || (*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z')))
+			t++;
+		if (t >= e || *t != ':')
+			continue;
+		key_slot *k = slot_find(s, key_hash((const char *)q, (size_t)(t - q)), 0);
+		if (!k || k->watched != 1)
+			continue;
+		const unsigned char *ls = c, *le = memchr(c, '\n', (size_t)(e - c));
+		while (ls > b && ls[-1] != '\n')
+			ls--;
+		if (!le)
+			le = e;
+		s->cur = ls;
+		int rc = process_line(s, (const char *)ls, (size_t)(le - ls), 0, fn, ud);
+		if (rc)
+			return rc;
+		p = le + 1;
+	}
+	return 0;
+}
+
+/* Newlines in [p, e). */
+static size_t count_lines(const unsigned char *p, const unsigned char *e)
+{
+	size_t n = 0;
+#ifdef __SSE2__
+	const __m128i nl = _mm_set1_epi8('\n'), zero = _mm_setzero_si128();
+	while (p + 16 <= e) {
+		/* per-byte counters (cmpeq gives -1 per newline), summed every 255 blocks */
+		__m128i acc = zero;
+		for (int i = 0; i < 255 && p + 16 <= e; i++, p += 16)
+			acc = _mm_sub_epi8(acc, _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), nl));
+		__m128i sad = _mm_sad_epu8(acc, zero);
+		n += (size_t)_mm_cvtsi128_si32(sad) + (size_t)_mm_extract_epi16(sad, 4);
+	}
+#endif
+	for (; p < e; p++)
+		n += *p == '\n';
+	return n;
+}
+
+/* Processes the complete lines of history in [hproc, end) (end just after a newline). */
+static int fast_region(ml_scanner *s, size_t end, ml_emit_fn fn, void *ud)
+{
+	const unsigned char *b = s->hist + s->hproc, *e = s->hist + end, *pos = b;
+	const unsigned char *next[8];
+	size_t nn = s->nn < 8 ? s->nn : 8;
+	int rc = 0;
+	s->st.lines += count_lines(b, e);
+	for (size_t i = 0; i < nn; i++)
+		next[i] = NULL;
+	while (pos < e) {
+		/* the next needle occurrence at or after pos (per-needle results are reused) */
+		const unsigned char *m = e;
+		for (size_t i = 0; i < s->nn; i++) {
+			const unsigned char *x;
+			if (i < nn && next[i] && next[i] >= pos)
+				x = next[i];
+			else {
+				x = needle_find(&s->nd[i], pos, e);
+				if (!x)
+					x = e;
+				if (i < nn)
+					next[i] = x;
+			}
+			if (x < m)
+				m = x;
+		}
+		const unsigned char *ms = m;
+		if (m < e)
+			while (ms > pos && ms[-1] != '\n')
+				ms--;
+		/* lines before the match: only watched keys matter */
+		if (s->nwatched > 0 && pos < ms && (rc = probe_region(s, pos, ms, fn, ud)) != 0)
+			goto out;
+		if (m >= e)
+			break;
+		const unsigned char *le = memchr(m, '\n', (size_t)(e - m));
+		if (!le)
+			le = e;
+		s->cur = ms;
+		if ((rc = process_line(s, (const char *)ms, (size_t)(le - ms), 1, fn, ud)) != 0)
+			goto out;
+		pos = le + 1;
+	}
+out:
+	s->cur = NULL;
+	s->hproc = end;
+	return rc;
+}
+
+/* Makes room in the history: keeps the last `hkeep` processed bytes (from a line start) and
+ * the unprocessed tail. */
+static void fast_compact(ml_scanner *s)
+{
+	size_t from = s->hproc > s->hkeep ? s->hproc - s->hkeep : 0;
+	while (from > 0 && from < s->hproc && s->hist[from - 1] != '\n')
+		from++;
+	if (from == 0)
+		return;
+	memmove(s->hist, s->hist + from, s->hlen - from);
+	s->hlen -= from;
+	s->hproc -= from;
+}
+
+static int fast_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, void *ud)
+{
+	int rc;
+	s->st.bytes += len;
+	while (len > 0) {
+		if (s->hskip) { /* the rest of an over-long line */
+			const char *nl = memchr(buf, '\n', len);
+			if (!nl)
+				return 0;
+			len -= (size_t)(nl + 1 - buf), buf = nl + 1;
+			s->hskip = 0;
+			continue;
+		}
+		if (s->hlen == s->hcap)
+			fast_compact(s);
+		if (s->hlen - s->hproc >= s->o.max_line) {
+			/* an over-long partial line: process what fits, drop the rest up to its newline */
+			const char *nl = memchr(s->hist + s->hproc, '\n', s->hlen - s->hproc);
+			if (!nl) {
+				size_t cut = s->hproc + s->o.max_line;
+				s->st.truncated++;
+				s->hist[cut] = '\n';
+				s->hlen = cut + 1;
+				s->hskip = 1;
+				if ((rc = fast_region(s, s->hlen, fn, ud)) != 0)
+					return rc;
+				continue;
+			}
+		}
+		size_t take = s->hcap - s->hlen;
+		if (take > len)
+			take = len;
+		memcpy(s->hist + s->hlen, buf, take);
+		s->hlen += take, buf += take, len -= take;
+		const unsigned char *nl = s->hlen > s->hproc ? memrchr(s->hist + s->hproc, '\n', s->hlen - s->hproc) : NULL;
+		if (nl && (rc = fast_region(s, (size_t)(nl + 1 - s->hist), fn, ud)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int fast_mode(ml_scanner *s)
+{
+	if (s->hist)
+		return 1;
+	if (s->nn == 0 || s->nn > 8)
+		return 0;
+	s->hist = malloc(s->hcap + 1);
+	return s->hist != NULL;
+}
+
 int ml_scanner_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, void *ud)
 {
 	const char *p = buf, *e = buf + len, *nl;
 	int rc;
+	if (fast_mode(s))
+		return fast_feed(s, buf, len, fn, ud);
 	s->st.bytes += len;
 	if (s->part_len || s->part_skip) {
 		nl = memchr(p, '\n', len);
@@ -394,11 +768,11 @@ int ml_scanner_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, v
 		p = nl + 1;
 		size_t n = s->part_len;
 		s->part_len = 0, s->part_skip = 0;
-		if ((rc = process_line(s, s->part, n, fn, ud)) != 0)
+		if ((rc = process_line(s, s->part, n, -1, fn, ud)) != 0)
 			return rc;
 	}
 	while (p < e && (nl = memchr(p, '\n', (size_t)(e - p))) != NULL) {
-		if ((rc = process_line(s, p, (size_t)(nl - p), fn, ud)) != 0)
+		if ((rc = process_line(s, p, (size_t)(nl - p), -1, fn, ud)) != 0)
 			return rc;
 		p = nl + 1;
 	}
@@ -412,13 +786,55 @@ int ml_scanner_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, v
 	return 0;
 }
 
+int ml_scanner_read(ml_scanner *s, int fd, size_t max, ml_emit_fn fn, void *ud, int *rc)
+{
+	char tmp[65536];
+	*rc = 0;
+	if (!fast_mode(s) || s->hskip) {
+		/* the line-by-line path (or the rest of an over-long line): through a small buffer */
+		ssize_t n = read(fd, tmp, sizeof tmp < max ? sizeof tmp : max);
+		if (n > 0)
+			*rc = ml_scanner_feed(s, tmp, (size_t)n, fn, ud);
+		return n < 0 ? -1 : (int)(n > 0);
+	}
+	if (s->hlen == s->hcap)
+		fast_compact(s);
+	if (s->hlen - s->hproc >= s->o.max_line || s->hlen == s->hcap) {
+		ssize_t n = read(fd, tmp, 1); /* let fast_feed cut the over-long partial line */
+		if (n > 0)
+			*rc = fast_feed(s, tmp, (size_t)n, fn, ud);
+		return n < 0 ? -1 : (int)(n > 0);
+	}
+	size_t room = s->hcap - s->hlen;
+	ssize_t n = read(fd, s->hist + s->hlen, room < max ? room : max);
+	if (n <= 0)
+		return n < 0 ? -1 : 0;
+	s->st.bytes += (size_t)n;
+	s->hlen += (size_t)n;
+	const unsigned char *nl = memrchr(s->hist + s->hproc, '\n', s->hlen - s->hproc);
+	if (nl)
+		*rc = fast_region(s, (size_t)(nl + 1 - s->hist), fn, ud);
+	return 1;
+}
+
 int ml_scanner_flush(ml_scanner *s, ml_emit_fn fn, void *ud)
 {
+	if (s->hist) {
+		if (s->hlen == s->hproc)
+			return 0;
+		if (s->hlen == s->hcap)
+			fast_compact(s);
+		if (s->hlen == s->hcap)
+			s->hlen--; /* cannot happen: max_line < hcap - hkeep; keep room for the newline */
+		s->hist[s->hlen++] = '\n';
+		s->hskip = 0;
+		return fast_region(s, s->hlen, fn, ud);
+	}
 	size_t n = s->part_len;
 	if (!n)
 		return 0;
 	s->part_len = 0, s->part_skip = 0;
-	return process_line(s, s->part, n, fn, ud);
+	return process_line(s, s->part, n, -1, fn, ud);
 }
 
 void ml_scanner_get_stats(const ml_scanner *s, ml_scanner_stats *st)

@@ -54,8 +54,15 @@ this file groups lines into messages and hops. `require "runbook.maillog"` retur
         status = "saved"|"failed"|"seen", mailbox=, error=, lines=, linked_by= }
       reject hop: { kind="reject", host=, queue_id=, status="rejected", stage=, code=,
         enhanced=, reason=, client=, from=, to=, time=, lines= }
-  t:stats() -> { bytes=, lines=, mail_lines=, matched=, reported=, context_dropped=,
-                 truncated=, queues=, evicted= }
+  t:stats() -> { bytes=, lines=, mail_lines= (with a filter: the lines parsed), matched=,
+                 reported=, context_dropped=, truncated=, unreadable=, unrecognised=,
+                 zone_inferred=, zone_unknown=, queues=, evicted= }
+  maillog.domain_counts(t:messages() [, {since=, until=}]) -> per-domain counts (see below)
+  Messages also carry: mailbox (Dovecot's folder when saved), bounces ({["sender non-delivery"]=
+  id, ["postmaster non-delivery"]=id, ...}) and notifications, count (a rsyslog-repeated reject),
+  received (when it entered the queue), not_attempted/nrcpt (a queue file with no attempt yet).
+  Stamps without a zone are read in the zone the same host's other stamps name (unless utc_offset
+  is given); stats().zone_unknown counts those that could not be placed.
 Memory is bounded: C keeps window+keys*32 bytes per source; Lua keeps at most max_messages
 queue files (plus as many Dovecot sessions / rejects) of at most max_lines lines each.
 ]]
@@ -398,10 +405,24 @@ function Tracker:feed_lines(iter, src)
 	for line in iter do add_all(self, sc:line(line)) end
 end
 
--- Reads the file in 1 MiB blocks so that only one block's reported records exist at a time.
+-- Reads the file in blocks of at most 1 MiB (straight into the C scanner's buffer) so that only
+-- one block's reported records exist at a time.
 function Tracker:feed_file(path, src)
 	if type(path) ~= "string" then error("bad argument #1 to 'feed_file' (string expected)", 2) end
 	local sc = self:scanner_for(src)
+	if not sc.open then return self:feed_file_lua(path, sc) end -- a binary older than this file
+	local ok, msg, code = sc:open(path)
+	if not ok then return nil, msg, code end
+	while true do
+		local recs, more, c = sc:read()
+		if not recs then return nil, path .. ": " .. tostring(more), c end
+		add_all(self, recs)
+		if not more then break end
+	end
+	return true
+end
+
+function Tracker:feed_file_lua(path, sc)
 	local f, msg, errno = io.open(path, "rb")
 	if not f then
 		return nil, msg, (errno == 2 and "notfound") or (errno == 13 and "denied") or "io"

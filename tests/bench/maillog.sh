@@ -22,9 +22,19 @@ trap 'rm -rf "$work"' EXIT
 [ -x "$bin" ] || { echo "maillog.sh: no binary $bin (run make)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "maillog.sh: /usr/bin/time missing (Debian package time)" >&2; exit 2; }
 
-# one copy of every text log of the corpus, lab captures first
+# one copy of every text log of the fixtures, lab captures first
 find "$corpus/lab" "$corpus" -type f ! -name '*.gz' ! -name '*.md' ! -name '*.yaml' \
-	! -name '*.assert' ! -name '*.ini' ! -name LICENSE -print0 | sort -zu | xargs -0 cat >"$work/base.log"
+	! -name '*.assert' ! -name '*.ini' ! -name LICENSE -print0 | sort -zu | xargs -0 cat >"$work/one.log"
+# a unit of BENCH_SPREAD variants of it: variant 0 as is, the others with every address's local
+# part, queue id and Dovecot session changed, so that the followed address is as rare as one
+# mailbox among many (1 in BENCH_SPREAD messages) and queue ids do not repeat within a unit
+spread=${BENCH_SPREAD:-64}
+cp "$work/one.log" "$work/base.log"
+for k in $(seq 1 $((spread - 1))); do
+	perl -pe 's/([\w.+=-]+)@/${1}v'"$k"'@/g;
+		s/\b([0-9A-F]{2})([0-9A-F]{8,10})\b/sprintf("%02X", ('"$k"' * 37 + hex($1)) % 256) . $2/ge;
+		s/\b([A-Za-z0-9+\/]{20})[A-Za-z0-9+\/]{2}\b/$1 . sprintf("%02d", '"$k"')/ge' "$work/one.log" >>"$work/base.log"
+done
 base=$(stat -c %s "$work/base.log")
 want=$((mb * 1024 * 1024))
 reps=$(((want + base - 1) / base))
@@ -70,7 +80,7 @@ report() {
 		'BEGIN { if (s < 0.01) s = 0.01; printf "%-22s %8.2f s %9.1f MB/s %8.1f MB peak RSS\n", n, s, b / 1048576 / s, k / 1024 }'
 }
 
-echo "maillog bench: $(awk -v b="$size" 'BEGIN{printf "%.0f", b/1048576}') MB log ($reps x corpus), address $addr"
+echo "maillog bench: $(awk -v b="$size" 'BEGIN{printf "%.0f", b/1048576}') MB log ($reps x $spread variants of the fixtures), address $addr"
 run runbook "$bin" lua "$work/count.lua" "$work/mail.log" "$addr"
 run grep_c grep -c -F "$addr" "$work/mail.log"
 if [ -z "${BENCH_SKIP_PFLOGSUMM:-}" ]; then

@@ -231,7 +231,8 @@ static void test_scanner(void)
 	ml_scanner_add_needle(s, "info@toyota-phv.test", 20);
 	ml_scanner_feed(s, flow, strlen(flow), collect, &k);
 	ml_scanner_get_stats(s, &st);
-	ok(st.lines == 9 && st.mail_lines == 9, "scanner counts lines");
+	ok(st.lines == 9, "scanner counts lines");
+	ok(st.mail_lines > 0 && st.mail_lines < 9, "find-first: only the lines it had to read are parsed, not every line");
 	ok(st.matched == 1, "one line matches the address (case-insensitive)");
 	ok(k.context == 3, "three earlier lines of CD9CEA72012 replayed as context");
 	ok(k.n == 7, "reported: 3 context + match + removed + 2 lines of the next hop EDC38A72065");
@@ -277,6 +278,28 @@ static void test_scanner(void)
 	ok(k3.n == 3 && k3.context == 1, "old context overwritten (bounded), recent context replayed");
 	ok(st.context_dropped > 0, "dropped context is counted");
 	ml_scanner_free(s);
+
+	/* find-first look-back: an earlier message under the same queue id is not context */
+	{
+		static const char *const reuse =
+			"Nov 28 10:00:00 h postfix/smtpd[1]: ABCDEF0123: client=unknown[127.0.0.1]\n"
+			"Nov 28 10:00:00 h postfix/qmgr[2]: ABCDEF0123: from=<a@x.test>, size=1, nrcpt=1 (queue active)\n"
+			"Nov 28 10:00:01 h postfix/smtp[3]: ABCDEF0123: to=<other@x.test>, relay=none, status=sent (250 ok)\n"
+			"Nov 28 10:00:01 h postfix/qmgr[2]: ABCDEF0123: removed\n"
+			"Nov 28 10:05:00 h postfix/qmgr[2]: ABCDEF0123: from=<b@x.test>, size=1, nrcpt=1 (queue active)\n"
+			"Nov 28 10:05:01 h postfix/smtp[3]: ABCDEF0123: to=<needle@x.test>, relay=none, status=deferred (x)\n"
+			"Nov 28 10:05:02 h postfix/smtp[3]: 0000000001: to=<unrelated@x.test>, relay=none, status=deferred (x)\n"
+			"Nov 28 10:15:00 h postfix/qmgr[2]: ABCDEF0123: from=<b@x.test>, status=expired, returned to sender\n"
+			"Nov 28 10:15:00 h postfix/qmgr[2]: ABCDEF0123: removed\n";
+		o.window = 0, o.keys = 0;
+		s = ml_scanner_new(&o);
+		ml_scanner_add_needle(s, "NEEDLE@x.test", 13);
+		sink k5 = { 0, 0, "" };
+		ml_scanner_feed(s, reuse, strlen(reuse), collect, &k5);
+		ok(k5.n == 4 && k5.context == 1, "look-back stops at the removed of the earlier message; later lines of the watched id follow");
+		ok(strstr(k5.last, "10:15:00") && strstr(k5.last, "removed"), "followed to its removed (expired line in between)");
+		ml_scanner_free(s);
+	}
 
 	/* an over-long line is cut, not grown */
 	o.window = 8192;
