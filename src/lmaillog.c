@@ -2,7 +2,7 @@
  *
  *   maillog.parse(line [, {year=, utc_offset=, now=}]) -> record table | nil (not a mail line)
  *   maillog.scanner{match=, since=, until=, host=, year=, utc_offset=, now=, window=, keys=,
- *                   max_line=} -> Scanner (memory bounded by window + keys*32 + max_line)
+ *                   max_line=, per_line=}   (per_line: parse every line, no find-first) -> Scanner (memory bounded by window + keys*32 + max_line)
  *   sc:feed(chunk) -> {record...}   raw bytes, partial last line kept for the next call
  *   sc:line(line)  -> {record...}   one complete line
  *   sc:feed_file(path) -> {record...} | nil, msg, code   whole file in 1 MiB blocks
@@ -254,6 +254,8 @@ static int maillog_scanner(lua_State *L)
 				o.window = (size_t)luaL_checkinteger(L, -1);
 			else if (strcmp(k, "keys") == 0)
 				o.keys = (size_t)luaL_checkinteger(L, -1);
+			else if (strcmp(k, "per_line") == 0)
+				o.per_line = lua_toboolean(L, -1);
 			else if (strcmp(k, "max_line") == 0)
 				o.max_line = (size_t)luaL_checkinteger(L, -1);
 			else if (strcmp(k, "host") == 0) {

@@ -86,6 +86,7 @@ typedef struct {
 	size_t max_line;           /* longer lines are cut to this many bytes (default 64 KiB) */
 	size_t keys;               /* watched/context key slots (default 65536) */
 	double since, until;       /* time filter; NAN = open */
+	int per_line;              /* parse every line even with needles (no find-first) */
 	ml_time_opts time;
 } ml_scanner_opts;
 

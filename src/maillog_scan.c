@@ -739,7 +739,7 @@ static int fast_mode(ml_scanner *s)
 {
 	if (s->hist)
 		return 1;
-	if (s->nn == 0 || s->nn > 8)
+	if (s->nn == 0 || s->nn > 8 || s->o.per_line)
 		return 0;
 	s->hist = malloc(s->hcap + 1);
 	return s->hist != NULL;

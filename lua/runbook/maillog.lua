@@ -29,7 +29,8 @@ this file groups lines into messages and hops. `require "runbook.maillog"` retur
       year = 2026, utc_offset = 0,          -- for stamps without year / zone
       max_messages = 5000,                  -- queue files kept; the oldest finished go first
       max_lines = 100,                      -- raw lines (and delivery attempts) kept per hop
-      window = 4 << 20, keys = 65536,       -- C context ring bytes / key slots per source
+      window = 4 << 20, keys = 65536,       -- C look-back bytes / key slots per source
+      per_line = false,                     -- true: parse every line (no find-first; slower)
   }
   t:feed(chunk, src)          raw bytes of a stream (partial lines carried over)
   t:feed_line(line, src)      one line (e.g. from ctx:docker_logs)
@@ -76,7 +77,7 @@ local lower = string.lower
 
 local TRACKER_OPTS = {
 	addr = true, domain = true, since = true, ["until"] = true, year = true, utc_offset = true,
-	now = true, max_messages = true, max_lines = true, window = true, keys = true,
+	now = true, max_messages = true, max_lines = true, window = true, keys = true, per_line = true,
 }
 local SRC_OPTS = { host = true, source = true }
 
@@ -113,6 +114,7 @@ function M.tracker(opts)
 		scanner_opts = {
 			since = opts.since, ["until"] = opts["until"], year = opts.year,
 			utc_offset = opts.utc_offset, now = opts.now, window = opts.window, keys = opts.keys,
+			per_line = opts.per_line,
 		},
 		scanners = {}, scanner_list = {},
 		queues = {}, queue_order = {}, queue_head = 1, queue_tail = 0, nqueues = 0, evicted = 0, seq = 0,
