@@ -11,7 +11,7 @@
  * literals that fit are Lua integers, anything with a fraction or exponent is a float), and
  * strings holding \u0000 are re-read so they are not truncated. Arrays get json.array_mt;
  * null is the shared null sentinel; duplicate object keys: the last one wins. Invalid UTF-8
- * inside a JSON string passes through as bytes.
+ * inside a JSON string becomes U+FFFD (as json.encode writes it), so a round trip is stable.
  * Depends on: Lua 5.4, cJSON (libcjson), ljson.h. */
 #include <math.h>
 #include <stdlib.h>
@@ -151,15 +151,22 @@ static int json_strict_check(const char *s, size_t len, size_t *off, const char 
 				*what = "invalid number";
 				return -1;
 			}
-			char num[80];
-			if (i - start < sizeof num) {
-				memcpy(num, s + start, i - start);
-				num[i - start] = '\0';
-				if (isinf(strtod(num, NULL))) {
-					*off = start;
-					*what = "number out of range";
-					return -1;
-				}
+			/* every length is checked: a long mantissa must not slip past as infinity */
+			char small[80], *num = small;
+			if (i - start >= sizeof small && !(num = malloc(i - start + 1))) {
+				*off = start;
+				*what = "out of memory";
+				return -1;
+			}
+			memcpy(num, s + start, i - start);
+			num[i - start] = '\0';
+			int inf = isinf(strtod(num, NULL));
+			if (num != small)
+				free(num);
+			if (inf) {
+				*off = start;
+				*what = "number out of range";
+				return -1;
 			}
 			i--;
 		} else if (c < 0x20 && c != ' ' && c != '\t' && c != '\n' && c != '\r') {
@@ -270,6 +277,12 @@ static void decode_string(struct decoder *d, const char *str)
 		push_json_string(d->L, d->s, start, end);
 	else
 		lua_pushstring(d->L, str);
+	size_t n;
+	const char *t = lua_tolstring(d->L, -1, &n);
+	if (!rb_utf8_valid(t, n)) {      /* as json.encode writes it: the round trip is stable */
+		rb_push_utf8_clean(d->L, t, n);
+		lua_remove(d->L, -2);
+	}
 }
 
 /* Pushes the number whose text is the next token: integers that fit lua_Integer stay

@@ -158,7 +158,7 @@ static void encode_error(struct encoder *e, const char *what)
 }
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when the byte there starts none. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
+size_t rb_utf8_seq_len(const unsigned char *s, size_t n)
 {
 	unsigned char c = s[0];
 	if (c < 0x80)
@@ -186,6 +186,32 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
 	return 0;
 }
 
+int rb_utf8_valid(const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, step;
+	while (i < n && (step = rb_utf8_seq_len(s + i, n - i)))
+		i += step;
+	return i == n;
+}
+
+void rb_push_utf8_clean(lua_State *L, const char *str, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	luaL_Buffer b;
+	luaL_buffinit(L, &b);
+	for (size_t i = 0, step; i < n; i += step) {
+		step = rb_utf8_seq_len(s + i, n - i);
+		if (step) {
+			luaL_addlstring(&b, str + i, step);
+		} else {
+			luaL_addlstring(&b, "\xEF\xBF\xBD", 3);
+			step = 1;
+		}
+	}
+	luaL_pushresult(&b);
+}
+
 static void encode_string(struct encoder *e, const char *str, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -202,7 +228,7 @@ static void encode_string(struct encoder *e, const char *str, size_t len)
 			continue;
 		}
 		if (c >= 0x80) {
-			step = utf8_seq_len(s + i, len - i);
+			step = rb_utf8_seq_len(s + i, len - i);
 			if (step) {
 				i += step;
 				continue;
@@ -407,12 +433,18 @@ static void encode_object(struct encoder *e, int t)
 			if (v[i].s == v[i].num)
 				v[i].s = NULL;           /* qsort moves entries: refer to num[] by flag */
 			v[i].slot = i + 1;
+			if (v[i].s && !rb_utf8_valid(v[i].s, v[i].len)) {
+				/* sorted and compared as written (U+FFFD): the output stays sorted */
+				rb_push_utf8_clean(L, v[i].s, v[i].len);
+				v[i].s = lua_tolstring(L, -1, &v[i].len);
+				lua_rawseti(L, keys, n + i + 1);   /* anchored beside the real keys */
+			}
 			lua_pop(L, 1);               /* a string key stays alive in keys */
 		}
 		qsort(v, (size_t)n, sizeof *v, sort_entry_cmp);
 		for (int i = 0; i < n; i++) {
 			if (i > 0 && sort_entry_cmp(&v[i - 1], &v[i]) == 0)
-				encode_error(e, "duplicate object key (integer and string key with the same text)");
+				encode_error(e, "duplicate object key (the same text once written: an integer and a string key, or strings that differ only in invalid UTF-8)");
 			encode_member(e, v[i].s ? v[i].s : v[i].num, v[i].len, first);
 			first = 0;
 			lua_rawgeti(L, keys, v[i].slot);

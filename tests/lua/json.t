@@ -158,4 +158,22 @@ fails(string.rep("[", 101) .. string.rep("]", 101), "nesting deeper than 100", "
 raises(function() dec() end, "string expected", "decode without argument")
 raises(function() dec({}) end, "string expected", "decode of a table")
 
+-- found by fuzzing (tests/fuzz/fz_json.c): a long mantissa slipped past the range check, and
+-- keys with invalid UTF-8 were sorted raw but written as U+FFFD (order and uniqueness broke)
+fails("-2" .. string.rep("3", 100) .. "e999", "number out of range", "overflowing float of 100+ characters")
+fails(string.rep("9", 400), "number out of range", "400-digit integer overflows a double")
+t.is(dec('"a\xffb"'), "a\xEF\xBF\xBDb", "invalid UTF-8 in a string decodes as U+FFFD, as encode writes it")
+do
+  local v = dec('{"\xff":1,"\xfe":2}')
+  local n, only = 0, nil
+  for k, x in pairs(v) do n = n + 1; only = x end
+  t.is(n, 1, "two keys differing only in invalid bytes decode as one key")
+  t.is(only, 2, "the later one wins, as for any duplicate key")
+  local once = enc(dec('{"\xe1fal":1,"\xf3a":2}'))
+  t.is(enc(dec(once)), once, "a decoded object with invalid UTF-8 keys encodes stably")
+  t.is(once, '{"\xEF\xBF\xBDa":2,"\xEF\xBF\xBDfal":1}', "keys sorted as written")
+  raises(function() enc({ ["\xff"] = 1, ["\xfe"] = 2 }) end, "duplicate object key",
+    "encode refuses two keys that would be written the same")
+end
+
 t.done()
