@@ -4,7 +4,10 @@
  * installed share directory, opens the standard libraries, registers every built-in C module
  * (build/modules.c) in package.preload, removes the searchers that load C code from disk, and
  * runs runbook.cli's main(argv) under lua_pcall with a traceback. All policy is Lua.
- * Depends on: modules.h (generated table), Lua 5.4. */
+ * The state is created with engine_alloc, a counting allocator with a memory limit (set by
+ * runbook.core.set_memory_limit), and with the run deadline's hook installed before any
+ * coroutine exists, so that every thread inherits it.
+ * Depends on: modules.h (generated table), lcore.c (deadline), Lua 5.4. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -20,6 +23,49 @@
 
 #include "engine.h"
 #include "modules.h"
+
+/* Allocations of at least this size, and every this many bytes in total, look at the clock. */
+#define ALLOC_BIG   (64u * 1024)
+#define ALLOC_CHECK (1024u * 1024)
+
+void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	struct rb_alloc *a = ud;
+	void *p;
+
+	if (ptr == NULL)
+		osize = 0;   /* then osize only tells the type of object */
+	if (nsize == 0) {
+		free(ptr);
+		a->used -= osize;
+		return NULL;
+	}
+	if (nsize > osize) {
+		size_t grow = nsize - osize;
+		if (a->limit && (a->used + grow < a->used || a->used + grow > a->limit))
+			return NULL;   /* Lua collects garbage, retries, then raises "not enough memory" */
+		a->since_check += grow;
+		if ((grow >= ALLOC_BIG || a->since_check >= ALLOC_CHECK)) {
+			a->since_check = 0;
+			if (core_deadline_passed())
+				return NULL;
+		}
+	}
+	p = realloc(ptr, nsize);
+	if (p == NULL)
+		return nsize <= osize ? ptr : NULL;   /* a shrink must not fail: keep the block */
+	a->used = a->used - osize + nsize;
+	if (a->used > a->peak)
+		a->peak = a->used;
+	return p;
+}
+
+static int panic(lua_State *L)
+{
+	const char *msg = lua_tostring(L, -1);
+	fprintf(stderr, "runbook: unprotected error: %s\n", msg ? msg : "(no message)");
+	return 0;   /* then abort() */
+}
 
 static int file_exists(const char *dir, const char *rel)
 {
@@ -82,6 +128,9 @@ static int traceback(lua_State *L)
 	return 1;
 }
 
+int luaopen_runbook_pattern(lua_State *L);
+static const char *const pattern_funcs[] = {"find", "match", "gmatch", "gsub", NULL};
+
 /* Runs in protected mode: sets up package, then calls require("runbook.cli").main(argv). */
 static int pmain(lua_State *L)
 {
@@ -92,6 +141,15 @@ static int pmain(lua_State *L)
 	const char *test = getenv("RUNBOOK_TEST");
 
 	luaL_openlibs(L);
+	/* Pattern matching bounded by the run deadline (lpattern.c), for every string, also
+	 * through string methods, which look into this same table. */
+	luaL_requiref(L, "runbook.pattern", luaopen_runbook_pattern, 0);
+	lua_getglobal(L, "string");
+	for (const char *const *f = pattern_funcs; *f; f++) {
+		lua_getfield(L, -2, *f);
+		lua_setfield(L, -2, *f);
+	}
+	lua_pop(L, 2);
 
 	lua_getglobal(L, "package");
 	/* Lua modules from our tree only; no C modules from disk, ever. */
@@ -140,17 +198,20 @@ static int pmain(lua_State *L)
 
 int engine_main(int argc, char **argv)
 {
+	static struct rb_alloc mem;   /* no limit until the command line sets one */
 	char root[PATH_MAX];
 	lua_State *L;
 	int status, code;
 
 	signal(SIGPIPE, SIG_IGN);   /* a closed peer is an error return, not a death */
 	find_root(root, sizeof root);
-	L = luaL_newstate();
+	L = lua_newstate(engine_alloc, &mem);
 	if (L == NULL) {
 		fprintf(stderr, "runbook: cannot create Lua state: out of memory\n");
 		return RB_EXIT_RUNTIME;
 	}
+	lua_atpanic(L, panic);
+	core_install_deadline_hook(L);
 	lua_pushcfunction(L, traceback);
 	lua_pushcfunction(L, pmain);
 	lua_pushinteger(L, argc);

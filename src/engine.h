@@ -2,6 +2,10 @@
 #ifndef RUNBOOK_ENGINE_H
 #define RUNBOOK_ENGINE_H
 
+#include <stddef.h>
+
+#include <lua.h>
+
 /* Exit codes, documented in --help and the README. */
 enum {
 	RB_EXIT_OK = 0,        /* ran, found nothing wrong */
@@ -11,5 +15,17 @@ enum {
 };
 
 int engine_main(int argc, char **argv);
+
+/* The engine's lua_Alloc (engine.c): counts what the Lua state holds and refuses growth past
+ * `limit` (0 = no limit), and refuses large allocations once the run deadline has passed, so
+ * that a C library call that allocates (string.rep, table.concat) cannot outrun the deadline. */
+struct rb_alloc {
+	size_t used, limit, peak, since_check;
+};
+void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* The run deadline (lcore.c): the hook every thread inherits, and the check others share. */
+void core_install_deadline_hook(lua_State *L);
+int core_deadline_passed(void);
 
 #endif

@@ -19,9 +19,13 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <math.h>
 #include <openssl/evp.h>
 
+#include "engine.h"
+
 static double deadline;        /* CLOCK_MONOTONIC seconds; 0 = none */
+#define HOOK_COUNT 1000        /* VM instructions between two looks at the clock */
 
 static double mono_now(void)
 {
@@ -50,25 +54,90 @@ static void deadline_hook(lua_State *L, lua_Debug *ar)
 {
 	(void)ar;
 	/* Raises again at every tick past the deadline, so a runbook that catches the error with
-	 * pcall cannot keep running; the engine disarms the hook once the runbook has returned. */
+	 * pcall cannot keep running; core.pcall_deadline restores the previous deadline (none,
+	 * outside a run) when the runbook has returned. */
 	if (deadline > 0 && mono_now() > deadline)
 		luaL_error(L, "deadline exceeded");
 }
 
-/* core.set_deadline(seconds_from_now | nil): arm or disarm the run deadline on this thread
- * (coroutines created later inherit the hook). */
+/* Installed once on the main thread when the engine creates the state: a hook belongs to a
+ * thread, and a coroutine inherits its creator's hook, so every coroutine (also one a runbook
+ * file creates while it loads) is bounded by the deadline. With no deadline the hook only
+ * compares a number. */
+void core_install_deadline_hook(lua_State *L)
+{
+	lua_sethook(L, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
+}
+
+/* For C code that can run long without the VM (engine_alloc, pattern matching). */
+int core_deadline_passed(void)
+{
+	return deadline > 0 && mono_now() > deadline;
+}
+
+/* A state the engine did not create (a C test) gets the hook on first use. */
+static void ensure_hook(lua_State *L)
+{
+	if (lua_gethook(L) != deadline_hook)
+		core_install_deadline_hook(L);
+}
+
+static double check_seconds(lua_State *L, int arg)
+{
+	double secs = luaL_checknumber(L, arg);
+	luaL_argcheck(L, isfinite(secs) && secs > 0 && secs <= 366 * 86400.0, arg,
+		      "deadline must be a positive, finite number of seconds (at most a year)");
+	return secs;
+}
+
+/* core.set_deadline(seconds_from_now | nil): arm or disarm the run deadline. */
 static int core_set_deadline(lua_State *L)
 {
+	ensure_hook(L);
 	if (lua_isnoneornil(L, 1)) {
 		deadline = 0;
-		lua_sethook(L, NULL, 0, 0);
 		return 0;
 	}
-	double secs = luaL_checknumber(L, 1);
-	luaL_argcheck(L, secs > 0, 1, "deadline must be positive");
-	deadline = mono_now() + secs;
-	lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 10000);
+	deadline = mono_now() + check_seconds(L, 1);
 	return 0;
+}
+
+/* core.pcall_deadline(seconds | nil, msgh, f, ...) -> true, f's results | false, err, why
+ * Calls f like xpcall(f, msgh, ...) with the deadline armed seconds from now (never later than
+ * a deadline already armed; nil keeps the current one), then restores the previous deadline
+ * with no Lua code in between, so the hook cannot fire in the caller once f is over.
+ * why: "deadline" when the deadline had passed when f ended, "memory" when an allocation was
+ * refused (the memory limit), else nil. */
+static int core_pcall_deadline(lua_State *L)
+{
+	double prev = deadline;
+	int n = lua_gettop(L), status, expired;
+
+	luaL_checktype(L, 2, LUA_TFUNCTION);
+	luaL_checktype(L, 3, LUA_TFUNCTION);
+	ensure_hook(L);
+	if (!lua_isnil(L, 1)) {
+		double d = mono_now() + check_seconds(L, 1);
+		if (prev <= 0 || d < prev)
+			deadline = d;
+	}
+	status = lua_pcall(L, n - 3, LUA_MULTRET, 2);
+	expired = deadline > 0 && mono_now() > deadline;
+	deadline = prev;
+	if (status == LUA_OK) {
+		lua_pushboolean(L, 1);
+		lua_replace(L, 2);   /* over msgh: true, results... */
+		return lua_gettop(L) - 1;
+	}
+	lua_pushboolean(L, 0);
+	lua_insert(L, -2);
+	if (expired)
+		lua_pushliteral(L, "deadline");
+	else if (status == LUA_ERRMEM)
+		lua_pushliteral(L, "memory");
+	else
+		lua_pushnil(L);
+	return 3;
 }
 
 /* core.remaining() -> seconds left before the deadline, or nil when there is none */
@@ -78,6 +147,37 @@ static int core_remaining(lua_State *L)
 		return 0;
 	lua_pushnumber(L, deadline - mono_now());
 	return 1;
+}
+
+/* The engine's allocator state, or NULL in a state the engine did not create. */
+static struct rb_alloc *engine_mem(lua_State *L)
+{
+	void *ud;
+	return lua_getallocf(L, &ud) == engine_alloc ? ud : NULL;
+}
+
+/* core.set_memory_limit(bytes | nil): cap what the Lua state may hold (nil: no cap). */
+static int core_set_memory_limit(lua_State *L)
+{
+	struct rb_alloc *a = engine_mem(L);
+	lua_Integer n = luaL_optinteger(L, 1, 0);
+	luaL_argcheck(L, n == 0 || n >= 16 * 1024 * 1024, 1, "a memory limit is at least 16 MiB");
+	if (a == NULL)
+		return luaL_error(L, "set_memory_limit: this Lua state was not created by the engine");
+	a->limit = (size_t)n;
+	return 0;
+}
+
+/* core.memory() -> bytes in use, limit (0 = none), peak; nil outside the engine's state */
+static int core_memory(lua_State *L)
+{
+	struct rb_alloc *a = engine_mem(L);
+	if (a == NULL)
+		return 0;
+	lua_pushinteger(L, (lua_Integer)a->used);
+	lua_pushinteger(L, (lua_Integer)a->limit);
+	lua_pushinteger(L, (lua_Integer)a->peak);
+	return 3;
 }
 
 static int core_isatty(lua_State *L)
@@ -313,6 +413,9 @@ static const luaL_Reg core_funcs[] = {
 	{"time", core_time},
 	{"set_deadline", core_set_deadline},
 	{"remaining", core_remaining},
+	{"pcall_deadline", core_pcall_deadline},
+	{"set_memory_limit", core_set_memory_limit},
+	{"memory", core_memory},
 	{"isatty", core_isatty},
 	{"user", core_user},
 	{"hostname", core_hostname},

@@ -2,20 +2,22 @@
 --
 -- A runbook declares   args = { { name = "addr", type = "email", required = true, help = "..." }, ... }
 -- (or a name -> spec map). Types: string, integer, boolean, email, domain, duration, choice
--- (with choices = {...}), queue_id, path. Every value is checked before anything runs; a
+-- (with choices = {...}), queue_id, path, service (HOST/SERVICE: both names must be in the
+-- inventory, which cli.lua checks before anything runs). Every value is checked before anything runs; a
 -- value with control characters (newlines included) or over MAX_LEN bytes is refused whatever
 -- its type, so nothing hostile reaches a primitive through an argument.
 local M = {}
 
 M.MAX_LEN = 1024
 M.TYPES = { string = true, integer = true, boolean = true, email = true, domain = true,
-            duration = true, choice = true, queue_id = true, path = true }
+            duration = true, choice = true, queue_id = true, path = true, service = true }
 local SPEC_KEYS = { name = true, type = true, required = true, default = true, help = true,
                     choices = true, min = true, max = true, pattern = true, secret = true,
                     example = true }
 -- Engine options: a runbook may not declare these names.
 M.RESERVED = { inventory = true, apply = true, yes = true, format = true, trace = true,
-               deadline = true, report = true, help = true, color = true, version = true }
+               deadline = true, report = true, help = true, color = true, version = true,
+               ["memory-limit"] = true }
 
 local function valid_label(l)
   return #l >= 1 and #l <= 63 and (l:match("^%w$") or l:match("^%w[%w-]*%w$")) ~= nil
@@ -93,6 +95,12 @@ function M.check_value(spec, raw)
   elseif t == "choice" then
     for _, c in ipairs(spec.choices) do if c == raw then return raw end end
     return nil, ("--%s: %q is not one of: %s"):format(name, raw, table.concat(spec.choices, ", "))
+  elseif t == "service" then
+    local h, svc = raw:match("^([%w_][%w_.-]*)/([%w_][%w_.-]*)$")
+    if not h or h:find("..", 1, true) or svc:find("..", 1, true) then
+      return nil, ("--%s: %q is not HOST/SERVICE (inventory names, e.g. ec2/postfix)"):format(name, raw)
+    end
+    return raw
   elseif t == "queue_id" then
     if not raw:match("^[%w]+$") or #raw > 32 then
       return nil, ("--%s: %q is not a Postfix queue id"):format(name, raw)
@@ -102,35 +110,65 @@ function M.check_value(spec, raw)
   return nil, ("--%s: unknown type %s"):format(name, tostring(t))
 end
 
+local function plain(v) return type(v) == "table" and debug.getmetatable(v) == nil end
+
+-- copy_spec(s) -> a fresh spec of plain values | nil, message. The runbook's own tables never
+-- reach the engine: a metamethod would run later, outside every deadline.
+local function copy_spec(s, where)
+  if not plain(s) then return nil, where .. " must be a plain table (no metatable)" end
+  local c = {}
+  for k, v in next, s do
+    if not SPEC_KEYS[k] then return nil, ("argument %s: unknown key '%s'"):format(tostring(s.name), tostring(k)) end
+    if type(v) == "table" then
+      if k ~= "choices" or not plain(v) then return nil, ("argument %s: '%s' must be a plain value"):format(tostring(s.name), k) end
+      local list = {}
+      for i, x in next, v do
+        if math.type(i) ~= "integer" or type(x) ~= "string" then
+          return nil, ("argument %s: choices must be a list of strings"):format(tostring(s.name))
+        end
+        list[i] = x
+      end
+      v = list
+    elseif type(v) ~= "string" and type(v) ~= "number" and type(v) ~= "boolean" then
+      return nil, ("argument %s: '%s' must be a plain value"):format(tostring(s.name), k)
+    end
+    c[k] = v
+  end
+  return c
+end
+
 -- normalize(decl) -> ordered list of specs | nil, message (a declaration error)
 function M.normalize(decl)
   local list = {}
   if decl == nil then return list end
   if type(decl) ~= "table" then return nil, "args must be a table" end
+  if not plain(decl) then return nil, "args must be a plain table (no metatable)" end
   if #decl > 0 then
     for i, s in ipairs(decl) do
       if type(s) ~= "table" then return nil, ("args[%d] must be a table"):format(i) end
-      list[#list + 1] = s
+      local c, err = copy_spec(s, ("args[%d]"):format(i))
+      if not c then return nil, err end
+      list[#list + 1] = c
     end
   else
     local names = {}
-    for k in pairs(decl) do names[#names + 1] = k end
+    for k in next, decl do names[#names + 1] = k end
+    for _, k in ipairs(names) do
+      if type(k) ~= "string" then return nil, "args: names must be strings" end
+    end
     table.sort(names)
     for _, k in ipairs(names) do
       local s = decl[k]
       if type(s) ~= "table" then return nil, ("args.%s must be a table"):format(tostring(k)) end
       if s.name and s.name ~= k then return nil, ("args.%s has name %q"):format(k, tostring(s.name)) end
-      local c = {}
-      for kk, vv in pairs(s) do c[kk] = vv end
+      local c, err = copy_spec(s, "args." .. k)
+      if not c then return nil, err end
       c.name = k
       list[#list + 1] = c
     end
   end
   local seen = {}
   for _, s in ipairs(list) do
-    for k in pairs(s) do
-      if not SPEC_KEYS[k] then return nil, ("argument %s: unknown key '%s'"):format(tostring(s.name), tostring(k)) end
-    end
     if type(s.name) ~= "string" or not s.name:match("^[%a][%w_-]*$") then
       return nil, ("argument name %q must be a word"):format(tostring(s.name))
     end
@@ -143,6 +181,9 @@ function M.normalize(decl)
       return nil, ("argument --%s: a choice needs choices = {...}"):format(s.name)
     end
     if type(s.help) ~= "string" then return nil, ("argument --%s needs help text"):format(s.name) end
+    if s.pattern ~= nil and type(s.pattern) ~= "string" then
+      return nil, ("argument --%s: pattern must be a string"):format(s.name)
+    end
     if s.default ~= nil then
       local v, err = M.check_value(s, s.default)
       if v == nil then return nil, ("argument --%s: bad default: %s"):format(s.name, err) end

@@ -28,7 +28,10 @@ Options for run:
   -y, --yes              with --apply: do not ask (required when stdin is not a terminal)
       --format FMT       text (default) or json (JSON Lines, one event per line, schema 1)
       --trace            also show every command, SQL text, request and protocol transcript
-      --deadline SECS    stop the whole run after SECS seconds (default: inventory, else 300)
+      --deadline SECS    stop the whole run after SECS seconds (default: inventory, else 300;
+                         at most 86400)
+      --memory-limit SIZE  the most memory runbook code may hold, e.g. 256M, 2G (default:
+                         inventory defaults.memory_limit, else 512M)
       --report FILE      write a Markdown report of the run (steps, findings, evidence, fix)
       --color WHEN       auto (default: only on a terminal, never with NO_COLOR), always, never
 
@@ -122,7 +125,8 @@ end
 
 -- ---------------------------------------------------------------- argument parsing
 
-local ENGINE_VALUE = { inventory = true, format = true, deadline = true, report = true, color = true }
+local ENGINE_VALUE = { inventory = true, format = true, deadline = true, report = true, color = true,
+                       ["memory-limit"] = true }
 local ENGINE_FLAG = { apply = true, yes = true, trace = true, help = true }
 local SHORT = { ["-i"] = "inventory", ["-y"] = "yes", ["-h"] = "help" }
 
@@ -163,10 +167,32 @@ end
 
 -- ---------------------------------------------------------------- commands
 
-local function load_runbook(name)
+-- load_runbook(name [, budget]) -> rb | nil, message, why ("deadline"/"memory": the file's top
+-- level hit a limit: a runtime failure, exit 3; otherwise a runbook error, exit 2)
+local function load_runbook(name, budget)
   local path, e = M.resolve(name)
   if not path then return nil, e end
-  return require("runbook.sandbox").load(path)
+  return require("runbook.sandbox").load(path, budget)
+end
+
+M.MAX_DEADLINE = 86400                      -- a run longer than a day is a mistake, not a plan
+M.DEFAULT_MEMORY = 512 * 1024 * 1024
+
+-- deadline_value(v) -> seconds | nil: a positive, finite number of seconds, at most a day
+local function deadline_value(v)
+  v = tonumber(v)
+  if not v or v ~= v or v <= 0 or v > M.MAX_DEADLINE then return nil end
+  return v
+end
+
+-- parse_size("512M") -> bytes | nil (16M .. 1T; K, M, G, T suffixes are powers of 1024)
+function M.parse_size(v)
+  if type(v) ~= "string" then return nil end
+  local n, unit = v:match("^%s*(%d+)%s*([KkMmGgTt]?)i?[Bb]?%s*$")
+  if not n or #n > 12 then return nil end
+  local b = tonumber(n) * 1024 ^ (({ [""] = 0, k = 1, m = 2, g = 3, t = 4 })[unit:lower()])
+  if b < 16 * 1024 ^ 2 or b > 1024 ^ 4 then return nil end
+  return math.tointeger(b)
 end
 
 local function arg_usage(s)
@@ -177,8 +203,8 @@ end
 
 local function cmd_describe(argv)
   if not argv[2] or argv[3] then return usage("describe takes one runbook name") end
-  local rb, e = load_runbook(argv[2])
-  if not rb then err(e); return EXIT_USAGE end
+  local rb, e, why = load_runbook(argv[2])
+  if not rb then err(e); return why and EXIT_RUNTIME or EXIT_USAGE end
   local out = io.stdout
   out:write(("%s (%s) - %s\n  file: %s\n  sha256: %s\n"):format(rb.name, rb.kind, rb.description, rb.path, rb.sha256))
   if #rb.hosts > 0 then out:write("  hosts: ", table.concat(rb.hosts, ", "), "\n") end
@@ -236,12 +262,12 @@ local function cmd_check(argv)
   if not argv[2] then return usage("check takes one or more runbooks") end
   local status = EXIT_OK
   for i = 2, #argv do
-    local rb, e = load_runbook(argv[i])
+    local rb, e, why = load_runbook(argv[i])
     if rb then
       io.stdout:write(("ok   %s (%s, %d argument(s))\n"):format(rb.path, rb.kind, #rb.args))
     else
       io.stdout:write(("FAIL %s\n"):format(e))
-      status = EXIT_USAGE
+      status = math.max(status, why and EXIT_RUNTIME or EXIT_USAGE)
     end
   end
   return status
@@ -267,14 +293,65 @@ local function default_inventory()
   return nil
 end
 
+-- prescan(argv, from) -> the engine options a run needs before its runbook file is loaded (the
+-- load's deadline and memory, the format of the verdict when loading fails). parse_run, which
+-- needs the runbook's declaration, has the last word.
+local function prescan(argv, from)
+  local o, i = {}, from
+  local early = { format = true, deadline = true, ["memory-limit"] = true }
+  while i <= #argv do
+    local name, value = argv[i]:match("^%-%-([%w-]+)=(.*)$")
+    if not name then
+      name = argv[i]:match("^%-%-([%w-]+)$")
+      if early[name] then value = argv[i + 1]; i = i + 1 end
+    end
+    if early[name] and o[name] == nil then o[name] = value end
+    i = i + 1
+  end
+  return o
+end
+
+-- sinks_for(fmt, color_opt, verbose) -> sinks, collector, events
+local function sinks_for(fmt, color_opt, verbose)
+  local trace = require "runbook.trace"
+  local tty = core.isatty(1)
+  local sinks = {}
+  if fmt == "json" then
+    sinks[#sinks + 1] = trace.json { out = io.stdout }
+  else
+    local color = color_opt == "always" or (color_opt == "auto" and tty and not os.getenv("NO_COLOR"))
+    sinks[#sinks + 1] = trace.text { out = io.stdout, color = color, tty = tty, verbose = verbose }
+  end
+  local collect, events = trace.collector()
+  return sinks, collect, events, tty
+end
+
+-- A runbook file whose top level hit the load deadline or the memory limit: a runtime failure
+-- (exit 3) that still ends, like every run, in a verdict event.
+local function load_failed(name, msg, pre)
+  local sinks = sinks_for(pre.format == "json" and "json" or "text", "never", false)
+  local ctx = require("runbook.context").new { sinks = sinks, runbook = { name = name } }
+  ctx:emit { event = "verdict", status = "error", declared = false, exit = EXIT_RUNTIME,
+             ms = ctx:elapsed() * 1000, calls = 0, findings = 0, would = 0, applied = 0, error = msg }
+  return EXIT_RUNTIME
+end
+
 local function cmd_run(argv)
   local name = argv[2]
   if not name or name:sub(1, 1) == "-" then
     if name == "--help" or name == "-h" then io.stdout:write(HELP); return EXIT_OK end
     return usage("run needs a runbook name: runbook run RUNBOOK [--ARG VALUE]...")
   end
-  local rb, e = load_runbook(name)
-  if not rb then err(e); return EXIT_USAGE end
+  -- Runbook code runs from here on: its top level under the load deadline (the --deadline
+  -- when shorter) and the memory limit (the --memory-limit when given).
+  local pre = prescan(argv, 3)
+  local early_mem = M.parse_size(pre["memory-limit"])
+  if early_mem then core.set_memory_limit(early_mem) end
+  local rb, e, why = load_runbook(name, deadline_value(pre.deadline))
+  if not rb then
+    if why then return load_failed(name, e, pre) end
+    err(e); return EXIT_USAGE
+  end
   local opts, given = parse_run(argv, 3, rb.args)
   if not opts then return usage(given) end
   if opts.help then return cmd_describe { "describe", name } end
@@ -287,6 +364,17 @@ local function cmd_run(argv)
   if opts.yes and not opts.apply then return usage("--yes only makes sense with --apply") end
   if opts.apply and not opts.yes and not core.isatty(0) then
     return usage("refusing --apply without --yes: stdin is not a terminal to confirm on")
+  end
+  local deadline, memory
+  if opts.deadline then
+    deadline = deadline_value(opts.deadline)
+    if not deadline then
+      return usage(("--deadline takes a positive number of seconds, at most %d"):format(M.MAX_DEADLINE))
+    end
+  end
+  if opts["memory-limit"] then
+    memory = M.parse_size(opts["memory-limit"])
+    if not memory then return usage("--memory-limit takes a size from 16M to 1T, like 512M or 2G") end
   end
   local values, verr = require("runbook.args").bind(rb.args, given)
   if not values then return usage(verr) end
@@ -314,14 +402,36 @@ local function cmd_run(argv)
       return EXIT_USAGE
     end
   end
+  -- A service argument (HOST/SERVICE) must name a service of the inventory.
+  for _, s in ipairs(rb.args) do
+    local v = values[s.name]
+    if s.type == "service" and v ~= nil then
+      local h, svc = v:match("^(.-)/(.*)$")
+      local host = inv.hosts[h]
+      if not (host and host.services and host.services[svc]) then
+        return usage(("--%s %s: %s"):format(s.name, v, host
+          and ("host %s has no service %s in the inventory (hosts.%s.services)"):format(h, svc, h)
+          or ("no host %s in the inventory%s"):format(h, invpath and (" " .. invpath) or " (none given: --inventory FILE)")))
+      end
+    end
+  end
   if opts.apply and not (inv.audit and inv.audit.journal) then
     err("--apply needs an audit journal: set audit.journal in the inventory")
     return EXIT_USAGE
   end
-  local deadline = inv.defaults.deadline or 300
-  if opts.deadline then
-    deadline = tonumber(opts.deadline)
-    if not deadline or deadline <= 0 then return usage("--deadline takes a positive number of seconds") end
+  if not deadline then
+    deadline = inv.defaults.deadline or 300
+    if not deadline_value(deadline) then
+      err(("%s: defaults.deadline: at most %d seconds (a day)"):format(invpath or "inventory", M.MAX_DEADLINE))
+      return EXIT_USAGE
+    end
+  end
+  if not memory and inv.defaults.memory_limit ~= nil then
+    memory = M.parse_size(inv.defaults.memory_limit)
+    if not memory then
+      err(("%s: defaults.memory_limit: expected a size from 16M to 1T, like 512M or 2G"):format(invpath or "inventory"))
+      return EXIT_USAGE
+    end
   end
   if opts.report then
     local f, ferr = io.open(opts.report, "a")
@@ -330,16 +440,9 @@ local function cmd_run(argv)
   end
 
   -- Everything is valid: run.
-  local trace = require "runbook.trace"
-  local sinks = {}
-  local tty = core.isatty(1)
-  if fmt == "json" then
-    sinks[#sinks + 1] = trace.json { out = io.stdout }
-  else
-    local color = color_opt == "always" or (color_opt == "auto" and tty and not os.getenv("NO_COLOR"))
-    sinks[#sinks + 1] = trace.text { out = io.stdout, color = color, tty = tty, verbose = opts.trace }
-  end
-  local collect, events = trace.collector()
+  memory = memory or M.DEFAULT_MEMORY
+  core.set_memory_limit(memory)
+  local sinks, collect, events, tty = sinks_for(fmt, color_opt, opts.trace)
   if opts.report then sinks[#sinks + 1] = collect end
 
   local arg_list = {}
@@ -350,7 +453,8 @@ local function cmd_run(argv)
         or ("--%s %s"):format(s.name, require("runbook.context").shell_word(v))
     end
   end
-  local ctx = require("runbook.context").new {
+  local context = require "runbook.context"
+  local ctx = context.new {
     inventory = inv, apply = opts.apply, yes = opts.yes, trace = opts.trace, sinks = sinks,
     live = fmt == "text" and tty,
     runbook = { name = rb.name, sha256 = rb.sha256 }, args = values,
@@ -362,42 +466,66 @@ local function cmd_run(argv)
              args = values, arg_list = arg_list, apply = ctx.apply, inventory = inv.path,
              deadline = deadline, version = core.build().version }
   local proxy = ctx:public()
-  core.set_deadline(deadline)
-  local ok, rerr = xpcall(rb.run, function(x) return debug.traceback(tostring(x), 2) end, proxy)
-  core.set_deadline(nil)
+  -- The runbook runs under the deadline; pcall_deadline restores "no deadline" with no Lua
+  -- code in between, and everything the engine keeps from the run is already plain data
+  -- (context.lua copies findings and the verdict when the runbook states them).
+  local ok, rerr, why = core.pcall_deadline(deadline, function(x)
+    if context.usage_error_of(x) then return x end
+    return debug.traceback(tostring(x), 2)
+  end, rb.run, proxy)
 
   local code
   if not ok then
     code = EXIT_RUNTIME
-    rerr = tostring(rerr)
-    if rerr:find("deadline exceeded", 1, true) then rerr = ("deadline of %gs exceeded"):format(deadline) end
-  end
-  if not code then
-    if ctx.verdict_event then
-      code = ctx.verdict_event.status == "healthy" and EXIT_OK or EXIT_PROBLEM
-    elseif (ctx.step_errors or 0) > 0 then
-      code = EXIT_RUNTIME
-      rerr = ("%d step(s) failed with an error"):format(ctx.step_errors)
+    local umsg, ucalls = context.usage_error_of(rerr)
+    if why == "deadline" then
+      rerr = ("deadline of %gs exceeded"):format(deadline)
+    elseif why == "memory" then
+      rerr = ("memory limit of %d MiB exceeded"):format(memory // (1024 * 1024))
+    elseif umsg and ucalls == 0 and ctx.counters.calls == 0 then
+      code, rerr = EXIT_USAGE, umsg
+      err(("%s: %s"):format(rb.name, ctx:mask(umsg)))
+      io.stderr:write(("Try 'runbook describe %s'.\n"):format(rb.name))
+    elseif umsg then
+      rerr = ("usage error after %d primitive call(s): %s"):format(ctx.counters.calls, umsg)
     else
-      code = EXIT_OK
-      for _, f in ipairs(ctx.all_findings) do if f.severity == "fail" then code = EXIT_PROBLEM end end
+      rerr = tostring(rerr)
+      if rerr:find("deadline exceeded", 1, true) then rerr = ("deadline of %gs exceeded"):format(deadline) end
     end
-    if ctx.counters.would > 0 and code == EXIT_OK then code = EXIT_PROBLEM end
   end
-  -- The last event is always the verdict: the runbook's own, or one the engine states.
-  local v = ctx.verdict_event or { event = "verdict", declared = false,
-    status = code == EXIT_OK and "healthy" or code == EXIT_PROBLEM and "problem" or "error" }
-  if code == EXIT_RUNTIME then v.status = "error" end
-  v.declared = ctx.verdict_event ~= nil
-  v.exit, v.ms, v.calls = code, ctx:elapsed() * 1000, ctx.counters.calls
-  v.findings, v.would, v.applied = #ctx.all_findings, ctx.counters.would, ctx.counters.applied
-  v.error = rerr and (opts.trace and rerr or rerr:match("^[^\n]*")) or nil
-  ctx:emit(v)
-  ctx:close()
-  if opts.report then
-    local md = require("runbook.report").markdown(events)
-    local okw, werr = require("runbook.exec").writefile(opts.report, ctx:mask(md), tonumber("600", 8))
-    if not okw then err("--report: " .. tostring(werr)) end
+  -- What follows is engine code only; a generous deadline still bounds it.
+  local fok, ferr = core.pcall_deadline(60, debug.traceback, function()
+    if not code then
+      if ctx.verdict_event then
+        code = ctx.verdict_event.status == "healthy" and EXIT_OK or EXIT_PROBLEM
+      elseif (ctx.step_errors or 0) > 0 then
+        code = EXIT_RUNTIME
+        rerr = ("%d step(s) failed with an error"):format(ctx.step_errors)
+      else
+        code = EXIT_OK
+        for _, f in ipairs(ctx.all_findings) do if f.severity == "fail" then code = EXIT_PROBLEM end end
+      end
+      if ctx.counters.would > 0 and code == EXIT_OK then code = EXIT_PROBLEM end
+    end
+    -- The last event is always the verdict: the runbook's own, or one the engine states.
+    local v = ctx.verdict_event or { event = "verdict", declared = false,
+      status = code == EXIT_OK and "healthy" or code == EXIT_PROBLEM and "problem" or "error" }
+    if code == EXIT_RUNTIME or code == EXIT_USAGE then v.status = "error" end
+    v.declared = ctx.verdict_event ~= nil
+    v.exit, v.ms, v.calls = code, ctx:elapsed() * 1000, ctx.counters.calls
+    v.findings, v.would, v.applied = #ctx.all_findings, ctx.counters.would, ctx.counters.applied
+    v.error = rerr and (opts.trace and rerr or rerr:match("^[^\n]*")) or nil
+    ctx:emit(v)
+    ctx:close()
+    if opts.report then
+      local md = require("runbook.report").markdown(events)
+      local okw, werr = require("runbook.exec").writefile(opts.report, ctx:mask(md), tonumber("600", 8))
+      if not okw then err("--report: " .. tostring(werr)) end
+    end
+  end)
+  if not fok then
+    err("internal error after the run: " .. tostring(ferr))
+    return EXIT_RUNTIME
   end
   return code
 end
@@ -409,6 +537,9 @@ function M.main(argv)
   string.dump = nil
 
   local cmd = argv[1]
+  -- Runbook code (run, list, describe, check) runs under a memory limit; `lua` runs trusted
+  -- scripts (tests, benchmarks) without one.
+  if cmd ~= "lua" then core.set_memory_limit(M.DEFAULT_MEMORY) end
   if cmd == nil or cmd == "help" or cmd == "--help" or cmd == "-h" then
     io.stdout:write(HELP)
     return cmd == nil and EXIT_USAGE or EXIT_OK

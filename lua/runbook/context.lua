@@ -23,6 +23,7 @@ local installed = false
 local public_methods = {
   step = true, finding = true, verdict = true, note = true, progress = true, skip = true,
   findings = true, elapsed = true, fix_command = true, read_secret = true, sleep = true,
+  usage_error = true,
 }
 
 local function install_prims()
@@ -293,18 +294,34 @@ end
 -- ---------------------------------------------------------------- the runbook-facing API
 
 local SKIP = setmetatable({}, { __tostring = function() return "skip" end })
+local USAGE = setmetatable({}, { __tostring = function() return "usage error" end })
+
+-- usage_error(message): the runbook's arguments are wrong (a value the declared type cannot
+-- express: a service missing from the inventory, two options that exclude each other). Ends
+-- the run with exit 2 and the message, as a command-line error would, when no primitive has
+-- run yet; later it is a runtime error (exit 3): something already ran.
+function Ctx:usage_error(msg)
+  if type(msg) ~= "string" or msg == "" then error("bad argument #1 to 'usage_error' (message expected)", 2) end
+  error({ USAGE, message = msg, calls = self.counters.calls }, 0)
+end
+
+-- usage_error_of(err) -> message, calls_before | nil: the usage error a run ended with.
+function M.usage_error_of(e)
+  if type(e) == "table" and rawequal(rawget(e, 1), USAGE) then return e.message, e.calls end
+end
 
 -- step(name, fn [, title]) -> fn's results. Times the step, records its status; an error inside
 -- is contained (status "error") so later checks still run.
 function Ctx:step(name, fn, title)
   if type(name) ~= "string" then error("bad argument #1 to 'step' (string expected)", 2) end
   if type(fn) ~= "function" then error("bad argument #2 to 'step' (function expected)", 2) end
+  if title ~= nil and type(title) ~= "string" then error("bad argument #3 to 'step' (string expected)", 2) end
   local parent = self.current_step
   local st = { name = name, title = title, t0 = core.now(), worst = "ok", parent = parent }
   self.current_step = st
   self:emit { event = "step.start", step = name, title = title }
   local res = table.pack(xpcall(fn, function(e)
-    if type(e) == "table" and e[1] == SKIP then return e end
+    if type(e) == "table" and (rawequal(rawget(e, 1), SKIP) or rawequal(rawget(e, 1), USAGE)) then return e end
     return debug.traceback(tostring(e), 2)
   end, self.proxy or self))
   local status, reason = st.worst, nil
@@ -317,6 +334,12 @@ function Ctx:step(name, fn, title)
       error(res[2], 0)
     end
     local e = res[2]
+    if M.usage_error_of(e) then   -- not contained: the run ends (exit 2)
+      self:emit { event = "step.end", step = name, title = title, status = "error",
+                  reason = e.message, ms = (core.now() - st.t0) * 1000 }
+      self.current_step = parent
+      error(e, 0)
+    end
     if type(e) == "table" and e[1] == SKIP then
       status, reason = "skipped", e.reason
     else
@@ -338,8 +361,70 @@ end
 local SEVERITY_RANK = { info = 0, ok = 0, warn = 1, fail = 2 }
 
 -- finding{severity=, cause=, hop=, message=, evidence={...}}
+-- report_fields(what, v, keys) -> a plain copy of a finding or verdict table, its fields
+-- checked. Runs in the runbook's call, so under the run's deadline: what the engine keeps (and
+-- emits after the run) is engine data that no runbook metamethod or shared table can reach.
+local REPORT_LIMITS = { word = 256, message = 64 * 1024, evidence = 1000 }
+local function report_fields(what, v, keys)
+  local bad = "bad argument #1 to '" .. what .. "'"
+  if type(v) ~= "table" then error(bad .. " (table expected)", 0) end
+  local c = plain(v, bad)
+  for k in next, c do
+    if not keys[k] then error(("%s (unknown field '%s')"):format(bad, tostring(k)), 0) end
+  end
+  local function str(k, max)
+    local x = c[k]
+    if x ~= nil and (type(x) ~= "string" or #x > max) then
+      error(("%s (%s: a string of at most %d bytes expected, got %s)"):format(bad, k, max,
+        type(x) == "string" and (#x .. " bytes") or type(x)), 0)
+    end
+  end
+  str("cause", REPORT_LIMITS.word); str("hop", REPORT_LIMITS.word); str("severity", REPORT_LIMITS.word)
+  str("status", REPORT_LIMITS.word); str("message", REPORT_LIMITS.message)
+  if c.evidence ~= nil then
+    local e = c.evidence
+    if type(e) ~= "table" or #e > REPORT_LIMITS.evidence then
+      error(("%s (evidence: a list of at most %d items expected)"):format(bad, REPORT_LIMITS.evidence), 0)
+    end
+    for k, item in next, e do
+      if math.type(k) ~= "integer" or (type(item) ~= "table" and type(item) ~= "string") then
+        error(("%s (evidence: a list of {host=, time=, source=, text=} items expected)"):format(bad), 0)
+      end
+      if type(item) == "table" then
+        for f, x in next, item do
+          if f ~= "value" and (type(f) ~= "string" or type(x) == "table"
+              or (type(x) == "string" and #x > REPORT_LIMITS.message)) then
+            error(("%s (evidence item field '%s': a string or number expected)"):format(bad, tostring(f)), 0)
+          end
+        end
+      end
+    end
+  end
+  if c.fix ~= nil then
+    local f = c.fix
+    if type(f) == "table" then
+      if type(f.runbook) ~= "string" or (f.args ~= nil and type(f.args) ~= "table") then
+        error(("%s (fix: a command line or {runbook=NAME, args={...}} expected)"):format(bad), 0)
+      end
+      for k, x in next, f.args or {} do
+        if type(k) ~= "string" or type(x) == "table" then
+          error(("%s (fix.args: names with plain values expected)"):format(bad), 0)
+        end
+      end
+    elseif type(f) ~= "string" then
+      error(("%s (fix: a command line or {runbook=NAME, args={...}} expected)"):format(bad), 0)
+    end
+  end
+  return c
+end
+local FINDING_KEYS = { severity = true, cause = true, hop = true, message = true, evidence = true, fix = true }
+local VERDICT_KEYS = { status = true, cause = true, hop = true, message = true, evidence = true, fix = true }
+
 function Ctx:finding(f)
-  if type(f) ~= "table" or type(f.message) ~= "string" then
+  local ok, c = pcall(report_fields, "finding", f, FINDING_KEYS)
+  if not ok then error(c, 2) end
+  f = c
+  if type(f.message) ~= "string" then
     error("bad argument #1 to 'finding' (table with a message expected)", 2)
   end
   local sev = f.severity or "fail"
@@ -453,7 +538,10 @@ local VERDICT_STATUS = { healthy = 0, problem = 1, escalate = 1 }
 
 -- verdict{status=, hop=, cause=, message=, evidence=, fix=} ends the diagnosis.
 function Ctx:verdict(v)
-  if type(v) ~= "table" or VERDICT_STATUS[v.status] == nil then
+  local ok, c = pcall(report_fields, "verdict", v, VERDICT_KEYS)
+  if not ok then error(c, 2) end
+  v = c
+  if VERDICT_STATUS[v.status] == nil then
     error("bad argument #1 to 'verdict' (status healthy, problem or escalate expected)", 2)
   end
   local ev = { event = "verdict", status = v.status, hop = v.hop, cause = v.cause,

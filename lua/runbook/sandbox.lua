@@ -1,6 +1,6 @@
 -- runbook.sandbox: loading runbooks into their own environment.
 --
---   sandbox.load(path) -> rb | nil, "file:line: message"
+--   sandbox.load(path [, budget]) -> rb | nil, "file:line: message", why
 --
 -- A runbook is a Lua file that returns its declaration:
 --   return {
@@ -14,6 +14,12 @@
 -- no debug, no package, no C modules, no bytecode (`load` is text-only), no string.dump.
 -- Everything it can do to the world goes through ctx's primitives, hence through the gate.
 -- Runbooks may `require` a few pure engine libraries and their own helpers in runbooks/lib/.
+--
+-- Runbook code runs only under a deadline: the file's top level (and its lib/ helpers) within
+-- LOAD_BUDGET seconds, checked and copied into plain engine data while that deadline holds;
+-- run() under the run's deadline (cli.lua). No metatable a runbook sets may carry __gc: Lua
+-- runs finalizers with hooks off, whenever the collector decides, so a finalizer would be
+-- runbook code outside every deadline.
 local M = {}
 
 local DECL_KEYS = { description = true, help = true, kind = true, args = true, hosts = true,
@@ -62,7 +68,13 @@ function M.env(dir)
     xpcall = function(...) return reraise_past_deadline(xpcall(...)) end,
     select = select, tonumber = tonumber, tostring = tostring, type = type,
     rawequal = rawequal, rawlen = rawlen, rawget = rawget,   -- no rawset: it would write into ctx
-    setmetatable = setmetatable, getmetatable = getmetatable,
+    setmetatable = function(t, mt)
+      if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+        error("setmetatable: __gc is not available to runbooks (a finalizer runs outside the run's deadline)", 2)
+      end
+      return setmetatable(t, mt)
+    end,
+    getmetatable = getmetatable,
     string = readonly_copy(string), table = readonly_copy(table), math = readonly_copy(math),
     utf8 = readonly_copy(utf8), coroutine = readonly_copy(safe_coroutine),
     os = { time = os.time, clock = os.clock, date = os.date, difftime = os.difftime },
@@ -97,21 +109,45 @@ end
 
 local function fail_decl(path, msg) return nil, ("%s: %s"):format(path, msg) end
 
--- load(path) -> rb | nil, message. Runs only the file's top level, which only declares.
-function M.load(path)
-  local exec = require "runbook.exec"
-  local text, err = exec.readfile(path, 4 * 1024 * 1024)
-  if not text then return nil, err end
+-- Seconds the top level of a runbook file may take: it only declares.
+M.LOAD_BUDGET = 10
+
+local function plain_table(v) return type(v) == "table" and debug.getmetatable(v) == nil end
+
+-- list_of_strings(v) -> a fresh plain list | nil
+local function list_of_strings(v)
+  if not plain_table(v) then return nil end
+  local out, n = {}, 0
+  for k, x in next, v do
+    if math.type(k) ~= "integer" or type(x) ~= "string" then return nil end
+    n = n + 1
+  end
+  for i = 1, n do
+    if type(v[i]) ~= "string" then return nil end
+    out[i] = v[i]
+  end
+  return out
+end
+
+-- declaration(path, text, name) -> rb | nil, message. Runs the file's top level; everything it
+-- returns is checked and copied into plain data (no runbook table, no metamethod survives).
+local function declaration(path, text, name)
   local dir = path:match("^(.*)/[^/]*$") or "."
   local env = M.env(dir)
-  local name = path:match("([^/]+)%.lua$") or path:match("([^/]+)$")
   local chunk, perr = load(text, "@" .. path, "t", env)
   if not chunk then return nil, perr end
-  local ok, decl = pcall(chunk)
-  if not ok then return nil, tostring(decl) end
+  local decl = chunk()
   if type(decl) ~= "table" then return fail_decl(path, "a runbook must return its declaration table") end
-  for k in pairs(decl) do
+  if not plain_table(decl) then return fail_decl(path, "the declaration must be a plain table (no metatable)") end
+  for k in next, decl do
     if not DECL_KEYS[k] then return fail_decl(path, ("unknown declaration key '%s'"):format(tostring(k))) end
+  end
+  if decl.name ~= nil and (type(decl.name) ~= "string" or not decl.name:match("^[%w_.-]+$")) then
+    return fail_decl(path, "'name' must be a word")
+  end
+  if decl.examples ~= nil then
+    decl.examples = list_of_strings(decl.examples)
+    if not decl.examples then return fail_decl(path, "'examples' must be a list of strings") end
   end
   if type(decl.description) ~= "string" or decl.description == "" then
     return fail_decl(path, "declaration needs a one-line 'description'")
@@ -123,10 +159,8 @@ function M.load(path)
     return fail_decl(path, "'kind' must be diagnosis, remedy or report")
   end
   if decl.hosts ~= nil then
-    if type(decl.hosts) ~= "table" then return fail_decl(path, "'hosts' must be a list of inventory host names") end
-    for _, h in ipairs(decl.hosts) do
-      if type(h) ~= "string" then return fail_decl(path, "'hosts' must be a list of inventory host names") end
-    end
+    decl.hosts = list_of_strings(decl.hosts)
+    if not decl.hosts then return fail_decl(path, "'hosts' must be a list of inventory host names") end
   end
   local specs, aerr = require("runbook.args").normalize(decl.args)
   if not specs then return fail_decl(path, aerr) end
@@ -136,6 +170,30 @@ function M.load(path)
     help = decl.help, kind = decl.kind or "diagnosis", args = specs, hosts = decl.hosts or {},
     examples = decl.examples, run = decl.run,
   }
+end
+
+-- load(path [, budget]) -> rb | nil, message, why. Runs only the file's top level, which only
+-- declares, within budget seconds (default and at most LOAD_BUDGET, never past a deadline
+-- already armed). why: "deadline" or "memory" when the top level hit that limit.
+function M.load(path, budget)
+  local exec = require "runbook.exec"
+  local text, err = exec.readfile(path, 4 * 1024 * 1024)
+  if not text then return nil, err end
+  local name = path:match("([^/]+)%.lua$") or path:match("([^/]+)$")
+  budget = math.min(budget or M.LOAD_BUDGET, M.LOAD_BUDGET)
+  local ok, rb, derr = core.pcall_deadline(budget, function(e) return e end, declaration, path, text, name)
+  if not ok then
+    local why = derr
+    if why == "deadline" then
+      return nil, ("%s: the top level did not finish within %gs (a runbook file only declares: put work in run)")
+        :format(path, budget), why
+    elseif why == "memory" then
+      return nil, ("%s: the top level exceeded the memory limit"):format(path), why
+    end
+    return nil, tostring(rb)
+  end
+  if not rb then return nil, derr end
+  return rb
 end
 
 return M
