@@ -76,6 +76,9 @@ struct ml_scanner {
 	const unsigned char *cur;  /* start of the line being processed (look-backs end there) */
 	size_t lb_off[MAX_CHAIN];
 	uint32_t first_map[256];   /* watched (1) keys per first byte */
+	/* the watched keys themselves while they are few: searched for directly between matches */
+	struct { uint64_t h; size_t n; char k[32]; } wl[4];
+	size_t nwl, wl_over;       /* keys in wl; watched keys not in it (then the tag probe runs) */
 };
 
 static unsigned char lower[256];
@@ -212,6 +215,17 @@ static int needle_match(const ml_scanner *s, const char *line, size_t len)
 	return 0;
 }
 
+static void wl_remove(ml_scanner *s, uint64_t h)
+{
+	for (size_t i = 0; i < s->nwl; i++)
+		if (s->wl[i].h == h) {
+			s->wl[i] = s->wl[--s->nwl];
+			return;
+		}
+	if (s->wl_over)
+		s->wl_over--;
+}
+
 static key_slot *slot_find(ml_scanner *s, uint64_t h, int create)
 {
 	key_slot *b = &s->slots[(h & (s->nbuckets - 1)) * WAYS], *victim = NULL;
@@ -236,19 +250,26 @@ static key_slot *slot_find(ml_scanner *s, uint64_t h, int create)
 	if (victim->h && victim->last)
 		s->st.context_dropped++;
 	if (victim->h && victim->watched == 1)
-		s->nwatched--, s->first_map[victim->first]--;
+		s->nwatched--, s->first_map[victim->first]--, wl_remove(s, victim->h);
 	victim->h = h, victim->last = 0, victim->watched = 0, victim->age = ++s->clock;
 	return victim;
 }
 
-/* Sets k's watch state (0, 1 or 2), keeping the counts of watched keys in step. */
-static void set_watched(ml_scanner *s, key_slot *k, unsigned char first, int w)
+/* Sets k's watch state (0, 1 or 2), keeping the counts and the list of watched keys in step. */
+static void set_watched(ml_scanner *s, key_slot *k, const char *key, size_t n, int w)
 {
 	if (k->watched == 1)
-		s->nwatched--, s->first_map[k->first]--;
-	k->watched = (uint8_t)w, k->first = first;
-	if (w == 1)
-		s->nwatched++, s->first_map[first]++;
+		s->nwatched--, s->first_map[k->first]--, wl_remove(s, k->h);
+	k->watched = (uint8_t)w, k->first = (unsigned char)key[0];
+	if (w == 1) {
+		s->nwatched++, s->first_map[k->first]++;
+		if (s->nwl < 4 && n < sizeof s->wl[0].k) {
+			s->wl[s->nwl].h = k->h, s->wl[s->nwl].n = n;
+			memcpy(s->wl[s->nwl].k, key, n);
+			s->nwl++;
+		} else
+			s->wl_over++;
+	}
 }
 
 void ml_scanner_watch(ml_scanner *s, const char *key, size_t n)
@@ -256,13 +277,13 @@ void ml_scanner_watch(ml_scanner *s, const char *key, size_t n)
 	if (n == 0)
 		return;
 	key_slot *k = slot_find(s, key_hash(key, n), 1);
-	set_watched(s, k, (unsigned char)key[0], 1);
+	set_watched(s, k, key, n, 1);
 }
 
 static void unwatch(ml_scanner *s, key_slot *k)
 {
 	if (k->watched == 1)
-		s->nwatched--, s->first_map[k->first]--;
+		s->nwatched--, s->first_map[k->first]--, wl_remove(s, k->h);
 	k->h = 0, k->watched = 0, k->last = 0; /* ids are reused: forget it */
 }
 
@@ -293,6 +314,17 @@ static int lookback(ml_scanner *s, ml_str key, int family, size_t reach, ml_emit
 static const unsigned char *key_find(ml_str key, const unsigned char *b, const unsigned char *e);
 
 #define NEAR_REACH ((size_t)64 << 10) /* look-back for ids named by a reply: logged just before */
+#define REACH_SECS 900.0              /* nor further back in time than this before the match */
+
+/* Epoch time of the line starting at p (before hi), or NAN. */
+static double line_time(ml_scanner *s, const unsigned char *p, const unsigned char *hi)
+{
+	ml_record r;
+	const unsigned char *le = memchr(p, '\n', (size_t)(hi - p));
+	if (ml_parse_line((const char *)p, (size_t)((le ? le : hi) - p), &s->o.time, &r) == ML_OTHER || !r.has_time)
+		return NAN;
+	return r.time;
+}
 
 /* Makes k watched. Lines of it logged before (the next queue file's smtpd/cleanup lines, a
  * Dovecot session answering before Postfix logs the reply, the earlier lines of a queue id) are
@@ -304,10 +336,10 @@ static int watch_context(ml_scanner *s, key_slot *k, ml_str key, int family, siz
 	if (s->hist && s->cur) {
 		/* a Dovecot session is over when Postfix logs the reply naming it: its lines come
 		 * before, so it is marked done (2) rather than watched for later lines */
-		set_watched(s, k, (unsigned char)key.p[0], family == ML_DOVECOT ? 2 : 1);
+		set_watched(s, k, key.p, key.n, family == ML_DOVECOT ? 2 : 1);
 		return lookback(s, key, family, reach, fn, ud);
 	}
-	set_watched(s, k, (unsigned char)key.p[0], 1);
+	set_watched(s, k, key.p, key.n, 1);
 	return k->last ? replay(s, k, fn, ud) : 0;
 }
 
@@ -380,10 +412,13 @@ static int lookback(ml_scanner *s, ml_str key, int family, size_t reach, ml_emit
 	const unsigned char *lo = s->hist, *hi = s->cur, *end = hi;
 	size_t n = 0, step = 2048;
 	int done = 0;
+	double now = NAN;
 	if (reach > s->hkeep)
 		reach = s->hkeep;
 	if ((size_t)(hi - lo) > reach)
 		lo = hi - reach;
+	if (hi - lo > (ptrdiff_t)NEAR_REACH)
+		now = line_time(s, hi, s->hist + s->hlen);
 	while (!done && end > lo && n < MAX_CHAIN) {
 		const unsigned char *start = (size_t)(end - lo) > step ? end - step : lo;
 		const unsigned char *lim = end + key.n - 1 < hi ? end + key.n - 1 : hi;
@@ -415,6 +450,13 @@ static int lookback(ml_scanner *s, ml_str key, int family, size_t reach, ml_emit
 		end = start;
 		if (step < s->hkeep)
 			step *= 2;
+		if (!done && !isnan(now) && end > lo && (size_t)(hi - end) > NEAR_REACH) {
+			/* a queue file's lines lie close in time: stop REACH_SECS before the match */
+			const unsigned char *ls = memchr(end, '\n', (size_t)(hi - end));
+			double t = ls ? line_time(s, ls + 1, hi) : NAN;
+			if (!isnan(t) && now - t > REACH_SECS)
+				break;
+		}
 	}
 	if (!done && family == ML_POSTFIX && reach == s->hkeep && end <= lo && lo > s->hist)
 		s->st.context_dropped++; /* the queue file opened before the history kept */
@@ -556,13 +598,15 @@ static const unsigned char *needle_find(const needle *nd, const unsigned char *b
 	return NULL;
 }
 
-/* The next `]: ` at or after p (the end of a syslog tag), or NULL. */
+/* The next `]: ` (the end of a syslog tag) or `>: ` (the end of a Dovecot `<pid><session>`
+ * prefix) at or after p, or NULL. */
 static const unsigned char *find_tag_end(const unsigned char *p, const unsigned char *e)
 {
 #ifdef __SSE2__
-	const __m128i rb = _mm_set1_epi8(']'), sp = _mm_set1_epi8(' ');
+	const __m128i rb = _mm_set1_epi8(']'), gt = _mm_set1_epi8('>'), sp = _mm_set1_epi8(' ');
 	for (; p + 18 <= e; p += 16) {
-		__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), rb);
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i a = _mm_or_si128(_mm_cmpeq_epi8(x, rb), _mm_cmpeq_epi8(x, gt));
 		__m128i c = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 2)), sp);
 		unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(a, c));
 		while (m) {
@@ -574,7 +618,7 @@ static const unsigned char *find_tag_end(const unsigned char *p, const unsigned 
 	}
 #endif
 	for (; p + 3 <= e; p++)
-		if (p[0] == ']' && p[1] == ':' && p[2] == ' ')
+		if ((p[0] == ']' || p[0] == '>') && p[1] == ':' && p[2] == ' ')
 			return p;
 	return NULL;
 }
@@ -587,16 +631,56 @@ static int probe_region(ml_scanner *s, const unsigned char *b, const unsigned ch
 	while (s->nwatched > 0 && (c = find_tag_end(p, e)) != NULL) {
 		const unsigned char *q = c + 3, *t = q;
 		p = q;
-		if (q >= e || !s->first_map[*q])
-			continue;
-		while (t < e && t - q < 20 && ((*t >= '0' && *t <= '9') || (*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z')))
-			t++;
-		if (t >= e || *t != ':')
-			continue;
+		if (*c == '>') { /* Dovecot: `<SESSION>: ` */
+			const unsigned char *lt = c;
+			while (lt > b && c - lt < 40 && lt[-1] != '<' && lt[-1] != ' ')
+				lt--;
+			if (lt == c || lt == b || lt[-1] != '<' || !s->first_map[*lt])
+				continue;
+			q = lt, t = c;
+		} else {
+			if (q >= e || !s->first_map[*q])
+				continue;
+			while (t < e && t - q < 20 && ((*t >= '0' && *t <= '9') || (*t >= 'A' && *t <= 'Z') || (*t >= 'a' && *t <= 'z')))
+				t++;
+			if (t >= e || *t != ':')
+				continue;
+		}
 		key_slot *k = slot_find(s, key_hash((const char *)q, (size_t)(t - q)), 0);
 		if (!k || k->watched != 1)
 			continue;
 		const unsigned char *ls = c, *le = memchr(c, '\n', (size_t)(e - c));
+		while (ls > b && ls[-1] != '\n')
+			ls--;
+		if (!le)
+			le = e;
+		s->cur = ls;
+		int rc = process_line(s, (const char *)ls, (size_t)(le - ls), 0, fn, ud);
+		if (rc)
+			return rc;
+		p = le + 1;
+	}
+	return 0;
+}
+
+/* Lines of [b, e) with a watched key: while the watched keys are few and listed, found by
+ * searching for the keys themselves, else by the tag probe. */
+static int watched_region(ml_scanner *s, const unsigned char *b, const unsigned char *e, ml_emit_fn fn, void *ud)
+{
+	const unsigned char *p = b;
+	while (p < e && s->nwatched > 0) {
+		if (s->wl_over || s->nwl == 0)
+			return probe_region(s, p, e, fn, ud);
+		const unsigned char *best = NULL;
+		for (size_t i = 0; i < s->nwl; i++) {
+			ml_str k = { s->wl[i].k, s->wl[i].n };
+			const unsigned char *x = key_find(k, p, best && best + k.n < e ? best + k.n : e);
+			if (x && (!best || x < best))
+				best = x;
+		}
+		if (!best)
+			break;
+		const unsigned char *ls = best, *le = memchr(best, '\n', (size_t)(e - best));
 		while (ls > b && ls[-1] != '\n')
 			ls--;
 		if (!le)
@@ -662,7 +746,7 @@ static int fast_region(ml_scanner *s, size_t end, ml_emit_fn fn, void *ud)
 			while (ms > pos && ms[-1] != '\n')
 				ms--;
 		/* lines before the match: only watched keys matter */
-		if (s->nwatched > 0 && pos < ms && (rc = probe_region(s, pos, ms, fn, ud)) != 0)
+		if (s->nwatched > 0 && pos < ms && (rc = watched_region(s, pos, ms, fn, ud)) != 0)
 			goto out;
 		if (m >= e)
 			break;

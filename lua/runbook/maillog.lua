@@ -201,7 +201,10 @@ function Tracker:watch(key)
 	if old then self.watched[old] = nil end
 	self.watch_ring[slot] = key
 	self.watched[key] = true
-	for _, sc in ipairs(self.scanner_list) do sc:watch(key) end
+	-- the scanner that reported the record has followed the id itself (and may have seen it end)
+	for _, sc in ipairs(self.scanner_list) do
+		if sc ~= self.feeding then sc:watch(key) end
+	end
 end
 
 local function push_line(self, list, line)
@@ -388,23 +391,26 @@ function Tracker:add(r)
 	end
 end
 
-local function add_all(self, recs)
+local function add_all(self, recs, sc)
+	self.feeding = sc
 	for i = 1, #recs do self:add(recs[i]) end
 end
 
 function Tracker:feed(chunk, src)
 	if type(chunk) ~= "string" then error("bad argument #1 to 'feed' (string expected)", 2) end
-	add_all(self, self:scanner_for(src):feed(chunk))
+	local sc = self:scanner_for(src)
+	add_all(self, sc:feed(chunk), sc)
 end
 
 function Tracker:feed_line(line, src)
 	if type(line) ~= "string" then error("bad argument #1 to 'feed_line' (string expected)", 2) end
-	add_all(self, self:scanner_for(src):line(line))
+	local sc = self:scanner_for(src)
+	add_all(self, sc:line(line), sc)
 end
 
 function Tracker:feed_lines(iter, src)
 	local sc = self:scanner_for(src)
-	for line in iter do add_all(self, sc:line(line)) end
+	for line in iter do add_all(self, sc:line(line), sc) end
 end
 
 -- Reads the file in blocks of at most 1 MiB (straight into the C scanner's buffer) so that only
@@ -418,7 +424,7 @@ function Tracker:feed_file(path, src)
 	while true do
 		local recs, more, c = sc:read()
 		if not recs then return nil, path .. ": " .. tostring(more), c end
-		add_all(self, recs)
+		add_all(self, recs, sc)
 		if not more then break end
 	end
 	return true
@@ -435,15 +441,15 @@ function Tracker:feed_file_lua(path, sc)
 			if err then f:close() return nil, path .. ": " .. tostring(err), "io" end
 			break
 		end
-		add_all(self, sc:feed(chunk))
+		add_all(self, sc:feed(chunk), sc)
 	end
 	f:close()
-	add_all(self, sc:flush())
+	add_all(self, sc:flush(), sc)
 	return true
 end
 
 function Tracker:flush()
-	for _, sc in ipairs(self.scanner_list) do add_all(self, sc:flush()) end
+	for _, sc in ipairs(self.scanner_list) do add_all(self, sc:flush(), sc) end
 end
 
 function Tracker:stats()

@@ -8,7 +8,7 @@
 #   BENCH_SKIP_PFLOGSUMM=1              skip pflogsumm (it runs ~10x longer than the others)
 # The log is the repository's log fixtures (tests/fixtures/maillog: lab captures, scenarios,
 # crowdsec test logs) repeated into a temp dir under /tmp, removed on exit. All runs read it from the page cache.
-# Targets: >= 10x pflogsumm's MB/s, within 3x of grep -c, peak RSS < 64 MB.
+# Targets: >= 20x pflogsumm's MB/s, within 2x of grep -c, peak RSS < 64 MB.
 # Depends on: ./runbook (make), pflogsumm, GNU time (/usr/bin/time).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -63,21 +63,31 @@ local st = t:stats()
 io.write(("messages=%d lines=%d matched=%d reported=%d\n"):format(#msgs, st.lines, st.matched, st.reported))
 EOF
 
-# run NAME CMD...: wall seconds and max RSS (KiB) via GNU time, output kept in $work/NAME.out
+# run NAME CMD...: wall seconds, max RSS (KiB) and CPU seconds (user+sys) via GNU time, the best
+# (least wall time) of BENCH_RUNS runs (default 3; pflogsumm once): the machine may be shared, and
+# the best run is the one least disturbed. Output kept in $work/NAME.out.
 run() {
-	local name=$1
+	local name=$1 n=${BENCH_RUNS:-3} i
 	shift
-	/usr/bin/time -f '%e %M' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" || {
-		echo "maillog.sh: $name failed:" >&2
-		cat "$work/$name.err" >&2
-		exit 1
-	}
+	[ "$name" = pflogsumm ] && n=1
+	: >"$work/$name.best"
+	for i in $(seq 1 "$n"); do
+		/usr/bin/time -f '%e %M %U %S' -o "$work/$name.time" "$@" >"$work/$name.out" 2>"$work/$name.err" || {
+			echo "maillog.sh: $name failed:" >&2
+			cat "$work/$name.err" >&2
+			exit 1
+		}
+		awk 'NR == FNR { b = $1; line = $0; next } { if (b == "" || $1 < b) line = $0 } END { print line }' \
+			"$work/$name.best" "$work/$name.time" >"$work/$name.tmp" 2>/dev/null || cp "$work/$name.time" "$work/$name.tmp"
+		[ -s "$work/$name.best" ] || cp "$work/$name.time" "$work/$name.tmp"
+		mv "$work/$name.tmp" "$work/$name.best"
+	done
 }
 report() {
-	local name=$1 secs kib
-	read -r secs kib <"$work/$name.time"
-	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$size" \
-		'BEGIN { if (s < 0.01) s = 0.01; printf "%-22s %8.2f s %9.1f MB/s %8.1f MB peak RSS\n", n, s, b / 1048576 / s, k / 1024 }'
+	local name=$1 secs kib us ss
+	read -r secs kib us ss <"$work/$name.best"
+	awk -v n="$name" -v s="$secs" -v k="$kib" -v b="$size" -v c="$(awk -v u="$us" -v t="$ss" 'BEGIN{print u+t}')" \
+		'BEGIN { if (s < 0.01) s = 0.01; printf "%-22s %8.2f s %9.1f MB/s %8.1f MB peak RSS %8.2f s CPU\n", n, s, b / 1048576 / s, k / 1024, c }'
 }
 
 echo "maillog bench: $(awk -v b="$size" 'BEGIN{printf "%.0f", b/1048576}') MB log ($reps x $spread variants of the fixtures), address $addr"
@@ -91,12 +101,16 @@ report grep_c
 [ -z "${BENCH_SKIP_PFLOGSUMM:-}" ] && report pflogsumm
 echo "runbook: $(cat "$work/runbook.out")"
 echo "grep -c: $(cat "$work/grep_c.out") lines mention $addr"
-read -r rs rk <"$work/runbook.time"
-read -r gs _ <"$work/grep_c.time"
-awk -v rs="$rs" -v gs="$gs" -v rk="$rk" 'BEGIN {
-	if (rs < 0.01) rs = 0.01; if (gs < 0.01) gs = 0.01
-	printf "runbook vs grep -c: %.2fx the time (target <= 3x); peak RSS %.1f MB (target < 64 MB)\n", rs / gs, rk / 1024 }'
+read -r rs rk ru rsy <"$work/runbook.best"
+read -r gs _ gu gsy <"$work/grep_c.best"
+awk -v rs="$rs" -v gs="$gs" -v rk="$rk" -v rc="$ru $rsy" -v gc="$gu $gsy" 'BEGIN {
+	split(rc, a, " "); split(gc, b, " "); rcpu = a[1] + a[2]; gcpu = b[1] + b[2]
+	if (rs < 0.01) rs = 0.01; if (gs < 0.01) gs = 0.01; if (gcpu < 0.01) gcpu = 0.01
+	printf "runbook vs grep -c: %.2fx the wall time, %.2fx the CPU time (target <= 2x); peak RSS %.1f MB (target < 64 MB)\n", rs / gs, rcpu / gcpu, rk / 1024 }'
 if [ -z "${BENCH_SKIP_PFLOGSUMM:-}" ]; then
-	read -r ps _ <"$work/pflogsumm.time"
-	awk -v rs="$rs" -v ps="$ps" 'BEGIN { if (rs < 0.01) rs = 0.01; printf "runbook vs pflogsumm: %.1fx the throughput (target >= 10x)\n", ps / rs }'
+	read -r ps _ pu psy <"$work/pflogsumm.best"
+	awk -v rs="$rs" -v ps="$ps" -v rc="$ru $rsy" -v pc="$pu $psy" 'BEGIN {
+		split(rc, a, " "); split(pc, b, " "); rcpu = a[1] + a[2]; pcpu = b[1] + b[2]
+		if (rs < 0.01) rs = 0.01; if (rcpu < 0.01) rcpu = 0.01
+		printf "runbook vs pflogsumm: %.1fx the throughput by wall time, %.1fx by CPU time (target >= 20x)\n", ps / rs, pcpu / rcpu }'
 fi
