@@ -30,7 +30,7 @@ How to verify: after --apply it reads the queue again for up to 10 s: the messag
 queue (delivered or bounced: follow it with trace-message) or it is deferred again, with the
 new reason.]],
   args = {
-    { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
+    { name = "service", type = "service",
       help = "the Postfix service that holds the mail, HOST/SERVICE (default: the MX, mail.mx_host + /postfix)" },
     { name = "queue-id", type = "queue_id", help = "flush only this message (postqueue -i)" },
   },
@@ -42,7 +42,12 @@ new reason.]],
   },
 
   run = function(ctx)
-    local svc = ops.need_service(ctx, ctx.args.service or ops.mx_postfix(ctx))
+    -- --service is checked against the inventory before the run (type service); the default
+    -- comes from the inventory and is checked here, before any primitive runs.
+    local svc = ctx.args.service or ops.mx_postfix(ctx)
+    if not ops.service_of(ctx, svc) then
+      ctx:usage_error(("the default service %s (mail.mx_host + /postfix) is not in the inventory: name one with --service HOST/SERVICE"):format(svc))
+    end
     local qid = ctx.args["queue-id"]
 
     local function read_queue()

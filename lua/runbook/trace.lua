@@ -1,6 +1,9 @@
 -- runbook.trace: the sinks that turn the context's events into output.
 --
 -- Events reach sinks only through ctx:emit (runbook.context), which masks every secret first.
+-- The text sink shows data, never lets it drive the terminal: control characters in any value
+-- (ESC, OSC, BEL, CR, the rest of C0, DEL, and the C1 controls U+0080..U+009F) are shown as
+-- escapes (\e, \r, \x07, \u009b); a newline in data starts an indented continuation line.
 --   trace.text{out=io.stdout, color=bool, tty=bool, verbose=bool} -> sink  (for people)
 --   trace.json{out=io.stdout}                                     -> sink  (JSON Lines, schema 1)
 --   trace.collector()                                             -> sink, events (for --report)
@@ -63,6 +66,24 @@ function M.evidence_line(e)
   return (table.concat(parts, " "):gsub("%s*\n%s*", " | "))
 end
 
+local NAMED = { ["\27"] = "\\e", ["\r"] = "\\r", ["\a"] = "\\a", ["\b"] = "\\b", ["\f"] = "\\f", ["\v"] = "\\v" }
+
+-- escape(s) -> s with every control character but newline and tab made visible
+local function escape(s)
+  s = s:gsub("[\0-\8\11-\31\127]", function(c) return NAMED[c] or ("\\x%02x"):format(c:byte()) end)
+  return (s:gsub("\194([\128-\159])", function(c) return ("\\u%04x"):format(c:byte()) end))
+end
+M.escape = escape
+
+-- clean(v) -> a copy of an event value with every string escaped (keys too)
+local function clean(v, depth)
+  if type(v) == "string" then return escape(v) end
+  if type(v) ~= "table" or depth > 16 then return v end
+  local out = {}
+  for k, x in next, v do out[clean(k, depth + 1)] = clean(x, depth + 1) end
+  return out
+end
+
 function M.text(opts)
   local out = opts.out or io.stdout
   local color = opts.color
@@ -72,13 +93,16 @@ function M.text(opts)
   local function paint(name, s) return color and (C[name] .. s .. C.reset) or s end
   local function line(s)
     if progress_shown then out:write("\r\27[K"); progress_shown = false end
-    out:write(s, "\n")
+    -- a newline from data continues the line, indented under it: data never starts a line
+    local cont = "\n" .. (s:match("^ *") or "") .. "    "
+    out:write((s:gsub("\n", cont)), "\n")
   end
   local function lines(prefix, text)
     for l in (tostring(text) .. "\n"):gmatch("(.-)\n") do line(prefix .. l) end
   end
   local depth = 0
   return function(ev)
+    ev = clean(ev, 0)
     local k = ev.event
     local ind = string.rep("  ", depth)
     if k == "run.start" then
@@ -127,7 +151,7 @@ function M.text(opts)
       line(ind .. (ev.level == "warn" and paint("yellow", "note: ") or "note: ") .. ev.message)
     elseif k == "progress" then
       if tty then
-        out:write("\r\27[K", ind, paint("dim", ("… %s (%.1fs)"):format(ev.message, ev.t)))
+        out:write("\r\27[K", ind, paint("dim", ("… %s (%.1fs)"):format((tostring(ev.message):gsub("\n", " ")), ev.t)))
         progress_shown = true
       end
     elseif k == "verdict" then

@@ -1,0 +1,106 @@
+-- sandbox.t: what a runbook hands the engine cannot drive the terminal, outlive its deadline
+-- or turn an argument error into a started run (issue 9; fixtures in tests/fixtures/security/,
+-- banner_esc.txt copied from the security review's reproducer). Each check is named after the
+-- defect it proves fixed and failed on the code before the fix.
+local t = require "tap"
+local exec = require "runbook.exec"
+local json = require "runbook.json"
+local core = require "runbook.core"
+
+local RB = os.getenv("RUNBOOK")
+local ROOT = os.getenv("RUNBOOK_ROOT")
+local SEC = ROOT .. "/tests/fixtures/security"
+local TMP = "/tmp/runbook-sandbox-test-" .. core.getpid()
+exec.run({ "mkdir", "-p", TMP })
+local INV = TMP .. "/local.yaml"
+exec.writefile(INV, "hosts:\n  local: { transport: local }\n")
+local LAB = ROOT .. "/examples/lab.yaml"
+
+local function rb(args, opts)
+  opts = opts or {}
+  local argv = { RB }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local r = assert(exec.run(argv, { timeout = 30, cwd = ROOT,
+    env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = TMP .. "/none" } }))
+  r.events = {}
+  for l in r.stdout:gmatch("[^\n]+") do
+    local ev = json.decode(l)
+    if type(ev) == "table" then r.events[#r.events + 1] = ev end
+  end
+  r.verdict = r.events[#r.events]
+  return r
+end
+
+local function has_byte(s, pattern) return s:find(pattern) ~= nil end
+
+-- ---------------------------------------------------------------- text output escapes data
+exec.run({ "cp", SEC .. "/banner_esc.txt", TMP .. "/banner.txt" })
+local r = rb { "run", "examples/banner.lua", "--path", TMP .. "/banner.txt", "--text", "hello", "-i", INV, "--color", "never" }
+t.is(r.status, 1, "banner_esc: the dry run proposes the fix (exit 1)")
+t.like(r.stdout, "PWNED%-TITLE", "banner_esc: the file's content is shown")
+t.ok(not has_byte(r.stdout, "\27"), "banner_esc: no ESC from data reaches the terminal (OSC title, clear screen, colour)")
+t.ok(not has_byte(r.stdout, "\7"), "banner_esc: no BEL")
+t.ok(not has_byte(r.stdout, "\r"), "banner_esc: no CR (no overwriting the line)")
+t.like(r.stdout, "old\\e%]0;PWNED%-TITLE\\a\\e%[2J\\e%[31mRED\\rOK", "banner_esc: shown as visible escapes")
+r = rb { "run", "examples/banner.lua", "--path", TMP .. "/banner.txt", "--text", "hello", "-i", INV, "--format", "json" }
+t.ok(not has_byte(r.stdout, "[\0-\9\11-\31]"), "banner_esc: JSON lines carry no raw control characters either")
+
+r = rb { "run", SEC .. "/sandbox_output_spoof.lua", "-i", INV, "--color", "never" }
+t.is(r.status, 1, "spoof: the runbook's problem verdict (exit 1)")
+t.ok(not has_byte(r.stdout, "[\0-\9\11-\31\127]"), "spoof: no control character but newline in the text output")
+t.ok(not r.stdout:find("\194\155", 1, true), "spoof: no C1 control (U+009B CSI) either")
+t.like(r.stdout, "\\u009b", "spoof: the C1 control is shown as \\u009b")
+local verdict_lines = 0
+for l in r.stdout:gmatch("[^\n]+") do if l:find("^VERDICT:") then verdict_lines = verdict_lines + 1 end end
+t.is(verdict_lines, 1, "spoof: a newline in data cannot start a forged VERDICT line")
+t.like(r.stdout, "\n +VERDICT: HEALTHY", "spoof: the data's second line is indented under its first")
+t.like(r.stdout, "VERDICT: PROBLEM", "spoof: the real verdict is shown")
+r = rb { "run", SEC .. "/sandbox_output_spoof.lua", "-i", INV, "--color", "always" }
+local colours_only = r.stdout:gsub("\27%[[%d;]*m", "")
+t.ok(not has_byte(colours_only, "\27"), "spoof with --color always: the only ESC are the engine's own colours")
+
+-- ---------------------------------------------------------------- usage errors before the run
+r = rb { "run", "queue-flush", "--service", "../x", "-i", LAB, "--format", "json" }
+t.is(r.status, 2, "queue-flush --service ../x: a usage error (exit 2), not a failed run")
+t.like(r.stderr, "not HOST/SERVICE", "queue-flush --service ../x: says what is expected")
+t.is(#r.events, 0, "queue-flush --service ../x: nothing started (no event)")
+r = rb { "run", "queue-flush", "--service", "ec2/nosuch", "-i", LAB, "--format", "json" }
+t.is(r.status, 2, "queue-flush --service ec2/nosuch: exit 2")
+t.like(r.stderr, "host ec2 has no service nosuch", "... names what is missing from the inventory")
+t.is(#r.events, 0, "... before anything started")
+r = rb { "run", "queue-flush", "--service", "nohost/postfix", "-i", LAB }
+t.is(r.status, 2, "queue-flush --service nohost/postfix: exit 2")
+r = rb { "run", "queue-flush", "-i", INV, "--format", "json" }
+t.is(r.status, 2, "queue-flush with no MX postfix in the inventory: ctx:usage_error, exit 2")
+t.like(r.stderr, "not in the inventory", "... with a clear message on stderr")
+t.ok(r.verdict and r.verdict.event == "verdict" and r.verdict.exit == 2 and r.verdict.calls == 0,
+  "... the run's verdict event says exit 2 and that no primitive ran")
+
+r = rb { "run", SEC .. "/sandbox_usage_error.lua", "--n", "11", "-i", INV, "--format", "json" }
+t.is(r.status, 2, "ctx:usage_error before any primitive: exit 2")
+t.like(r.stderr, "at most 10 %(the fixture's own rule%)", "ctx:usage_error: the runbook's message on stderr")
+t.like(r.stderr, "runbook describe", "ctx:usage_error: points at describe")
+t.ok(r.verdict and r.verdict.status == "error" and r.verdict.exit == 2, "ctx:usage_error: verdict event, status error, exit 2")
+r = rb { "run", SEC .. "/sandbox_usage_error.lua", "--n", "7", "-i", INV, "--format", "json" }
+t.is(r.status, 2, "ctx:usage_error inside a step is not contained by the step: exit 2")
+local reached = false
+for _, ev in ipairs(r.events) do if ev.event == "note" then reached = true end end
+t.ok(not reached, "... and the run ends there")
+r = rb { "run", SEC .. "/sandbox_usage_error.lua", "--n", "5", "-i", INV, "--format", "json" }
+t.is(r.status, 3, "ctx:usage_error after a primitive ran: exit 3 (something ran)")
+t.like(r.verdict and r.verdict.error or "", "usage error after 1 primitive call", "... and says so")
+r = rb { "run", SEC .. "/sandbox_usage_error.lua", "--n", "3", "-i", INV }
+t.is(r.status, 0, "control: valid arguments run (exit 0)")
+
+-- ---------------------------------------------------------------- declarations are plain data
+r = rb { "check", SEC .. "/sandbox_decl_metatable.lua" }
+t.is(r.status, 2, "a declaration with a metatable is a runbook error (exit 2)")
+t.like(r.stdout, "plain table", "... saying it must be a plain table")
+r = rb { "check", SEC .. "/sandbox_args_metatable.lua" }
+t.is(r.status, 2, "an argument spec with a metatable is a runbook error (exit 2)")
+t.like(r.stdout, "plain table", "... saying so")
+r = rb { "check", "examples/banner.lua", "runbooks/queue-flush.lua", "runbooks/undelivered.lua" }
+t.is(r.status, 0, "control: plain declarations still check")
+
+exec.run({ "rm", "-rf", TMP })
+t.done()
