@@ -41,7 +41,8 @@ local HTTP = {
   timeout = "duration", verify = "boolean", cainfo = "path",
 }
 local ROOT = {
-  defaults = { timeout = "duration", connect_timeout = "duration", deadline = "duration" },
+  defaults = { timeout = "duration", connect_timeout = "duration", deadline = "duration",
+                memory_limit = "string" },   -- a size like 512M, checked by cli.lua
   audit = { journal = "path" },
   dns = { server = "string", port = "integer", timeout = "duration" },
   hosts = { map = HOST },
@@ -53,14 +54,16 @@ local ROOT = {
            disk_escalate_pct = "integer" },
 }
 
+-- A duration is positive, finite and at most a year (.inf, 1e999 and the like are refused).
+local MAX_DURATION = 366 * 86400
 local function parse_duration(v)
-  if type(v) == "number" then return v > 0 and v or nil end
+  if type(v) == "number" then return v > 0 and v <= MAX_DURATION and v or nil end
   if type(v) ~= "string" then return nil end
   local n, unit = v:match("^%s*(%d+%.?%d*)%s*([smhd]?)%s*$")
   if not n then return nil end
   local mult = ({ [""] = 1, s = 1, m = 60, h = 3600, d = 86400 })[unit]
   n = tonumber(n) * mult
-  return n > 0 and n or nil
+  return n > 0 and n <= MAX_DURATION and n or nil
 end
 M.parse_duration = parse_duration
 
