@@ -2,7 +2,8 @@
  *
  *   maillog.parse(line [, {year=, utc_offset=, now=}]) -> record table | nil (not a mail line)
  *   maillog.scanner{match=, since=, until=, host=, year=, utc_offset=, now=, window=, keys=,
- *                   max_line=, per_line=}   (per_line: parse every line, no find-first) -> Scanner (memory bounded by window + keys*32 + max_line)
+ *                   max_line=, per_line=}   (per_line: parse every line, no find-first)
+ *                   -> Scanner (memory bounded by 5 * window + keys*24 + max_line)
  *   sc:feed(chunk) -> {record...}   raw bytes, partial last line kept for the next call
  *   sc:line(line)  -> {record...}   one complete line
  *   sc:feed_file(path) -> {record...} | nil, msg, code   whole file in 1 MiB blocks

@@ -1,23 +1,29 @@
 /* maillog_scan.c: the streaming filter of maillog.h, the hot path for big logs.
  *
- * With needles (an address or domain to follow) the scanner runs "find first": the input is kept
- * in a history buffer, the needles are searched over the whole buffer (SSE2, two bytes of the
- * needle tested per position, case-insensitive), and only what a match needs is parsed: the
- * matched line; the earlier lines of its queue id (or Dovecot session, next queue id, bounce id)
- * found by a bounded look-back in the history (memmem backwards in growing steps, stopping at the
- * queue file's first line or at the `removed` of an earlier use of the id); and, while any key
- * is watched, the later lines of watched keys (a cheap `]: ID:` key probe per line). Lines with
- * no match and no watched key are skipped without being parsed.
+ * With needles (an address or domain to follow; at most 8) the scanner runs "find first": the
+ * input goes into a history buffer (4 * window bytes; files are read straight into it), the
+ * needles are searched over the whole buffer (SSE2: two bytes of the needle tested at 16
+ * positions at a time, case-insensitive), and only what a match needs is parsed:
+ *  - the matched line;
+ *  - the earlier lines of its queue id, found by a look-back in the history (backwards in growing
+ *    steps, at most `window` bytes and REACH_SECS before the match, stopping at the queue file's
+ *    first line, `client=`/`uid=`, or at the `removed` of an earlier use of the id); the ids a
+ *    reported line names (`queued as`, the LMTP reply's Dovecot session, a bounce notification)
+ *    get a short look-back of their own (their lines are logged just before);
+ *  - the later lines of the ids being followed (until their `removed`): searched for directly
+ *    while there are at most 4, else found by a probe of each line's `]: ID:` / `<SESSION>: `.
+ * Lines with no match and no followed id are never parsed.
  *
- * Without needles (every mail line is wanted) it parses each line's header and queue id (or Dovecot session), tests the needles
- * (case-insensitive substring via memchr on a case-free anchor byte), and:
+ * Without needles (every mail line is wanted), or with per_line, it parses each line's header and
+ * queue id (or Dovecot session), tests the needles (memchr on a case-free anchor byte), and:
  *  - reports the line when a needle matches (inside since/until) or its key is watched; the
  *    first report of a queue id also replays the earlier lines of that id kept in the ring, and
  *    the key becomes watched until `removed`; a reported line's next-hop ids (`queued as`,
  *    LMTP session, bounce notification id) become watched too;
- *  - otherwise keeps a Postfix queue-id line in a fixed-size ring (`window` bytes), chained per
- *    queue id through a fixed-size set-associative key table. Old context is overwritten, never
- *    grown: memory = window + keys*32 bytes + one max_line buffer.
+ *  - otherwise keeps a Postfix queue-id line (or a Dovecot LMTP/LDA session line) in a
+ *    fixed-size ring (`window` bytes), chained per key through a fixed-size set-associative key
+ *    table. Old context is overwritten, never grown.
+ * Memory: 4 * window (history, find-first) or window (ring) + keys*24 bytes + one max_line buffer.
  * Depends on: maillog.h (ml_parse_line), libc. */
 #include <math.h>
 #include <stdlib.h>

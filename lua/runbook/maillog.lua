@@ -64,7 +64,8 @@ this file groups lines into messages and hops. `require "runbook.maillog"` retur
   received (when it entered the queue), not_attempted/nrcpt (a queue file with no attempt yet).
   Stamps without a zone are read in the zone the same host's other stamps name (unless utc_offset
   is given); stats().zone_unknown counts those that could not be placed.
-Memory is bounded: C keeps window+keys*32 bytes per source; Lua keeps at most max_messages
+Memory is bounded: C keeps 4*window (find-first history) or window (per-line ring) + keys*24
+bytes per source (16 MiB + 1.5 MiB by default); Lua keeps at most max_messages
 queue files (plus as many Dovecot sessions / rejects) of at most max_lines lines each.
 ]]
 
