@@ -72,6 +72,10 @@ static void push_record(lua_State *L, const ml_record *r, ml_str host)
 	lua_setfield(L, -2, "family");
 	if (r->has_time)
 		set_num(L, "time", r->time);
+	if (r->has_time && !r->time_zoned) {
+		lua_pushboolean(L, 1);
+		lua_setfield(L, -2, "zoneless");
+	}
 	set_str(L, "timestamp", r->timestamp);
 	set_str(L, "container", r->container);
 	set_str(L, "host", r->host.p ? r->host : host);

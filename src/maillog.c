@@ -397,7 +397,7 @@ static int parse_line(const char *line, size_t len, const ml_time_opts *to, ml_r
 			break;
 		r->timestamp = mk(p, q);
 		if (to && qual > best)
-			r->time = t, r->has_time = 1, best = qual;
+			r->time = t, r->has_time = 1, r->time_zoned = qual >= 3, best = qual;
 		else if (!to && !best)
 			best = qual;
 		p = q;

@@ -31,6 +31,7 @@ typedef struct {
 	ml_str timestamp;          /* the log's own timestamp text (innermost header) */
 	double time;               /* epoch seconds */
 	int has_time;
+	int time_zoned;            /* time came from a stamp that names its zone (offset, Z, tai64n) */
 	int has_pid;
 	long pid;
 	ml_str container;          /* docker compose / swarm `name | ` prefix */

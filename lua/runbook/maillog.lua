@@ -16,7 +16,9 @@ this file groups lines into messages and hops. `require "runbook.maillog"` retur
       (next hop's id), session (Dovecot session, also from LMTP `250 ... <rcpt> SESSION Saved`),
       message_id, client, client_host, client_ip, client_port, action, stage, code, enhanced,
       rejected, reason, proto, helo, size, nrcpt, bounce_id, conn_use, tls, service (Dovecot:
-      lmtp/lda/imap-login...), user, mailbox, saved (true|false), error, text.
+      lmtp/lda/imap-login...), user, mailbox, saved (true|false), error, text, repeated (N of
+      rsyslog's "message repeated N times: [...]", unwrapped), zoneless (true: the time came from a
+      stamp without a zone).
       event is one of: connect disconnect client message-id queued from recipient delivery
       removed expired bounce pickup reject | saved save-failed rcpt-error login dovecot.
 
@@ -303,9 +305,14 @@ end
 function Tracker:add(r)
 	-- a record without a zone keeps its stamp's wall time; messages() reads it in its host's zone
 	local zl = nil
-	if r.time and r.timestamp and not self.zone_fixed then
-		local z = stamp_zone(r.timestamp)
-		if z then self.zones[r.host or "?"] = z else zl = r.host or "?" end
+	if r.time and not self.zone_fixed then
+		if r.zoneless then
+			zl = r.host or "?"
+		else
+			-- the zone a host writes its local stamps in: from a stamp that names an offset
+			local z = r.timestamp and stamp_zone(r.timestamp)
+			if z then self.zones[r.host or "?"] = z end
+		end
 	end
 	if r.family == "postfix" then
 		if r.event == "reject" and (r.queue_id == nil or r.queue_id == "NOQUEUE") then

@@ -128,6 +128,15 @@ assert(tr6:feed_file(dir .. "d6-dovecot-own.log", { host = "other", source = "d"
 tr6:messages()
 t.is(tr6:stats().zone_unknown, 1, "D6: a zone-less host next to zoned ones is counted in stats().zone_unknown")
 
+-- a docker --timestamps stamp (Z) in front of a zone-less syslog stamp: the time is docker's, not shifted
+tr6 = maillog.tracker { addr = "info@toyota-phv.test", year = 2024 }
+assert(tr6:feed_file(dir .. "d6-postfix-rsyslog.log", { host = "mail", source = "p" }))
+tr6:feed_line("2024-04-30T12:09:27.100000000Z Apr 30 15:09:27 lmtp(info@toyota-phv.test)<300><Zz1LA3mXBmZ2BQAA0J78UA>: Info: msgid=<zone-1@outside.test>: saved mail to INBOX",
+	{ host = "mail", source = "d" })
+m6 = tr6:messages()
+t.ok(m6[1] and math.abs(m6[1].hops[#m6[1].hops].time - (epoch(2024, 4, 30, 12, 9, 27) + 0.1)) < 1e-6,
+	"D6: a docker Z stamp in front of a local one: docker's time, not shifted by the host's zone")
+
 -- D7: a Dovecot session logged before the LMTP reply, its lines naming only `info`
 for _, filter in ipairs { {}, { addr = "info@toyota-phv.test" }, { domain = "toyota-phv.test" } } do
 	local label = filter.addr and " (address filter)" or filter.domain and " (domain filter)" or ""
