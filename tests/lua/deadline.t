@@ -21,8 +21,10 @@ local function rb(args, opts)
   local argv = { RB }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   local t0 = core.now()
-  local r = assert(exec.run(argv, { timeout = opts.timeout or 40, cwd = ROOT,
-    env = opts.env or { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = opts.path or (TMP .. "/none") } }))
+  local r, msg = exec.run(argv, { timeout = opts.timeout or 30, cwd = ROOT,
+    env = opts.env or { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = opts.path or (TMP .. "/none") } })
+  -- a run that hangs is killed (with its process group) and fails the checks that follow
+  r = r or { status = "killed: " .. tostring(msg), stdout = "", stderr = tostring(msg) }
   r.secs = core.now() - t0
   for l in r.stdout:gmatch("[^\n]+") do
     local ev = json.decode(l)
