@@ -59,7 +59,7 @@ M.readonly = {
   ["true"] = true, ["false"] = true, echo = true, printf = true, sleep = true, seq = true,
   id = true, whoami = true, uname = true, pwd = true, test = true, ["["] = true,
   cat = true, head = true, wc = true, ls = true, stat = true, df = true, du = true,
-  grep = true, egrep = true, fgrep = true, getent = true, nproc = true, uptime = true,
+  grep = true, egrep = true, fgrep = true, getent = true, nproc = true, uptime = true, printenv = true,
   tail = none_of { "--pid", "--pid=" },
   date = none_of { "-s", "--set", "--set=" },
   hostname = function(argv)          -- `hostname NAME` sets it: only flags are reads
