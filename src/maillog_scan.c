@@ -32,6 +32,10 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+#endif
 
 #include "maillog.h"
 
@@ -572,6 +576,44 @@ static const unsigned char *key_find(ml_str key, const unsigned char *b, const u
 	return key.n ? needle_find(&nd, b, e) : NULL;
 }
 
+#ifdef HAVE_AVX2_PATH
+/* The AVX2 loop of needle_find (32 positions at a time), used when the CPU has AVX2: returns
+ * the match, or NULL with *pp at the first position it did not test. */
+__attribute__((target("avx2"))) static const unsigned char *
+needle_find_avx2(const needle *nd, const unsigned char **pp, const unsigned char *last, size_t a, size_t z,
+                 unsigned char ca, unsigned char cz, unsigned char fa, unsigned char fz)
+{
+	const __m256i va = _mm256_set1_epi8((char)ca), vz = _mm256_set1_epi8((char)cz);
+	const __m256i ma = _mm256_set1_epi8((char)fa), mz = _mm256_set1_epi8((char)fz);
+	const unsigned char *p = *pp;
+	for (; p + 31 <= last; p += 32) {
+		__m256i x = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)(const void *)(p + a)), ma);
+		__m256i y = _mm256_or_si256(_mm256_loadu_si256((const __m256i *)(const void *)(p + z)), mz);
+		unsigned m = (unsigned)_mm256_movemask_epi8(_mm256_and_si256(_mm256_cmpeq_epi8(x, va), _mm256_cmpeq_epi8(y, vz)));
+		while (m) {
+			unsigned i = (unsigned)__builtin_ctz(m);
+			if (nd->exact ? !memcmp(p + i, nd->lc, nd->n) : ci_eq(p + i, nd->lc, nd->n)) {
+				*pp = p;
+				return p + i;
+			}
+			m &= m - 1;
+		}
+	}
+	*pp = p;
+	return NULL;
+}
+
+static int have_avx2(void)
+{
+	static int known = -1;
+	if (known < 0) {
+		__builtin_cpu_init();
+		known = __builtin_cpu_supports("avx2") ? 1 : 0;
+	}
+	return known;
+}
+#endif
+
 static const unsigned char *needle_find(const needle *nd, const unsigned char *b, const unsigned char *e)
 {
 	size_t n = nd->n, a = nd->anchor, z = n - 1;
@@ -583,6 +625,13 @@ static const unsigned char *needle_find(const needle *nd, const unsigned char *b
 	unsigned char ca = nd->lc[a], cz = nd->lc[z];
 	unsigned char fa = (!nd->exact && ca >= 'a' && ca <= 'z') ? 0x20 : 0;
 	unsigned char fz = (!nd->exact && cz >= 'a' && cz <= 'z') ? 0x20 : 0;
+#ifdef HAVE_AVX2_PATH
+	if ((size_t)(last - p) >= 64 && have_avx2()) {
+		const unsigned char *x = needle_find_avx2(nd, &p, last, a, z, ca, cz, fa, fz);
+		if (x)
+			return x;
+	}
+#endif
 #ifdef __SSE2__
 	const __m128i va = _mm_set1_epi8((char)ca), vz = _mm_set1_epi8((char)cz);
 	const __m128i ma = _mm_set1_epi8((char)fa), mz = _mm_set1_epi8((char)fz);
