@@ -86,17 +86,19 @@ F.run(t, function()
   r = assert(http.request { url = base .. "/big/100000", max_body = 100000 })
   t.is(#r.body, 100000, "body exactly at max_body is fine")
 
-  -- slow answer: the total timeout fires
+  -- slow answer: the total timeout fires. The server answers only after 60 s, so a generous
+  -- bound (20 s: a loaded machine) still proves the timeout ended the request, not the server.
   local t0 = core.now()
-  r, msg, code = http.request { url = base .. "/slow/3", timeout = 0.5 }
+  r, msg, code = http.request { url = base .. "/slow/60", timeout = 0.5 }
   local took = core.now() - t0
   t.is(code, "timeout", "slow server: code timeout")
-  t.ok(took >= 0.4 and took < 1.5, ("slow server: timeout=0.5 honoured (%.2fs)"):format(took))
+  t.ok(took >= 0.4 and took < 20, ("slow server: timeout=0.5 honoured, not the server's 60 s (%.2fs)"):format(took))
 
   -- a tiny timeout is still a timeout (libcurl reads 0 ms as "none")
   t0 = core.now()
-  r, msg, code = http.request { url = base .. "/slow/2", timeout = 0.0001 }
-  t.ok(code == "timeout" and core.now() - t0 < 0.5, "timeout=0.0001 fires, not 'no timeout'")
+  r, msg, code = http.request { url = base .. "/slow/60", timeout = 0.0001 }
+  took = core.now() - t0
+  t.ok(code == "timeout" and took < 20, ("timeout=0.0001 fires, not 'no timeout' (%.2fs, the server answers at 60 s)"):format(took))
 
   -- a server that accepts and never answers
   local silent = F.httpd("silent")
@@ -104,16 +106,16 @@ F.run(t, function()
   r, msg, code = http.request { url = ("http://127.0.0.32:%d/"):format(silent), timeout = 0.7 }
   took = core.now() - t0
   t.is(code, "timeout", "silent server: code timeout")
-  t.ok(took >= 0.6 and took < 1.7, ("silent server: timeout honoured (%.2fs)"):format(took))
+  t.ok(took >= 0.6 and took < 20, ("silent server: timeout honoured (%.2fs; the server never answers)"):format(took))
 
   -- a full accept queue: connect_timeout fires
   local full = F.httpd("full")
   t0 = core.now()
-  r, msg, code = http.request { url = ("http://127.0.0.32:%d/"):format(full), timeout = 5,
+  r, msg, code = http.request { url = ("http://127.0.0.32:%d/"):format(full), timeout = 60,
                                 connect_timeout = 0.6 }
   took = core.now() - t0
   t.is(code, "timeout", "full accept queue: code timeout (" .. tostring(msg) .. ")")
-  t.ok(took >= 0.5 and took < 1.6, ("full accept queue: connect_timeout honoured (%.2fs)"):format(took))
+  t.ok(took >= 0.5 and took < 20, ("full accept queue: connect_timeout honoured, not the 60 s total (%.2fs)"):format(took))
 
   -- refused
   r, msg, code = http.request { url = "http://127.0.0.32:9/" }

@@ -72,17 +72,18 @@ F.run(t, function()
 
   -- refused
   local t0 = core.now()
-  r, msg, code = conn { port = 9, connect_timeout = 3 }
+  r, msg, code = conn { port = 9, connect_timeout = 60 }
+  local took = core.now() - t0
   t.is(code, "refused", "closed port: code refused (" .. tostring(msg) .. ")")
-  t.ok(core.now() - t0 < 1, "closed port: fails fast")
+  t.ok(took < 20, ("closed port: fails at once, not after connect_timeout=60 (%.2fs)"):format(took))
 
   -- a server that accepts TCP and never says hello: connect timeout fires
   local silent = F.httpd("silent")
   t0 = core.now()
-  r, msg, code = conn { port = silent, connect_timeout = 1, read_timeout = 10 }
-  local took = core.now() - t0
+  r, msg, code = conn { port = silent, connect_timeout = 1, read_timeout = 60 }
+  took = core.now() - t0
   t.is(code, "timeout", "silent server: code timeout")
-  t.ok(took >= 0.9 and took < 2.5, ("silent server: connect_timeout=1 honoured (%.2fs)"):format(took))
+  t.ok(took >= 0.9 and took < 20, ("silent server: connect_timeout=1 honoured, not read_timeout=60 (%.2fs)"):format(took))
   t.ok(not msg:find(db.password, 1, true), "silent server: no password in message")
 
   -- a full accept queue: the TCP connect itself times out
@@ -91,7 +92,7 @@ F.run(t, function()
   r, msg, code = conn { port = full, connect_timeout = 1 }
   took = core.now() - t0
   t.is(code, "timeout", "full accept queue: code timeout (" .. tostring(msg) .. ")")
-  t.ok(took >= 0.9 and took < 2.5, ("full accept queue: connect_timeout honoured (%.2fs)"):format(took))
+  t.ok(took >= 0.9 and took < 20, ("full accept queue: connect_timeout honoured (%.2fs; the queue stays full for 300 s)"):format(took))
 
   -- syntax error: sql, errno and SQLSTATE
   r, msg, code = c:query("SELEC 1")
@@ -220,10 +221,10 @@ F.run(t, function()
   -- read timeout: a query that takes longer than read_timeout
   local slow = assert(conn { read_timeout = 1 })
   t0 = core.now()
-  r, msg, code = slow:query("SELECT SLEEP(4)")
+  r, msg, code = slow:query("SELECT SLEEP(40)")
   took = core.now() - t0
   t.is(code, "timeout", "read_timeout: code timeout (" .. tostring(msg) .. ")")
-  t.ok(took >= 0.9 and took < 2.5, ("read_timeout=1 honoured (%.2fs)"):format(took))
+  t.ok(took >= 0.9 and took < 20, ("read_timeout=1 honoured, not the 40 s query (%.2fs)"):format(took))
   t.is(slow:is_open(), false, "after a read timeout is_open() is false")
   r, msg, code = slow:query("SELECT 1")
   t.is(code, "closed", "after a read timeout the connection reports closed")

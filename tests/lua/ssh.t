@@ -84,11 +84,12 @@ t.is(serr, "warn\n", "stream close gives stderr")
 t.is(ssig, nil, "no signal")
 t.is(select(1, ch:close()), 4, "channel close is idempotent")
 -- early close of an endless stream does not hang and leaves the session usable
-ch = s:open("yes", { timeout = 10 })
+ch = s:open("yes", { timeout = 60 })
 t.ok(ch:read(), "endless stream yields data")
 local t0 = core.now()
 ch:close()
-t.ok(core.now() - t0 < 2.5, "early close returns promptly")
+local el = core.now() - t0
+t.ok(el < 20, ("early close returns, not after the channel's 60 s timeout (%.2fs)"):format(el))
 t.is(s:exec("echo still").stdout, "still\n", "session usable after an early stream close")
 
 -- ---------------------------------------------------------------- tcp_check (direct-tcpip)
@@ -101,10 +102,10 @@ t.ok(s:is_open(), "session survives a refused tcp_check")
 
 -- ---------------------------------------------------------------- timeouts
 t0 = core.now()
-r, msg, code = s:exec("sleep 5", { timeout = 0.5 })
-local el = core.now() - t0
+r, msg, code = s:exec("sleep 60", { timeout = 0.5 })
+el = core.now() - t0
 t.is(code, "timeout", "exec deadline fires: " .. tostring(msg))
-t.ok(el >= 0.45 and el < 1.5, ("... after %.2fs"):format(el))
+t.ok(el >= 0.45 and el < 20, ("... after %.2fs (the command runs 60 s)"):format(el))
 t.is(s:is_open(), false, "a session that timed out mid-operation is closed")
 r, msg, code = s:exec("true")
 t.is(code, "closed", "later calls on it answer 'closed'")
@@ -117,7 +118,7 @@ t0 = core.now()
 r, msg, code = s:tcp_check(env.HOST, bport, { timeout = 1 })
 el = core.now() - t0
 t.is(code, "timeout", "tcp_check to a port that drops SYNs -> timeout: " .. tostring(msg))
-t.ok(el >= 0.95 and el < 2.5, ("... after %.2fs"):format(el))
+t.ok(el >= 0.95 and el < 20, ("... after %.2fs (SYN retries alone take minutes)"):format(el))
 s:close()
 
 local sport = fix.silent()
@@ -125,7 +126,7 @@ t0 = core.now()
 r, msg, code = ssh.connect(opts { port = sport, timeout = 1 })
 el = core.now() - t0
 t.is(code, "timeout", "a server that accepts and never speaks -> timeout: " .. tostring(msg))
-t.ok(el >= 0.95 and el < 2.5, ("... after %.2fs"):format(el))
+t.ok(el >= 0.95 and el < 20, ("... after %.2fs (the server never speaks)"):format(el))
 
 -- ---------------------------------------------------------------- connection failures
 r, msg, code = ssh.connect(opts { port = 1 })
