@@ -355,15 +355,17 @@ local function outcome(f, m)
   local reply = stop.reply or stop.reason or last.reply or last.reason or ""
   if last.kind == "reject" then reply = ("%s %s %s"):format(last.code or "", last.enhanced or "", last.reason or "") end
   local host = stop.host and f.alias(stop.host) or f.alias(last.host)
-  local rewritten
+  local rewritten, rewritten_hop
   for _, h in ipairs(m.hops) do
-    if h.orig_to and h.to and h.orig_to:lower() == f.addr:lower() and h.to:lower() ~= f.addr:lower() then rewritten = h.to end
+    if h.orig_to and h.to and h.orig_to:lower() == f.addr:lower() and h.to:lower() ~= f.addr:lower() then
+      rewritten, rewritten_hop = h.to, f.alias(h.host) .. ".postfix"
+    end
   end
   local lines = last.lines or {}
   return { time = m.last_time or m.first_time, host = host, delivered = m.delivered, status = m.final_status,
            reply = reply, line = lines[#lines], rewritten_to = rewritten,
            at = replies.where(reply, host == f.mx and "mx" or "mailserver"),
-           hop = host and (host .. (last.kind == "dovecot" and ".dovecot" or ".postfix")) or nil,
+           hop = rewritten_hop or (host and (host .. (last.kind == "dovecot" and ".dovecot" or ".postfix"))) or nil,
            source = last.kind == "dovecot" and "dovecot log" or "postfix log" }
 end
 
@@ -410,7 +412,8 @@ local function check_queues(ctx, f, r)
   for _, s in ipairs { { f.mx_pf, "docker:mx" }, { f.ms_pf, "docker:ms" } } do
     local svc, key = s[1], s[2]
     local host = svc:match("^(.-)/")
-    if f.has(host, "postfix") and not f.down(svc) then
+    local on_path = svc ~= f.ms_pf or not f.configured or f.configured.kind == "smtp"
+    if f.has(host, "postfix") and not f.down(svc) and on_path then
       if f.dead[key] or (key == "docker:mx" and f.dead["ssh:mx"]) then
         r:unknown(svc .. "'s queue: " .. host .. "'s docker did not answer")
       else
@@ -484,8 +487,10 @@ local function run_check(ctx, f, spec)
     if spec.probe and f.no_probe then r:skip("--no-probe"); return end
     spec.run(ctx, f, r)
     for _, fl in ipairs(r.fails) do
-      ctx:finding { severity = "fail", cause = fl.cause or fl.candidates[#fl.candidates], hop = causes.hop(fl.hop or (fl.cause and causes.BY_NAME[fl.cause].hop) or spec.hop, f),
-                    message = fl.message, evidence = fl.evidence }
+      -- a classified refusal names its cause only in the verdict, once every check has run
+      ctx:finding { severity = "fail", cause = fl.cause, hop = causes.hop(fl.hop or (fl.cause and causes.BY_NAME[fl.cause].hop) or spec.hop, f),
+                    message = fl.cause and fl.message or (fl.message .. " (one of: " .. table.concat(fl.candidates, ", ") .. ")"),
+                    evidence = fl.evidence }
     end
     for _, why in ipairs(r.whys) do
       ctx:finding { severity = "warn", hop = causes.hop(spec.hop, f), message = ("unknown: check %s could not run: %s"):format(spec.name, why) }

@@ -74,8 +74,10 @@ local function from_checks(checks)
   for _, c in ipairs(checks) do
     for _, fl in ipairs(c.fails or {}) do
       if not fl.cause then
-        local cause = resolve(fl.candidates or {}, confirmed, ok_confirms)
-        add_confirmed(confirmed, cause or "unexplained_failure", fl, c.name)
+        local cause = resolve(fl.candidates or {}, confirmed, ok_confirms) or "unexplained_failure"
+        -- a classified refusal stops the mail where its cause lives; an unknown one where it was seen
+        local where = cause == "unexplained_failure" and (fl.hop or c.hop) or nil
+        add_confirmed(confirmed, cause, { message = fl.message, evidence = fl.evidence, hop = where }, c.name)
       end
     end
   end

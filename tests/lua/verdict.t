@@ -38,9 +38,31 @@ local EXPECT = {
   ["queue-stuck"] = { "problem", "queue_stuck", "ec2.queue" },
   ["db-down"] = { "problem", "db_down", "dell.db" },
   ["disk-almost-full"] = { "escalate", "disk_full", "dell.disk" },
-  ["relay-domain-missing+dovecot-down"] = { "problem", "relay_domain_missing", "ec2.postfix" },
-  ["user-disabled+maildir-permissions"] = { "problem", "user_disabled", "dell.db" },
-  ["mx-port-closed+db-down"] = { "problem", "mx_unreachable", "ec2.smtp" },
+  ["relay-domain-missing+dovecot-down"] = { "problem", "relay_domain_missing", "ec2.postfix", also = "dovecot_down" },
+  ["user-disabled+maildir-permissions"] = { "problem", "user_disabled", "dell.db", also = "maildir_permissions" },
+  ["mx-port-closed+db-down"] = { "problem", "mx_unreachable", "ec2.smtp", also = "db_down" },
+  -- kinds outside the original list
+  ["mx-recipient-refused"] = { "problem", "mx_recipient_refused", "ec2.postfix" },
+  ["alias-rewrite"] = { "problem", "address_rewritten", "ec2.postfix" },
+  ["size-limit"] = { "problem", "mailserver_size_limit", "dell.dovecot" },
+  ["mail-loop"] = { "problem", "mail_loop", "ec2.postfix" },
+  ["tls-required"] = { "problem", "relay_tls_failed", "ec2->dell" },
+  ["storage-insufficient"] = { "problem", "storage_insufficient", "ec2.queue" },
+  ["transport-unavailable"] = { "problem", "transport_unavailable", "ec2.postfix" },
+  ["lookup-failure"] = { "problem", "mx_lookup_failure", "ec2.postfix" },
+  ["domain-local"] = { "problem", "domain_local", "ec2.postfix" },
+  -- stalls: the right unknown checks, never healthy, never "no"; recorded runs ended within 20 s
+  ["mx-stall"] = { "problem", "mx_not_greeting", "ec2.smtp", within = 20 },
+  ["lmtp-stall"] = { "problem", "relay_not_greeting", "ec2->dell", within = 20 },
+  ["db-stall"] = { "escalate", "incomplete", "dell.db", within = 20, unknown = { "db", "next.rcpt" } },
+  ["dns-stall"] = { "escalate", "incomplete", "dns", within = 20, unknown = { "dns" } },
+  ["docker-stall-ec2"] = { "escalate", "incomplete", "ec2.docker", within = 20, unknown = { "containers", "mx.config", "logs", "queues" } },
+  ["docker-stall-dell"] = { "escalate", "incomplete", "dell.docker", within = 20, unknown = { "containers", "maildir", "disk", "logs" } },
+  -- pairs
+  ["mx-recipient-refused+quota-exceeded"] = { "problem", "mx_recipient_refused", "ec2.postfix", also = "quota_exceeded" },
+  ["dns-stall+user-missing"] = { "problem", "user_missing", "dell.db", within = 20, unknown = { "dns" } },
+  ["tls-required+user-disabled"] = { "problem", "relay_tls_failed", "ec2->dell", also = "user_disabled" },
+  ["lmtp-stall+relay-domain-missing"] = { "problem", "relay_domain_missing", "ec2.postfix", within = 20, also = "relay_not_greeting" },
 }
 
 local function load_fixture(name)
@@ -90,6 +112,12 @@ for _, name in ipairs(names) do
   if cause then
     t.ok(v.fix ~= nil, name .. ": names a fix")
     t.ok(type(v.evidence) == "table" and #v.evidence > 0, name .. ": carries evidence")
+  end
+  if want.also then t.ok((function() for _, c in ipairs(v.also or {}) do if c == want.also then return true end end end)(),
+    name .. ": the second fault is found too: " .. want.also) end
+  for _, u in ipairs(want.unknown or {}) do
+    t.ok((function() for _, c in ipairs(v.unknown or {}) do if c == u then return true end end end)(),
+      name .. ": names the check that could not run: " .. u)
   end
   if want.within then t.ok((rec.seconds or 99) <= want.within, ("%s: the run ended within %d s (%.1f s)"):format(name, want.within, rec.seconds or -1)) end
   ::continue::
