@@ -81,6 +81,12 @@ ends(run_json("deadline_s09_pattern_bomb.lua", { "--deadline", "2" }), 6,
 ends(run_json("deadline_s16_deadline_overshoot.lua", { "--deadline", "2", "--memory-limit", "1G" }), 6,
   "s16 loop of 256 MiB string.rep stops near the deadline", "deadline of 2s exceeded")
 
+ends(run_json("deadline_sort_loop.lua", { "--deadline", "3" }), 7,
+  "a loop of long table.sort calls stops near the deadline", "deadline of 3s exceeded")
+r = run_json("deadline_move_loop.lua", { "--deadline", "3" })
+ends(r, 7, "table.move over 10^15 elements is refused, a loop of large ones stops", "deadline of 3s exceeded")
+t.like(r.stdout, "move 1e15: false .*at most 16777216 elements", "table.move(t, 1, 1e15) is refused at once")
+
 -- ---------------------------------------------------------------- s11: the memory limit
 r = run_json("deadline_s11_table_growth.lua", { "--deadline", "60", "--memory-limit", "64M" })
 ends(r, 20, "s11 table growth ends at --memory-limit 64M", "memory limit of 64 MiB exceeded")
