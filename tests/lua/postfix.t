@@ -14,9 +14,10 @@ local pfmod = require "runbook.prim.postfix"
 local SVC = "ec2/postfix"
 local main_cf = env.LAB_DIR .. "/ec2/postfix/etc/main.cf"
 
+local JOURNAL = "/tmp/runbook-postfix-test-" .. require("runbook.core").getpid() .. ".jsonl"   -- applied writes need one
 local function inv()
   return assert(inventory.validate {
-    defaults = { timeout = 20, connect_timeout = 5 },
+    defaults = { timeout = 20, connect_timeout = 5 }, audit = { journal = JOURNAL },
     hosts = { ec2 = { transport = "ssh", address = env.LAB_EC2_ADDR, port = tonumber(env.LAB_EC2_SSH_PORT),
       user = env.LAB_EC2_SSH_USER, key = env.LAB_SSH_KEY, known_hosts = env.LAB_SSH_KNOWN_HOSTS,
       docker = { socket = env.LAB_EC2_DOCKER_SOCK },
@@ -183,4 +184,5 @@ end
 fix.down()
 actx:close()
 ctx:close()
+os.remove(JOURNAL)
 t.done()

@@ -8,11 +8,12 @@ local fx = require("netfix").new("smtpctx")
 local context = require "runbook.context"
 local inventory = require "runbook.inventory"
 
+local JOURNAL = "/tmp/runbook-smtp-ctx-test-" .. require("runbook.core").getpid() .. ".jsonl"
 local function body()
   local dport = fx:dnsmasq { "--local=/test/", "--host-record=smtp.example.test,127.0.0.34" }
   local peer = fx:peer("plain")
   local inv = assert(inventory.validate {
-    defaults = { timeout = 3, connect_timeout = 2 },
+    defaults = { timeout = 3, connect_timeout = 2 }, audit = { journal = JOURNAL },   -- applied writes need one
     dns = { server = fx.ADDR, port = dport },
     hosts = { gw = { transport = "local", address = fx.ADDR } },
   })
@@ -82,5 +83,6 @@ end
 
 local ok, err = xpcall(body, debug.traceback)
 fx:cleanup()
+os.remove(JOURNAL)
 if not ok then t.ok(false, "test body raised: " .. tostring(err)) end
 t.done()
