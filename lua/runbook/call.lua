@@ -114,7 +114,7 @@ local function call(ctx, spec)
     return nil, "declined by the operator", "declined"
   end
   -- Intent first: no journal line, no change.
-  local jok, jerr, jcode = ctx:journal({ op = name, host = spec.host, target = spec.target,
+  local jok, jerr = ctx:journal({ op = name, host = spec.host, target = spec.target,
     detail = spec.detail, before = before, after = spec.after, outcome = "intent" }, "intent")
   if not jok then
     local why = ("%s (the change was not made)"):format(tostring(jerr))
