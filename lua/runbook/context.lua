@@ -438,12 +438,12 @@ function Ctx:finding(f)
     st = st.parent
   end
   self:emit(ev)
-  return ev
+  return plain(ev, "finding")   -- a copy: the engine's own record stays out of the runbook's reach
 end
 
 function Ctx:findings()
   local out = {}
-  for i, f in ipairs(self.all_findings) do out[i] = f end
+  for i, f in ipairs(self.all_findings) do out[i] = plain(f, "findings") end
   return out
 end
 
@@ -549,7 +549,7 @@ function Ctx:verdict(v)
                fix = v.fix and self:fix_command(v.fix) or nil,
                findings = #self.all_findings }
   self.verdict_event = ev
-  return ev
+  return plain(ev, "verdict")   -- a copy: the engine emits its own after the run
 end
 
 -- Methods whose arguments are not snapshotted by the proxy: their own code copies them

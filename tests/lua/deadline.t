@@ -124,6 +124,12 @@ return { description = "fixture: a DAG 20 levels deep (2^20 paths, within the de
 r = rb({ "run", TMP .. "/dag20.lua", "-i", INV, "--format", "json", "--deadline", "5" })
 ends(r, 6, "s18 a DAG within the depth limit is refused by its size", "more than 100000 entries")
 
+r = run_json("deadline_mutate_records.lua", { "--deadline", "2" })
+t.is(r.status, 1, "s07 records returned to the runbook are copies: its verdict stands (exit 1)")
+t.ok(r.secs < 6, ("... and changing them cannot run code after the run (%.2fs)"):format(r.secs))
+t.ok(r.verdict and r.verdict.status == "problem" and r.verdict.message == "the verdict",
+  "... the engine emits the verdict as stated")
+
 -- ---------------------------------------------------------------- s08, s19: bad verdict fields
 ends(run_json("deadline_s08_verdict_protected_mt.lua"), 6,
   "s08 verdict evidence with a protected metatable is a runbook error", "metatables are refused")
