@@ -9,9 +9,106 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "maillog.h"
+
+/* Lines a scanner reported (copies), for the property check. */
+struct seen {
+	char *buf;
+	size_t len, cap, nlines;
+};
+
+static int emit(void *ud, const char *line, size_t len, const ml_record *r, int context);
+
+static int collect(void *ud, const char *line, size_t len, const ml_record *r, int context)
+{
+	struct seen *sn = ud;
+	if (sn->len + len + 1 > sn->cap) {
+		size_t cap = (sn->len + len + 1) * 2;
+		char *p = realloc(sn->buf, cap);
+		if (!p)
+			abort();
+		sn->buf = p, sn->cap = cap;
+	}
+	memcpy(sn->buf + sn->len, line, len);
+	sn->len += len;
+	sn->buf[sn->len++] = '\n';
+	sn->nlines++;
+	return emit(NULL, line, len, r, context);
+}
+
+static int seen_has(const struct seen *sn, const char *line, size_t len)
+{
+	if (!sn->buf)
+		return 0;
+	for (const char *p = sn->buf, *e = sn->buf + sn->len; p < e;) {
+		const char *nl = memchr(p, '\n', (size_t)(e - p));
+		if ((size_t)(nl - p) == len && memcmp(p, line, len) == 0)
+			return 1;
+		p = nl + 1;
+	}
+	return 0;
+}
+
+static int has_needle(const char *p, size_t n, const char *needle)
+{
+	size_t k = strlen(needle);
+	for (size_t i = 0; i + k <= n; i++)
+		if (strncasecmp(p + i, needle, k) == 0)
+			return 1;
+	return 0;
+}
+
+/* Every complete line that holds a needle and that both the full parser and the scanner's head
+ * parser take for a mail line must be reported by both scanner modes (find-first, per-line). */
+static void check_matches(const char *text, size_t size)
+{
+	static const char *const needles[] = { "@example.test", "info" };
+	ml_time_opts to = { 2026, 0, 1795867273 };
+	struct seen sn[2];
+	for (int per_line = 0; per_line < 2; per_line++) {
+		ml_scanner_opts o;
+		memset(&o, 0, sizeof o);
+		o.window = 1 << 16;
+		o.keys = 256;
+		o.max_line = 8192;
+		o.since = NAN;
+		o.until = NAN;
+		o.per_line = per_line;
+		o.time = to;
+		ml_scanner *s = ml_scanner_new(&o);
+		memset(&sn[per_line], 0, sizeof sn[per_line]);
+		if (!s)
+			return;
+		for (int i = 0; i < 2; i++)
+			ml_scanner_add_needle(s, needles[i], strlen(needles[i]));
+		ml_scanner_feed(s, text, size, collect, &sn[per_line]);
+		ml_scanner_flush(s, collect, &sn[per_line]);
+		ml_scanner_free(s);
+	}
+	for (const char *p = text, *e = text + size; p < e;) {
+		const char *nl = memchr(p, '\n', (size_t)(e - p));
+		size_t len = (size_t)((nl ? nl : e) - p);
+		ml_record r;
+		if (nl && len < 8192 && !memchr(p, '\0', len) && !memchr(p, '\r', len) &&
+		    (has_needle(p, len, needles[0]) || has_needle(p, len, needles[1])) &&
+		    ml_parse_line(p, len, &to, &r) != ML_OTHER && ml_parse_head(p, len, &r) != ML_OTHER) {
+			for (int m = 0; m < 2; m++)
+				if (!seen_has(&sn[m], p, len)) {
+					fprintf(stderr, "fz_maillog: PROPERTY: %s scanner did not report a line with a needle: %.*s\n",
+					        m ? "per-line" : "find-first", (int)len, p);
+					abort();
+				}
+		}
+		p += len + (nl != NULL);
+	}
+	free(sn[0].buf);
+	free(sn[1].buf);
+}
 
 static int emit(void *ud, const char *line, size_t len, const ml_record *r, int context)
 {
@@ -57,6 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	ml_scanner *s;
 
 	parse_lines(text, size);
+	check_matches(text, size);
 
 	memset(&o, 0, sizeof o);
 	o.window = 2048;
