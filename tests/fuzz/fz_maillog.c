@@ -1,11 +1,14 @@
 /* fz_maillog.c: libFuzzer harness for the mail-log parser and scanner (src/maillog*.c).
  *
  * The input is a log: every line goes through ml_parse_line (with and without a fixed year) and
- * ml_parse_head; then the whole input through two scanners, one filtering on needles and fed in
- * chunks whose size the first byte picks (lines split anywhere), with queue ids watched on the
- * way, one unfiltered, with a time window, and fed in one piece (both with small bounds, so an
- * input that fills the ring or the key table is cheap to find). Every reported line is read to its last byte so ASan
- * sees an out-of-bounds span. Depends on: maillog.h. */
+ * ml_parse_head; then the whole input through scanners: the find-first and the per-line one with
+ * the same needles (the property below), one with needles fed in chunks whose size the first
+ * byte picks (lines split anywhere) with queue ids watched on the way, and one unfiltered with a
+ * time window fed in one piece; all with small bounds, so an input that fills the history, the
+ * ring or the key table is cheap to find. Every reported line is read to its last byte so ASan
+ * sees an out-of-bounds span. Property (a violation aborts): a complete line with a needle that
+ * both parsers call a mail line is reported by the find-first and by the per-line scanner.
+ * Depends on: maillog.h. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
