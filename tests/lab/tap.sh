@@ -1,6 +1,7 @@
 # tests/lab/tap.sh - TAP and lab helpers for the bash tests tests/sh/lab-*.t (sourced).
-# Brings the lab up (idempotent), loads `lab env` into the shell, takes the lab's test lock
-# exclusively (faults must not meet each other), and offers: ok is like unlike diag bail done_testing,
+# Takes the lab's test lock exclusively (faults must not meet each other), starts from `lab heal
+# all` (the lab up and healthy whatever the test before left, one delivery proved), loads `lab
+# env` into the shell, and offers: ok is like unlike diag bail done_testing,
 # lab_send, wait_maildir, logs_since, wait_log, ssh_ec2, sql, api.
 set -uo pipefail
 
@@ -34,25 +35,15 @@ done_testing() {
 }
 
 [ "$(id -u)" = 0 ] || bail "the mail lab needs root"
-_up_out=$("$LAB" up 2>&1) || bail "lab up failed: $(printf '%s' "$_up_out" | tail -5)"
 eval "$("$LAB" env)"
+mkdir -p "$LAB_DIR"
 exec 7>>"$LAB_LOCK"
-flock -w 600 7 || bail "could not take the lab test lock $LAB_LOCK"
+flock -w 900 7 || bail "could not take the lab test lock $LAB_LOCK in 900 s"
 _t_locked=$(date +%s)
-# a fault left by a test that died (older than 3 minutes) is healed; a fresh one belongs to a
-# test of someone else that is running: wait for it to go, at most 2 minutes
-_f_end=$(($(date +%s) + 120))
-while [ -n "$(ls "$LAB_DIR/faults" 2>/dev/null | grep -v '\.')" ]; do
-	for _f in $(ls "$LAB_DIR/faults" | grep -v '\.'); do
-		if [ "$(($(date +%s) - $(stat -c %Y "$LAB_DIR/faults/$_f" 2>/dev/null || date +%s)))" -gt 180 ] || [ "$(date +%s)" -gt "$_f_end" ]; then
-			diag "healing fault $_f left active"
-			"$LAB" heal "$_f" >/dev/null 2>&1
-		fi
-	done
-	sleep 1
-done
-# holding LAB_LOCK exclusively: lab up may put back configuration drift left by other tests
-LAB_REPAIR=1 "$LAB" up >/dev/null 2>&1 || bail "lab up (after heal) failed"
+# holding LAB_LOCK exclusively, nothing else may be breaking the lab: whatever is broken is a
+# leftover (a failed or killed test). Start from the healthy lab, proved by one delivery.
+_heal_out=$(LAB_REPAIR=1 "$LAB" heal all 2>&1) || bail "lab heal all failed: $(printf '%s' "$_heal_out" | tail -5 | tr '\n' ' ')"
+diag "start: $(printf '%s' "$_heal_out" | tr '\n' ';')"
 
 SSH_OPTS=(-i "$LAB_SSH_KEY" -o "UserKnownHostsFile=$LAB_SSH_KNOWN_HOSTS" -o StrictHostKeyChecking=yes
 	-o BatchMode=yes -o ConnectTimeout=5 -o LogLevel=ERROR -p "$LAB_EC2_SSH_PORT")
@@ -104,7 +95,7 @@ lab_send() {
 }
 # wait_maildir MSGID [SECONDS] [USER-DIR] -> prints the path of the stored message file
 wait_maildir() {
-	local id=$1 secs=${2:-15} dir=${3:-$LAB_VMAIL_DIR} end f
+	local id=$1 secs=${2:-60} dir=${3:-$LAB_VMAIL_DIR} end f
 	end=$(($(date +%s) + secs))
 	while :; do
 		f=$(grep -rlsF -- "Message-Id: $id" "$dir" 2>/dev/null | grep -E '/(new|cur)/' | head -1)
@@ -117,7 +108,7 @@ wait_maildir() {
 delivered() { # ADDR LABEL
 	local addr=$1 label=$2 f
 	lab_send "$addr" "$label"; ok $? "$label: message to $addr accepted by ec2 (queue id ${QID:-none})" || diag "$SEND_ERR"
-	f=$(wait_maildir "$MSGID" 20 "$LAB_VMAIL_DIR/${addr#*@}/${addr%@*}")
+	f=$(wait_maildir "$MSGID" 60 "$LAB_VMAIL_DIR/${addr#*@}/${addr%@*}")
 	ok $? "$label: stored in the Maildir of $addr" || return 1
 	grep -qF "Subject: $SUBJECT" "$f"; ok $? "$label: stored message has its Subject and Message-ID"
 }

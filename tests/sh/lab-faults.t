@@ -20,7 +20,7 @@ unlike "$rd" "example\.test" "relay-domain-missing: postconf relay_domains lacks
 since=$(now_ts)
 lab_send "$U"; [ $? -ne 0 ]; ok $? "relay-domain-missing: ec2 refuses the message"
 like "$SEND_ERR" "554 5\.7\.1 <$re_u>: Relay access denied" "relay-domain-missing: SMTP answer 554 Relay access denied"
-wait_log ec2 "$since" "NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.99\]: 554 5\.7\.1 <$re_u>: Relay access denied" 5 >/dev/null
+wait_log ec2 "$since" "NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.99\]: 554 5\.7\.1 <$re_u>: Relay access denied" 30 >/dev/null
 ok $? "relay-domain-missing: ec2 log has the NOQUEUE reject line"
 heal relay-domain-missing
 is "$(ssh_ec2 docker exec "$LAB_EC2_POSTFIX_CONTAINER" postconf -h relay_domains)" "example.test, shop.test" "relay-domain-missing: heal restores the exact value"
@@ -32,11 +32,11 @@ is "$(ssh_ec2 docker exec "$LAB_EC2_POSTFIX_CONTAINER" postconf -h relay_transpo
 since=$(now_ts)
 lab_send "$U"; ok $? "relay-transport-wrong: ec2 still accepts the message ($QID)"
 q1=$QID m1=$MSGID
-wait_log ec2 "$since" "$q1: to=<$re_u>, relay=none, .*status=deferred \(connect to 127\.0\.0\.21\[127\.0\.0\.21\]:2525: Connection refused\)" 10 >/dev/null
+wait_log ec2 "$since" "$q1: to=<$re_u>, relay=none, .*status=deferred \(connect to 127\.0\.0\.21\[127\.0\.0\.21\]:2525: Connection refused\)" 30 >/dev/null
 ok $? "relay-transport-wrong: ec2 log status=deferred, connect to the stale address refused"
 queue_has "$q1" >/dev/null; ok $? "relay-transport-wrong: the message waits in ec2's queue (postqueue -j)"
 heal relay-transport-wrong
-wait_maildir "$m1" 15 "$UDIR" >/dev/null; ok $? "relay-transport-wrong: the deferred message is delivered after heal"
+wait_maildir "$m1" 60 "$UDIR" >/dev/null; ok $? "relay-transport-wrong: the deferred message is delivered after heal"
 delivered "$U" "relay-transport-wrong healed"
 
 # --- mx-missing: no MX record for the domain
@@ -75,12 +75,12 @@ fault dell-unreachable
 since=$(now_ts)
 lab_send "$U"; ok $? "dell-unreachable: ec2 accepts the message ($QID)"
 q1=$QID m1=$MSGID
-wait_log ec2 "$since" "$q1: to=<$re_u>, relay=none, .*status=deferred \(connect to 127\.0\.0\.20\[127\.0\.0\.20\]:2525: No route to host\)" 10 >/dev/null
+wait_log ec2 "$since" "$q1: to=<$re_u>, relay=none, .*status=deferred \(connect to 127\.0\.0\.20\[127\.0\.0\.20\]:2525: No route to host\)" 30 >/dev/null
 ok $? "dell-unreachable: ec2 log status=deferred, No route to host"
 j=$(queue_has "$q1"); ok $? "dell-unreachable: postqueue -j lists the message"
 like "$j" "No route to host" "dell-unreachable: its delay_reason says No route to host"
 heal dell-unreachable
-wait_maildir "$m1" 15 "$UDIR" >/dev/null; ok $? "dell-unreachable: the waiting message is delivered after heal"
+wait_maildir "$m1" 60 "$UDIR" >/dev/null; ok $? "dell-unreachable: the waiting message is delivered after heal"
 delivered "$U" "dell-unreachable healed"
 
 # --- dovecot-down: docker stop of the dovecot container
@@ -91,10 +91,10 @@ like "$(dell_docker logs --tail 5 "$c" 2>&1)" "master: Warning: Killed with sign
 since=$(now_ts)
 lab_send "$U"; ok $? "dovecot-down: ec2 accepts the message ($QID)"
 q1=$QID m1=$MSGID
-wait_log ec2 "$since" "$q1: to=<$re_u>, relay=none, .*status=deferred \(connect to 127\.0\.0\.20\[127\.0\.0\.20\]:2525: Connection refused\)" 10 >/dev/null
+wait_log ec2 "$since" "$q1: to=<$re_u>, relay=none, .*status=deferred \(connect to 127\.0\.0\.20\[127\.0\.0\.20\]:2525: Connection refused\)" 30 >/dev/null
 ok $? "dovecot-down: ec2 log status=deferred, LMTP port refused"
 heal dovecot-down
-wait_maildir "$m1" 15 "$UDIR" >/dev/null; ok $? "dovecot-down: the waiting message is delivered after heal"
+wait_maildir "$m1" 60 "$UDIR" >/dev/null; ok $? "dovecot-down: the waiting message is delivered after heal"
 delivered "$U" "dovecot-down healed"
 
 # --- maildir-permissions: the domain's Maildir tree owned by root
@@ -104,13 +104,13 @@ is "$(dell_docker exec "$(dell_container dovecot)" stat -c '%U:%G %a' /var/mail/
 since=$(now_ts)
 lab_send "$U"; ok $? "maildir-permissions: ec2 accepts the message ($QID)"
 q1=$QID m1=$MSGID
-wait_log dell:dovecot "$since" "lmtp\($re_u\).*Permission denied \(euid=[0-9]+\(vmail\) .*missing \+x perm: /var/mail/vmail/example\.test, dir owned by 0:0 mode=0700\)" 10 >/dev/null
+wait_log dell:dovecot "$since" "lmtp\($re_u\).*Permission denied \(euid=[0-9]+\(vmail\) .*missing \+x perm: /var/mail/vmail/example\.test, dir owned by 0:0 mode=0700\)" 30 >/dev/null
 ok $? "maildir-permissions: dovecot log has Permission denied ... missing +x perm"
-wait_log ec2 "$since" "$q1: to=<$re_u>, relay=127\.0\.0\.20.*status=deferred \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 451 4\.[23]\.0 " 10 >/dev/null
+wait_log ec2 "$since" "$q1: to=<$re_u>, relay=127\.0\.0\.20.*status=deferred \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 451 4\.[23]\.0 " 30 >/dev/null
 ok $? "maildir-permissions: ec2 log status=deferred with a 451 from dell"
 heal maildir-permissions
 is "$(stat -c '%U:%G' "$LAB_VMAIL_DIR/example.test" "$UDIR" | sort -u)" "vmail:vmail" "maildir-permissions: heal restores the owners"
-wait_maildir "$m1" 15 "$UDIR" >/dev/null; ok $? "maildir-permissions: the waiting message is delivered after heal"
+wait_maildir "$m1" 60 "$UDIR" >/dev/null; ok $? "maildir-permissions: the waiting message is delivered after heal"
 delivered "$U" "maildir-permissions healed"
 
 # --- user-missing: the users row is gone
@@ -120,7 +120,7 @@ is "$(sql "SELECT id,name FROM domains WHERE name='example.test'" | cut -f2)" ex
 like "$(api GET /api/users/$U)" "^404 " "user-missing: API GET user is 404"
 since=$(now_ts)
 lab_send "$U"; ok $? "user-missing: ec2 accepts the message ($QID)"
-wait_log ec2 "$since" "$QID: to=<$re_u>, relay=127\.0\.0\.20\[127\.0\.0\.20\]:2525, .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 550 5\.1\.1 <$re_u> User doesn't exist" 10 >/dev/null
+wait_log ec2 "$since" "$QID: to=<$re_u>, relay=127\.0\.0\.20\[127\.0\.0\.20\]:2525, .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 550 5\.1\.1 <$re_u> User doesn't exist" 30 >/dev/null
 ok $? "user-missing: ec2 log status=bounced, 550 5.1.1 User doesn't exist"
 heal user-missing
 like "$(api GET /api/users/$U)" '^200 .*"enabled": true' "user-missing: heal puts the row back"
@@ -131,7 +131,7 @@ fault user-disabled
 is "$(sql "SELECT u.enabled FROM users u JOIN domains d ON u.domain_id=d.id WHERE u.email='$U'")" 0 "user-disabled: SQL shows enabled=0"
 since=$(now_ts)
 lab_send "$U"; ok $? "user-disabled: ec2 accepts the message ($QID)"
-wait_log ec2 "$since" "$QID: .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 550 5\.1\.1 <$re_u> User doesn't exist" 10 >/dev/null
+wait_log ec2 "$since" "$QID: .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 550 5\.1\.1 <$re_u> User doesn't exist" 30 >/dev/null
 ok $? "user-disabled: ec2 log shows the same 550 5.1.1 as an unknown user"
 # the document's remedy: the User Management API
 echo '{"enabled": true}' >"$LAB_DIR/t-enable.json"
@@ -147,7 +147,7 @@ is "$(sql "SELECT id,name FROM domains WHERE name='example.test'")" "" "domain-m
 is "$(sql "SELECT COUNT(*) FROM users WHERE email LIKE '%@example.test'")" 0 "domain-missing: no users of the domain"
 since=$(now_ts)
 lab_send "$U"; ok $? "domain-missing: ec2 still accepts the message ($QID) (relay_domains unchanged)"
-wait_log ec2 "$since" "$QID: .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 550 5\.1\.1 <$re_u> User doesn't exist" 10 >/dev/null
+wait_log ec2 "$since" "$QID: .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 550 5\.1\.1 <$re_u> User doesn't exist" 30 >/dev/null
 ok $? "domain-missing: ec2 log status=bounced, 550 5.1.1"
 # the document's remedy through the API (the password goes in a 0600 file, never on a command line)
 echo '{"name": "example.test"}' >"$LAB_DIR/t-dom.json"
@@ -166,7 +166,7 @@ fault quota-exceeded
 is "$(sql "SELECT quota FROM users WHERE email='$U'")" 1024 "quota-exceeded: SQL shows the quota (1024 bytes)"
 since=$(now_ts)
 lab_send "$U"; ok $? "quota-exceeded: ec2 accepts the message ($QID)"
-wait_log ec2 "$since" "$QID: .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 552 5\.2\.2 <$re_u> Quota exceeded" 10 >/dev/null
+wait_log ec2 "$since" "$QID: .*status=bounced \(host 127\.0\.0\.20\[127\.0\.0\.20\] said: 552 5\.2\.2 <$re_u> Quota exceeded" 30 >/dev/null
 ok $? "quota-exceeded: ec2 log status=bounced, 552 5.2.2 Quota exceeded"
 heal quota-exceeded
 is "$(sql "SELECT quota FROM users WHERE email='$U'")" 52428800 "quota-exceeded: heal restores the quota"
@@ -184,7 +184,7 @@ ok $port_ok "queue-stuck: dell's LMTP answers again"
 sleep 2
 queue_has "$q1" >/dev/null; ok $? "queue-stuck: the message keeps waiting though dell is back"
 heal queue-stuck
-f=$(wait_maildir "$m1" 15 "$UDIR"); ok $? "queue-stuck: heal (postqueue -f) delivers it"
+f=$(wait_maildir "$m1" 60 "$UDIR"); ok $? "queue-stuck: heal (postqueue -f) delivers it"
 queue_has "$q1" >/dev/null; [ $? -ne 0 ]; ok $? "queue-stuck: ec2's queue no longer holds it"
 delivered "$U" "queue-stuck healed"
 
@@ -196,7 +196,7 @@ like "$e" "Can't connect to (MySQL |MariaDB )?server on '127\.0\.0\.20'" "db-dow
 like "$(api GET /api/health)" "^503 " "db-down: the API answers 503"
 since=$(now_ts)
 lab_send "$U"; ok $? "db-down: ec2 accepts the message ($QID)"
-wait_log dell:dovecot "$since" "mysql\(127\.0\.0\.20\): Connect failed to database \(mailserver_usermgmt\): Can't connect to (MySQL |MariaDB )?server on '127\.0\.0\.20'" 15 >/dev/null
+wait_log dell:dovecot "$since" "mysql\(127\.0\.0\.20\): Connect failed to database \(mailserver_usermgmt\): Can't connect to (MySQL |MariaDB )?server on '127\.0\.0\.20'" 30 >/dev/null
 ok $? "db-down: dovecot log: Connect failed to database"
 heal db-down
 like "$(api GET /api/health)" "^200 " "db-down: the API works again"

@@ -1,10 +1,15 @@
 #!/bin/bash
 # The network rule, proved on the running lab: the lab's Postfix instances cannot bounce or relay
 # outside it, nothing resolves names outside .test, and no connection leaves 127.0.0.0/8.
+# It judges its own traffic only: the DNS log from its start offset, the Postfix logs since its
+# start time (what other tests did before is not this test's evidence).
 . "$(dirname "$0")/../lab/tap.sh"
 
 DNSLOG=$LAB_DIR/dns/dnsmasq.log
-qcount() { grep -c "query\[[A-Z]*\] $1 " "$DNSLOG" 2>/dev/null; }
+t_start=$(now_ts)
+dns_off=$(stat -c %s "$DNSLOG" 2>/dev/null || echo 0)
+dnslog_mine() { tail -c +"$((dns_off + 1))" "$DNSLOG" 2>/dev/null; }
+qcount() { dnslog_mine | grep -c "query\[[A-Z]*\] $1 "; }
 ec2x() { ssh_ec2 docker exec "$LAB_EC2_POSTFIX_CONTAINER" "$@"; }
 
 # --- configuration that makes it so
@@ -25,14 +30,15 @@ before=$(qcount debian.org)
 d=$(dig +time=2 +tries=1 @"$LAB_DNS_ADDR" A debian.org)
 like "$d" "status: REFUSED" "lab DNS refuses debian.org"
 ec2x getent hosts debian.org >/dev/null 2>&1; [ $? -ne 0 ]; ok $? "a lookup of debian.org inside mailserver-postfix finds nothing"
-grep -q "forwarded" "$DNSLOG"; [ $? -ne 0 ]; ok $? "dnsmasq never forwarded a query"
+[ -n "$(dnslog_mine | grep -F "query[A] debian.org ")" ]; ok $? "the lab DNS logged this test's query for debian.org"
+dnslog_mine | grep -q "forwarded"; [ $? -ne 0 ]; ok $? "dnsmasq forwarded none of this test's queries"
 
 # --- outside sender: relay to a non-hosted domain is refused at RCPT, on both hosts
 before=$(qcount example.com)
 since=$(now_ts)
 lab_send someone@example.com; [ $? -ne 0 ]; ok $? "ec2 refuses relay from the outside sender to example.com"
 like "$SEND_ERR" "554 5\.7\.1 <someone@example\.com>: Relay access denied" "answer 554 Relay access denied"
-wait_log ec2 "$since" "NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.99\]: 554 5\.7\.1 <someone@example\.com>: Relay access denied" 5 >/dev/null
+wait_log ec2 "$since" "NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.99\]: 554 5\.7\.1 <someone@example\.com>: Relay access denied" 30 >/dev/null
 ok $? "ec2 log has the reject"
 out=$(swaks --server "$LAB_DELL_ADDR:25" --local-interface "$LAB_SENDER_ADDR" --helo outside.test --from "$LAB_SENDER" --to someone@example.com --timeout 10 2>&1)
 like "$out" "554 5\.7\.1 <someone@example\.com>: Relay access denied" "dell refuses relay from the outside sender"
@@ -41,19 +47,24 @@ like "$out" "554 5\.7\.1 <someone@example\.com>: Relay access denied" "dell refu
 since=$(now_ts)
 printf 'Subject: outside\n\nx\n' | ssh_ec2 docker exec -i "$LAB_EC2_POSTFIX_CONTAINER" /usr/sbin/sendmail -f sender@outside.test someone@example.com
 ok $? "local submission to someone@example.com on ec2"
-l=$(wait_log ec2 "$since" "to=<someone@example\.com>, relay=none, .*status=bounced \(outside the lab" 10)
+l=$(wait_log ec2 "$since" "to=<someone@example\.com>, relay=none, .*status=bounced \(outside the lab" 30)
 ok $? "ec2: to=<someone@example.com> relay=none status=bounced by the error transport"
 qid=$(printf '%s' "$l" | sed -n 's/.*postfix\/error\[[0-9]*\]: \([0-9A-F]*\): .*/\1/p' | head -1)
-sleep 1
+# the bounce is the last thing that happens to it: wait for it (the condition), then judge
+b=$(wait_log ec2 "$since" "to=<sender@outside\.test>.*status=" 30 | head -1)
 logs=$(ec2_logs_since "$since")
 unlike "$(printf '%s' "$logs" | grep -F "$qid")" "postfix/smtp\[|connect to" "ec2: no SMTP client ever ran for it ($qid)"
-b=$(printf '%s' "$logs" | grep -E "to=<sender@outside\.test>.*status=" | head -1)
 like "$b" "relay=none, .*status=bounced \(outside the lab" "ec2: the bounce to sender@outside.test stays in the lab (error transport)"
 is "$(qcount example.com)" "$before" "no DNS query for example.com reached the lab DNS"
 is "$(qcount outside.test)" "0" "no DNS query for outside.test at all"
 
-# --- every connection the two Postfix instances ever made went to a 127.0.0.0/8 address
-all=$( (ec2_logs_since 0; dell_logs_since postfix 0) | grep -oE "(connect to|relay=)[^ ,]+" | grep -vE "relay=none" | sort -u)
-unlike "$all" "(connect to|relay=)[^1]|(connect to|relay=)1[^2]|(connect to|relay=)12[^7]" "Postfix next hops ever used are all in 127.0.0.0/8: $(echo $all)"
+# --- every connection the two Postfix instances made during this test went to 127.0.0.0/8
+# (one delivery of its own makes sure there is a next hop to judge)
+delivered "$LAB_USER" "isolation"
+wait_log ec2 "$t_start" "$QID: to=<.*relay=127\.0\.0\.20\[127\.0\.0\.20\]:2525, .*status=sent" 30 >/dev/null
+ok $? "ec2 logged the delivery of its own message ($QID)"
+all=$( (ec2_logs_since "$t_start"; dell_logs_since postfix "$t_start") | grep -oE "(connect to|relay=)[^ ,]+" | grep -vE "relay=none" | sort -u)
+like "$all" "relay=127\.0\.0\.20\[127\.0\.0\.20\]:2525" "this test's next hops include dell's LMTP"
+unlike "$all" "(connect to|relay=)[^1]|(connect to|relay=)1[^2]|(connect to|relay=)12[^7]" "Postfix next hops used during this test are all in 127.0.0.0/8: $(echo $all)"
 
 done_testing

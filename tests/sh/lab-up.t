@@ -20,7 +20,7 @@ unlike "$env_out" "$(cat "$LAB_DB_PASSWORD_FILE")" "lab env never prints the db 
 t0=$(date +%s%N)
 out=$("$LAB" up 2>&1); ok $? "lab up again succeeds"
 ms=$((($(date +%s%N) - t0) / 1000000))
-[ "$ms" -lt 10000 ]; ok $? "lab up on a running lab takes ${ms} ms (< 10 s)"
+[ "$ms" -lt 30000 ]; ok $? "lab up on a running lab takes ${ms} ms (< 30 s, generous: the figure is in tests/lab/README.md)"
 like "$out" "already up" "lab up on a running lab starts nothing"
 "$LAB" status >/dev/null; ok $? "lab status: everything running"
 
@@ -64,10 +64,10 @@ delivered "$LAB_USER" "up"
 f=$(wait_maildir "$MSGID" 1)
 grep -qF "Message-Id: $MSGID" "$f"; ok $? "stored file carries the Message-ID"
 is "$(stat -c %U "$f")" vmail "stored file is owned by vmail"
-l=$(wait_log ec2 "$since" "$QID: to=<$LAB_USER>, relay=127.0.0.20\[127.0.0.20\]:2525.*status=sent \(250 2.0.0 <$LAB_USER> [^ ]+ Saved\)" 10)
+l=$(wait_log ec2 "$since" "$QID: to=<$LAB_USER>, relay=127.0.0.20\[127.0.0.20\]:2525.*status=sent \(250 2.0.0 <$LAB_USER> [^ ]+ Saved\)" 30)
 ok $? "ec2 log (over ssh): status=sent via LMTP to dell"
 sid=$(printf '%s' "$l" | grep -oE '<[^>]+> [^ ]+ Saved' | awk '{print $2}' | tail -1)
-wait_log dell:dovecot "$since" "lmtp\($(rx "$LAB_USER")\)<[0-9]+><$(rx "$sid")>: Info: msgid=$(rx "$MSGID"): saved mail to INBOX" 10 >/dev/null
+wait_log dell:dovecot "$since" "lmtp\($(rx "$LAB_USER")\)<[0-9]+><$(rx "$sid")>: Info: msgid=$(rx "$MSGID"): saved mail to INBOX" 30 >/dev/null
 ok $? "dovecot log: the same session id saved the same Message-ID"
 delivered sales@shop.test "up (shop.test)"
 
@@ -76,8 +76,8 @@ since=$(now_ts)
 out=$(swaks --server 127.0.0.20:25 --local-interface 127.0.0.10 --helo mx.example.test --from sender@outside.test \
 	--to "$LAB_USER" --header "Message-Id: <d.$$@outside.test>" --timeout 15 2>&1)
 like "$out" "250 2.0.0 Ok: queued as" "dell postfix :25 accepts mail from ec2's address"
-f=$(wait_maildir "<d.$$@outside.test>" 15); ok $? "mail through dell postfix is stored"
-wait_log dell:postfix "$since" "relay=127.0.0.20\[127.0.0.20\]:2525.*status=sent" 10 >/dev/null
+f=$(wait_maildir "<d.$$@outside.test>" 60); ok $? "mail through dell postfix is stored"
+wait_log dell:postfix "$since" "relay=127.0.0.20\[127.0.0.20\]:2525.*status=sent" 30 >/dev/null
 ok $? "dell postfix log: relay to Dovecot LMTP, status=sent"
 
 # --- recovery: a run that died halfway (dockerd and dnsmasq killed, stale pid files)
