@@ -8,7 +8,7 @@ local context = require "runbook.context"
 local dp = require "dockerd_private"
 
 -- Only the lab's sshd is needed: `lab up` is idempotent (fast when the lab is up).
-local E = assert(require("rblab").up())
+local E = require("rblab").locked("shared", "docker ssh test")   -- the lab's sshd: no fault test may cut it meanwhile
 local d = dp.start()
 local S = d.sock
 

@@ -2,7 +2,7 @@
 -- remedy "user missing", the whole round: dry run (nothing created), apply POST /api/users (201),
 -- the user visible through the API and in MariaDB, the password in no event or journal line,
 -- then the transient user removed again through ctx:sql_write so the lab is left as found.
-require("rblab").locked("shared", "http lab test")   -- re-runs this file under the lab's test lock
+require("rblab").locked("exclusive", "http lab test")   -- writes users through the API: the exclusive lab test lock
 local t = require "tap"
 local F = require "fixture_sqlhttp"
 local context = require "runbook.context"

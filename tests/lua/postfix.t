@@ -101,7 +101,7 @@ local function body()
     t.ok(ok, "message " .. i .. " submitted inside the container")
   end
   local q
-  for _ = 1, 100 do
+  for _ = 1, 300 do   -- 30 s at most: a loaded machine
     q = ctx:postqueue(SVC)
     local deferred = 0
     for _, rec in ipairs(q or {}) do
@@ -137,7 +137,7 @@ local function body()
     return nil
   end
   local function flushed(id)   -- left the queue, or was tried again (dell may be faulted)
-    for _ = 1, 100 do
+    for _ = 1, 300 do
       if state(id) ~= "deferred transport" then return true, state(id) or "delivered" end
       core.sleep(0.1)
     end

@@ -80,12 +80,20 @@ t.ok(verdict and verdict.message and verdict.message:find("rejected"), "mail-sta
 -- ---------------------------------------------------------------- follow
 local fmsg = ("<rb-follow.%s@outside.test>"):format(tag)
 local t0 = lab.now()
-local proc = exec.spawn({ lab.RB, "run", "follow", "--addr", env.LAB_USER, "--duration", "8s", "-i", lab.INV },
-  { timeout = 40, cwd = lab.ROOT, env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = lab.ROOT .. "/runbooks" } })
-lab.sleep(2.5)
+local proc = exec.spawn({ lab.RB, "run", "follow", "--addr", env.LAB_USER, "--duration", "12s", "-i", lab.INV },
+  { timeout = 120, cwd = lab.ROOT, env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = lab.ROOT .. "/runbooks" } })
+-- send once follow says it is following (the condition), not after a fixed time
+local chunks = {}
+local following = false
+while not following do
+  local c = proc:read()
+  if not c then break end
+  chunks[#chunks + 1] = c
+  following = table.concat(chunks):find("following " .. env.LAB_USER .. " in ", 1, true) ~= nil
+end
+t.ok(following, "follow: says it is following before anything is sent")
 local fq = send(env.LAB_USER, fmsg)
 t.ok(fq ~= nil, "follow: a message sent while following was accepted (" .. tostring(fq) .. ")")
-local chunks = {}
 while true do
   local c = proc:read()
   if not c then break end
@@ -95,7 +103,8 @@ local fst = proc:close()
 local fout = table.concat(chunks)
 local took = lab.now() - t0
 t.is(type(fst) == "table" and fst.status, 0, "follow: ends by itself with exit 0")
-t.ok(took >= 7.5 and took < 20, ("follow: ran for its --duration and stopped (%.1f s)"):format(took))
+-- it stops by itself (exit 0 above; the spawn timeout of 120 s would kill it otherwise)
+t.ok(took >= 11.5 and took < 100, ("follow: ran for its --duration (12 s) and stopped (%.1f s)"):format(took))
 t.like(fout, "ec2/postfix %d%d:%d%d:%d%d  .*" .. esc(fq or "NONE") .. ": client=", "follow: shows the MX's first line of the queue file (learned from its id)")
 t.like(fout, "ec2/postfix .*" .. esc(fq or "NONE") .. ": to=<" .. esc(env.LAB_USER) .. ">.*status=sent", "follow: shows the MX's delivery line")
 t.like(fout, "dell/dovecot .*msgid=" .. esc(fmsg) .. ": saved mail to INBOX", "follow: shows Dovecot saving it")

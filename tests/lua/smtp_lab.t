@@ -48,7 +48,7 @@ local function body()
   t.like(res and res.stages.data.text or "", "queued as " .. (res and res.queued_as or "?"), "DATA reply carries the id")
   t.is(res and res["local"], env.LAB_SENDER_ADDR, "the connection came from the outside sender's address")
   if res and res.message_id then
-    local found = wait_for(function() return grep_maildir(env.LAB_VMAIL_DIR, res.message_id) end, 20)
+    local found = wait_for(function() return grep_maildir(env.LAB_VMAIL_DIR, res.message_id) end, 60)
     t.ok(found, "the probe's Message-ID arrived in a Maildir under " .. env.LAB_VMAIL_DIR)
     t.like(found or "", "/" .. domain:gsub("%p", "%%%0") .. "/", "in the recipient domain's Maildir")
   else
@@ -75,7 +75,7 @@ local function body()
     "per-recipient reply '250 2.0.0 <rcpt> SESSIONID Saved'")
   t.ok(res and res.lmtp_session and res.queued_as == res.lmtp_session, "lmtp_session parsed, also as queued_as")
   if res and res.message_id then
-    t.ok(wait_for(function() return grep_maildir(env.LAB_VMAIL_DIR, res.message_id) end, 10), "LMTP message is in the Maildir")
+    t.ok(wait_for(function() return grep_maildir(env.LAB_VMAIL_DIR, res.message_id) end, 60), "LMTP message is in the Maildir")
   else
     t.ok(false, "no LMTP message id")
   end
