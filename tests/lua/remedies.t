@@ -41,8 +41,13 @@ local function remedy_cycle(o)
   t.like(ap.stdout, "APPLIED%(ok%)", o.name .. ": the change was applied")
   t.like(ap.stdout, "VERDICT: HEALTHY", o.name .. ": verified healthy after the change")
   o.fixed()
-  local journal = lab.audit(ap.run_id)
-  t.is(#journal, o.audit_lines or 1, o.name .. ": one audit line for the change")
+  -- each change is journalled twice: the intent before it, the outcome after it
+  local journal, intents = {}, 0
+  for _, l in ipairs(lab.audit(ap.run_id)) do
+    if l.phase == "outcome" then journal[#journal + 1] = l elseif l.phase == "intent" then intents = intents + 1 end
+  end
+  t.is(#journal, o.audit_lines or 1, o.name .. ": one audit outcome line for the change")
+  t.is(intents, #journal, o.name .. ": each outcome line has its intent line")
   if journal[1] then t.is(journal[1].outcome, "ok", o.name .. ": audit line records outcome ok") end
 
   local again = rb(args, { env = o.env })
