@@ -4,6 +4,9 @@
 local trace = require "runbook.trace"
 local M = {}
 
+-- write outcomes where the change was never made (the operator declined; no journal line)
+local NOT_MADE = { declined = true, not_journaled = true }
+
 local function code(s) return "`" .. tostring(s):gsub("`", "'") .. "`" end
 
 local function fence(lines)
@@ -64,8 +67,11 @@ function M.markdown(events)
     w("## Changes")
     w()
     for _, c in ipairs(changes) do
-      w(("- %s %s on %s: %s"):format(c.event == "would" and "would run" or ("applied (" .. tostring(c.outcome) .. ")"),
-        code(c.op), c.host or "local", c.target or ""))
+      local what = c.event == "would" and "would run"
+        or (NOT_MADE[c.outcome] and ("not applied (" .. tostring(c.outcome) .. ")"))
+        or ("applied (" .. tostring(c.outcome) .. ")")
+      w(("- %s %s on %s: %s"):format(what, code(c.op), c.host or "local", c.target or ""))
+      if c.error then w("  - error: " .. code(c.error)) end
       if c.before ~= nil or c.after ~= nil then
         w(("  - %s -> %s"):format(code(trace.show_value(c.before)), code(trace.show_value(c.after))))
       end

@@ -110,8 +110,11 @@ do
   local target = TMP .. "/banner.txt"
   local bad = inventory("journal-bad", TMP .. "/no-such-dir/audit.jsonl")
   os.remove(target)
-  local r = rb { "run", "examples/banner.lua", "--path", target, "--text", "x", "-i", bad, "--apply", "--yes" }
+  local report = TMP .. "/report.md"
+  local r = rb { "run", "examples/banner.lua", "--path", target, "--text", "x", "-i", bad, "--apply", "--yes",
+                 "--report", report }
   t.ok(not exists(target), "journal_unwritable_no_change: the change is not made when the journal cannot be written")
+  t.like(exec.readfile(report) or "", "not applied %(not_journaled%)", "journal_unwritable: the report does not call it applied")
   t.isnt(r.status, 0, "journal_unwritable: the run does not exit 0 (" .. r.status .. ")")
   t.like(r.stdout, "the change was not made", "journal_unwritable: says so")
 
