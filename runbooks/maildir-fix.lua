@@ -66,7 +66,7 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
       local r, msg, code = ctx:service_exec(svc, {
         "find", "-P", dir, "(", "!", "-user", owner, "-o", "!", "-group", group,
         "-o", "-type", "d", "!", "-perm", "-u=rwx", "-o", "-type", "f", "!", "-perm", "-u=r", ")",
-        "-printf", "%u:%g %m %y %p\\n" }, { read_only = true })
+        "-printf", "%u:%g %m %y %p\\n" })   -- a read: runbook.gate lists find without -exec/-delete
       r = ops.must(r, msg, code, "find in " .. svc)
       if r.status ~= 0 and r.stdout == "" then
         error(("find %s in %s: %s"):format(dir, svc, (r.stderr or ""):gsub("%s+$", "")), 0)
