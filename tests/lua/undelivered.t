@@ -44,7 +44,7 @@ local PARTS = {
   { "dell postfix config", { "sh", "-c", 'cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum', "sh", LABDIR .. "/dell/postfix/etc" } },
   { "dell dovecot config", { "sh", "-c", 'cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum', "sh", LABDIR .. "/dell/dovecot/etc" } },
   { "db", { "timeout", "10", "mariadb-dump", "--defaults-extra-file=" .. env.LAB_DB_DEFAULTS_FILE, "--skip-dump-date", "--skip-comments",
-            "--compact", "--skip-extended-insert", "--connect-timeout=5", env.LAB_DB_NAME } },
+            "--compact", "--skip-extended-insert", env.LAB_DB_NAME } },
   { "maildir", { "sh", "-c", 'cd "$1" && find . -printf "%p %u %g %m %s\\n" | sort', "sh", env.LAB_VMAIL_DIR } },
   { "ec2 containers", cat({ "timeout", "10" }, cat(EC2, { "ps", "-a", "--format", "{{.Names}} {{.State}} {{.CreatedAt}}" })) },
   { "dell containers", cat({ "timeout", "10" }, cat(DELL, { "ps", "-a", "--format", "{{.Names}} {{.State}} {{.CreatedAt}}" })) },
