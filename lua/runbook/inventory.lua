@@ -51,7 +51,7 @@ local ROOT = {
   mail = { mx_host = "string", mailserver_host = "string", hosted_domains = "strings",
            mx_addresses = "strings", relay_transport = "string", maildir_owner = "string",
            database = "string", usermgmt = "string", terraform_file = "path",
-           disk_escalate_pct = "integer" },
+           disk_escalate_pct = "integer", probe_from = "string", probe_source = "string" },
 }
 
 -- A duration is positive, finite and at most a year (.inf, 1e999 and the like are refused).
