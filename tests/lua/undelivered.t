@@ -7,7 +7,7 @@
 --     table of the user database, the Maildir tree and both hosts' containers unchanged
 --     (checksums before and after; a part that cannot be read FAILS the test unless the row says
 --     why it cannot be read, and then it must really be unreadable);
---   * with --apply --yes the recommended fixes (followed as an operator would, at most 3, a new
+--   * with --apply --yes the recommended fixes (followed as an operator would, at most 4, a new
 --     message after each) repair it;
 --   * then a new message is saved in the Maildir.
 -- Also: an operator's edit to a copy of the runbook takes effect without a rebuild.
@@ -202,7 +202,8 @@ end
 -- apply the recommended fixes until the diagnosis is healthy (an operator follows the chain,
 -- and sends a new message after each fix: the logs then show whether it arrives)
 local function fixes_repair(name, v)
-  for round = 1, 3 do
+  -- at most 4: a pair needs two fixes, and mail deferred meanwhile waits for a queue-flush
+  for round = 1, 4 do
     local argv = fix_argv(v.fix)
     local fenv = fix_env(argv)
     argv[#argv + 1] = "--apply"
