@@ -115,7 +115,7 @@ fm_pids_cmdline() { # FIXED-STRING: one argument of the command line, exactly
 	local f p
 	for f in $(grep -lsaF -- "$1" /proc/[0-9]*/cmdline 2>/dev/null); do
 		p=${f#/proc/}; p=${p%/cmdline}
-		tr '\0' '\n' <"$f" 2>/dev/null | grep -qxF -- "$1" && echo "$p"
+		tr '\0' '\n' 2>/dev/null <"$f" | grep -qxF -- "$1" && echo "$p"
 	done
 }
 # pids of a dell container's main program and its children, found by the host's cgroup (not
