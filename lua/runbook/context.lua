@@ -344,6 +344,10 @@ function Ctx:step(name, fn, title)
       status, reason = "skipped", e.reason
     else
       status, reason = "error", tostring(e)
+      local _, limit = core.memory()
+      if e == "not enough memory" and limit and limit > 0 then   -- the engine's cap, not the machine's
+        reason = ("memory limit of %d MiB exceeded"):format(limit // (1024 * 1024))
+      end
       self.step_errors = (self.step_errors or 0) + 1
     end
   end

@@ -95,6 +95,10 @@ r = rb({ "run", SEC .. "/deadline_s11_table_growth.lua", "-i", TMP .. "/mem.yaml
 ends(r, 20, "s11 table growth ends at the inventory's defaults.memory_limit", "memory limit of 48 MiB exceeded")
 r = run_json("deadline_s11_table_growth.lua", { "--deadline", "60" })
 ends(r, 30, "s11 table growth ends at the default limit (512 MiB)", "memory limit of 512 MiB exceeded")
+r = run_json("deadline_step_memory.lua", { "--deadline", "60", "--memory-limit", "64M" })
+t.is(r.status, 3, "s11 in a step: the run fails (exit 3)")
+t.like(r.stdout, '"reason":"memory limit of 64 MiB exceeded"', "s11 in a step: the step says the memory limit was hit")
+t.like(r.stdout, "after the step: 1000", "s11 in a step: the memory is free again for the rest of the run")
 for _, bad in ipairs({ "1k", "8M", "lots", "2P", "-5M" }) do
   r = run_json("deadline_s11_table_growth.lua", { "--memory-limit", bad })
   t.is(r.status, 2, "--memory-limit " .. bad .. " is a usage error")
