@@ -322,17 +322,21 @@ local function check_maildir(ctx, f, r)
   if f.down(f.ms_dc) then return r:skip(f.ms_dc .. " is not running") end
   local paths = { f.maildir_root .. "/" .. f.domain }
   if f.user_maildir and f.user_maildir ~= "" then paths[#paths + 1] = f.maildir_root .. "/" .. tostring(f.user_maildir):gsub("/$", "") end
-  for _, p in ipairs(paths) do
-    local st, msg, code = ctx:stat(f.ms_dc, p)
-    if st then
-      local mode = tonumber(st.mode, 8) or 0
-      if st.user ~= f.maildir_owner or (mode // 64) & 7 ~= 7 then
-        return r:fail("maildir_permissions", ("%s is owned by %s:%s mode %s; Dovecot (as %s) needs it owned and rwx"):format(p, tostring(st.user), tostring(st.group), tostring(st.mode), f.maildir_owner),
-          { ev(f.ms, "stat " .. p, ("%s:%s %s %s"):format(tostring(st.user), tostring(st.group), tostring(st.mode), tostring(st.type))) })
-      end
-    elseif code ~= "notfound" then
-      gone(f, "docker:ms", msg, code)
-      return r:unknown(("stat %s: %s (%s)"):format(p, msg, code))
+  -- one exec for every path (find only prints: a read for the gate); a missing one is not an error
+  local argv = { "find" }
+  for _, p in ipairs(paths) do argv[#argv + 1] = p end
+  for _, a in ipairs { "-maxdepth", "0", "-printf", "%p\t%u\t%g\t%m\t%y\n" } do argv[#argv + 1] = a end
+  local res, msg, code = ctx:service_exec(f.ms_dc, argv, { timeout = T.exec })
+  if not res then gone(f, "docker:ms", msg, code); return r:unknown(("find %s: %s (%s)"):format(paths[1], msg, code)) end
+  if res.status ~= 0 and not res.stdout:find("%S") and not res.stderr:find("No such file", 1, true) then
+    return r:unknown(("find %s: exit %s: %s"):format(paths[1], tostring(res.status), res.stderr:sub(1, 200)))
+  end
+  for line in res.stdout:gmatch("[^\n]+") do
+    local p, user, group, mode, kind = line:match("^(.-)\t(%S+)\t(%S+)\t(%d+)\t(%S+)$")
+    local m = tonumber(mode or "", 8) or 0
+    if p and (user ~= f.maildir_owner or (m // 64) & 7 ~= 7) then
+      return r:fail("maildir_permissions", ("%s is owned by %s:%s mode %s; Dovecot (as %s) needs it owned and rwx"):format(p, user, group, mode, f.maildir_owner),
+        { ev(f.ms, "find " .. p, ("%s:%s %s %s"):format(user, group, mode, kind == "d" and "directory" or kind)) })
     end
   end
 end
