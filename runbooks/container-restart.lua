@@ -20,7 +20,7 @@ How to verify: after --apply it waits until the container runs again and the por
 (up to 20 s), then reports the new state; mail that waited in a queue goes out at the next
 retry, or flush it with queue-flush.]],
   args = {
-    { name = "service", type = "string", required = true, pattern = ops.SERVICE_PATTERN,
+    { name = "service", type = "service", required = true,
       help = "HOST/SERVICE from the inventory, e.g. dell/dovecot or ec2/postfix" },
     { name = "force", type = "boolean", help = "restart even when the service looks healthy" },
   },

@@ -14,7 +14,7 @@ What it changes: nothing.
 Exit 0 when nothing waits, 1 when mail waits (deferred mail is delayed by hours: fix the
 reason, then queue-flush).]],
   args = {
-    { name = "service", type = "string", pattern = ops.SERVICE_PATTERN,
+    { name = "service", type = "service",
       help = "only this Postfix service, HOST/SERVICE (default: the MX's and the mail server's)" },
   },
   hosts = { "@mx", "@mailserver" },

@@ -70,6 +70,13 @@ t.like(r.stderr, "host ec2 has no service nosuch", "... names what is missing fr
 t.is(#r.events, 0, "... before anything started")
 r = rb { "run", "queue-flush", "--service", "nohost/postfix", "-i", LAB }
 t.is(r.status, 2, "queue-flush --service nohost/postfix: exit 2")
+for _, name in ipairs { "container-restart", "queue-report" } do
+  r = rb { "run", name, "--service", "../x", "-i", LAB, "--format", "json" }
+  t.is(r.status, 2, name .. " --service ../x: a usage error (exit 2)")
+  t.is(#r.events, 0, name .. " --service ../x: nothing started (no event)")
+  r = rb { "run", name, "--service", "ec2/nosuch", "-i", LAB, "--format", "json" }
+  t.is(r.status, 2, name .. " --service ec2/nosuch: exit 2 before anything runs")
+end
 r = rb { "run", "queue-flush", "-i", INV, "--format", "json" }
 t.is(r.status, 2, "queue-flush with no MX postfix in the inventory: ctx:usage_error, exit 2")
 t.like(r.stderr, "not in the inventory", "... with a clear message on stderr")
