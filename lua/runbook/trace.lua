@@ -133,7 +133,12 @@ function M.text(opts)
       line(ev.outcome == "ok" and paint("dim", s) or paint("yellow", s))
       if verbose and ev.detail then lines(ind .. "    | ", ev.detail) end
     elseif k == "would" or k == "write" then
-      local head = k == "would" and "WOULD" or ("APPLIED(" .. tostring(ev.outcome) .. ")")
+      -- a declined or unjournalled write never ran; a failed one ran and did not succeed
+      local o = tostring(ev.outcome)
+      local head = k == "would" and "WOULD"
+        or (o == "ok" and "APPLIED(ok)")
+        or ((o == "declined" or o == "not_journaled") and ("NOT APPLIED(" .. o .. ")"))
+        or ("FAILED(" .. o .. ")")
       line(ind .. paint(k == "would" and "cyan" or (ev.outcome == "ok" and "green" or "red"), head) ..
         (" %s on %s: %s"):format(ev.op, ev.host or "local", ev.target or ""))
       if ev.before ~= nil or ev.after ~= nil then

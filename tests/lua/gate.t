@@ -117,6 +117,8 @@ do
   t.like(exec.readfile(report) or "", "not applied %(not_journaled%)", "journal_unwritable: the report does not call it applied")
   t.isnt(r.status, 0, "journal_unwritable: the run does not exit 0 (" .. r.status .. ")")
   t.like(r.stdout, "the change was not made", "journal_unwritable: says so")
+  t.like(r.stdout, "NOT APPLIED%(not_journaled%)", "journal_unwritable: the trace does not call it applied")
+  t.unlike(r.stdout, "[^T] APPLIED%(", "journal_unwritable: no APPLIED line")
 
   -- a symlink as the journal is refused (O_NOFOLLOW): the file it points at stays as it was
   local other = TMP .. "/other.txt"
