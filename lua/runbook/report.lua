@@ -18,7 +18,8 @@ function M.markdown(events)
   local function w(s) out[#out + 1] = s or "" end
   local start, verdict, finish
   local steps, findings, changes = {}, {}, {}
-  for _, ev in ipairs(events) do
+  for _, raw in ipairs(events) do
+    local ev = trace.clean(raw)   -- control characters from data are shown, never sent to a terminal
     if ev.event == "run.start" then start = ev
     elseif ev.event == "verdict" then finish = ev; verdict = ev.declared and ev or nil
     elseif ev.event == "step.end" then steps[#steps + 1] = ev

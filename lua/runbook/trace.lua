@@ -83,6 +83,7 @@ local function clean(v, depth)
   for k, x in next, v do out[clean(k, depth + 1)] = clean(x, depth + 1) end
   return out
 end
+M.clean = function(v) return clean(v, 0) end
 
 function M.text(opts)
   local out = opts.out or io.stdout

@@ -44,6 +44,15 @@ t.ok(not has_byte(r.stdout, "\r"), "banner_esc: no CR (no overwriting the line)"
 t.like(r.stdout, "old\\e%]0;PWNED%-TITLE\\a\\e%[2J\\e%[31mRED\\rOK", "banner_esc: shown as visible escapes")
 r = rb { "run", "examples/banner.lua", "--path", TMP .. "/banner.txt", "--text", "hello", "-i", INV, "--format", "json" }
 t.ok(not has_byte(r.stdout, "[\0-\9\11-\31]"), "banner_esc: JSON lines carry no raw control characters either")
+do
+  local report = TMP .. "/banner-report.md"
+  r = rb { "run", "examples/banner.lua", "--path", TMP .. "/banner.txt", "--text", "hello", "-i", INV,
+           "--report", report }
+  local md = exec.readfile(report) or ""
+  t.like(md, "PWNED%-TITLE", "banner_esc: the report shows the file's content (control)")
+  t.ok(not has_byte(md, "[\0-\8\11-\31\127]"), "banner_esc: the Markdown report carries no raw control characters")
+  t.like(md, "\\e%]0;PWNED", "banner_esc: the report shows them as visible escapes")
+end
 
 r = rb { "run", SEC .. "/sandbox_output_spoof.lua", "-i", INV, "--color", "never" }
 t.is(r.status, 1, "spoof: the runbook's problem verdict (exit 1)")
