@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "engine.h"
+#include "rbaux.h"
 
 static double deadline;        /* CLOCK_MONOTONIC seconds; 0 = none */
 #define HOOK_COUNT 1000        /* VM instructions between two looks at the clock */
@@ -242,26 +243,18 @@ static int core_sha256_file(lua_State *L)
 	unsigned char md[EVP_MAX_MD_SIZE], buf[65536];
 	unsigned n = 0;
 	ssize_t r;
-	/* O_NONBLOCK and S_ISREG: a FIFO given as the runbook must not block the run */
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	struct stat st;
+	char why[160];
+	int fd;
 	EVP_MD_CTX *ctx;
+	/* a FIFO given as the runbook must not block the run */
+	const char *code = rb_open_regular(path, O_RDONLY, 0, 0, &fd, why, sizeof why);
 
-	if (fd < 0) {
-		int e = errno;
+	if (code) {
 		lua_pushnil(L);
-		lua_pushfstring(L, "%s: %s", path, strerror(e));
-		lua_pushstring(L, e == ENOENT ? "notfound" : e == EACCES ? "denied" : "io");
+		lua_pushfstring(L, "%s: %s", path, why);
+		lua_pushstring(L, code);
 		return 3;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: not a regular file", path);
-		lua_pushliteral(L, "type");
-		return 3;
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		EVP_MD_CTX_free(ctx);

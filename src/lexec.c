@@ -13,7 +13,7 @@
  *
  * argv only, never a shell. Each child leads its own process group; a timeout kills the whole
  * group (TERM, then KILL after a grace period). Output beyond max_output is drained and dropped.
- * Every file this module reads is opened by open_regular(): O_NONBLOCK (a FIFO cannot block the
+ * Every file this module reads is opened by rb_open_regular(): O_NONBLOCK (a FIFO cannot block the
  * open or the read) and fstat S_ISREG on the opened descriptor (a FIFO, device or directory is
  * refused with code "type"). read_private and append also refuse a symlink as the last component
  * (O_NOFOLLOW) and a file not owned by the running user or open to group/others ("denied").
@@ -36,6 +36,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "rbaux.h"
+
 #define EXEC_MAX_ARGS 256
 #define PROC_MT "runbook.exec.proc"
 
@@ -44,15 +46,6 @@ static double now_mono(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static const char *errno_code(int e)
-{
-	switch (e) {
-	case ENOENT: case ENOTDIR: return "notfound";
-	case EACCES: case EPERM: return "denied";
-	default: return "io";
-	}
 }
 
 static int fail(lua_State *L, const char *code, const char *fmt, const char *a, const char *b)
@@ -275,7 +268,7 @@ static int exec_run(lua_State *L)
 	deadline = t0 + c.timeout;
 	pid = start_child(&c, fds);
 	if (pid < 0)
-		return fail(L, errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
+		return fail(L, rb_errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
 	if (fds[0] >= 0 && c.stdin_len == 0) {
 		close(fds[0]);
 		fds[0] = -1;
@@ -435,7 +428,7 @@ static int exec_spawn(lua_State *L)
 	luaL_setmetatable(L, PROC_MT);
 	pid_t pid = start_child(&c, fds);
 	if (pid < 0)
-		return fail(L, errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
+		return fail(L, rb_errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
 	p->pid = pid;
 	p->out = fds[1];
 	p->err = fds[2];
@@ -514,23 +507,13 @@ static int proc_gc(lua_State *L)
 
 /* ---------------------------------------------------------------- files */
 
-static const char *type_name(mode_t m)
-{
-	if (S_ISREG(m)) return "file";
-	if (S_ISDIR(m)) return "directory";
-	if (S_ISLNK(m)) return "symlink";
-	if (S_ISSOCK(m)) return "socket";
-	if (S_ISFIFO(m)) return "fifo";
-	return "other";
-}
-
 static int push_stat(lua_State *L, int use_lstat)
 {
 	const char *path = luaL_checkstring(L, 1);
 	struct stat st;
 	char perms[8];
 	if ((use_lstat ? lstat(path, &st) : stat(path, &st)) < 0)
-		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+		return fail(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
 	struct passwd *pw = getpwuid(st.st_uid);
 	struct group *gr = getgrgid(st.st_gid);
 	lua_createtable(L, 0, 8);
@@ -541,7 +524,7 @@ static int push_stat(lua_State *L, int use_lstat)
 	lua_pushinteger(L, st.st_mode & 07777); lua_setfield(L, -2, "mode");
 	snprintf(perms, sizeof perms, "%04o", (unsigned)(st.st_mode & 07777));
 	lua_pushstring(L, perms); lua_setfield(L, -2, "perms");
-	lua_pushstring(L, type_name(st.st_mode)); lua_setfield(L, -2, "type");
+	lua_pushstring(L, rb_type_name(st.st_mode)); lua_setfield(L, -2, "type");
 	lua_pushinteger(L, (lua_Integer)st.st_size); lua_setfield(L, -2, "size");
 	return 1;
 }
@@ -554,7 +537,7 @@ static int exec_statvfs(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	struct statvfs v;
 	if (statvfs(path, &v) < 0)
-		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+		return fail(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
 	double bs = (double)v.f_frsize / 1024.0;
 	double size = (double)v.f_blocks * bs, avail = (double)v.f_bavail * bs;
 	double used = ((double)v.f_blocks - (double)v.f_bfree) * bs;
@@ -571,54 +554,6 @@ static int exec_statvfs(lua_State *L)
 	return 1;
 }
 
-/* open_regular(path, flags, private, create_mode, &fd, why) -> NULL with *fd open, or a short
- * error code with the reason in why. The one helper every file-reading primitive uses:
- * never blocks on a FIFO, never reads anything but a regular file; private files (secrets, the
- * audit journal) are opened without following a symlink and must belong to the running user
- * with no group/other permission bits. */
-static const char *open_regular(const char *path, int flags, int private_file, mode_t create_mode,
-				int *fdp, char *why, size_t whylen)
-{
-	struct stat st;
-	int fd = open(path, flags | O_NONBLOCK | O_CLOEXEC | (private_file ? O_NOFOLLOW : 0), create_mode);
-	*fdp = -1;
-	if (fd < 0) {
-		int e = errno;
-		if (e == ELOOP && private_file) {
-			snprintf(why, whylen, "is a symbolic link (refused: secrets and journals are opened without following links)");
-			return "denied";
-		}
-		snprintf(why, whylen, "%s", strerror(e));
-		return errno_code(e);
-	}
-	if (fstat(fd, &st) < 0) {
-		snprintf(why, whylen, "%s", strerror(errno));
-		close(fd);
-		return "io";
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(why, whylen, "not a regular file (%s)", type_name(st.st_mode));
-		close(fd);
-		return "type";
-	}
-	if (private_file && st.st_uid != geteuid()) {
-		snprintf(why, whylen, "owned by uid %u, not by the user running runbook (uid %u)",
-			 (unsigned)st.st_uid, (unsigned)geteuid());
-		close(fd);
-		return "denied";
-	}
-	if (private_file && (st.st_mode & 077) != 0) {
-		snprintf(why, whylen, "readable by group or others (mode %04o): chmod 600 it",
-			 (unsigned)(st.st_mode & 07777));
-		close(fd);
-		return "denied";
-	}
-	/* regular files never block; the flag only mattered for opening a FIFO */
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	*fdp = fd;
-	return NULL;
-}
-
 static int read_file(lua_State *L, int private_file)
 {
 	const char *path = luaL_checkstring(L, 1);
@@ -626,7 +561,7 @@ static int read_file(lua_State *L, int private_file)
 	luaL_Buffer b;
 	char why[160];
 	int fd;
-	const char *code = open_regular(path, O_RDONLY, private_file, 0, &fd, why, sizeof why);
+	const char *code = rb_open_regular(path, O_RDONLY, private_file, 0, &fd, why, sizeof why);
 	if (code)
 		return fail(L, code, "%s: %s", path, why);
 	luaL_buffinit(L, &b);   /* a Lua error below would leak fd: only allocation can raise */
@@ -666,7 +601,7 @@ static int exec_append(lua_State *L)
 	mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600);
 	char why[160];
 	int fd;
-	const char *code = open_regular(path, O_WRONLY | O_APPEND | O_CREAT, 1, mode & 0700, &fd, why, sizeof why);
+	const char *code = rb_open_regular(path, O_WRONLY | O_APPEND | O_CREAT, 1, mode & 0700, &fd, why, sizeof why);
 	if (code)
 		return fail(L, code, "%s: %s", path, why);
 	ssize_t w = write(fd, data, len);
@@ -688,7 +623,7 @@ static int exec_writefile(lua_State *L)
 	const char *tmp = lua_pushfstring(L, "%s.runbook-tmp.%d", path, (int)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
-		return fail(L, errno_code(errno), "%s: %s", path, strerror(errno));
+		return fail(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
 	ssize_t w = write(fd, data, len);
 	int e = errno;
 	if (w != (ssize_t)len || fsync(fd) < 0) {
@@ -700,7 +635,7 @@ static int exec_writefile(lua_State *L)
 	if (rename(tmp, path) < 0) {
 		e = errno;
 		unlink(tmp);
-		return fail(L, errno_code(e), "%s: %s", path, strerror(e));
+		return fail(L, rb_errno_code(e), "%s: %s", path, strerror(e));
 	}
 	lua_pushboolean(L, 1);
 	return 1;

@@ -31,6 +31,7 @@
 #include <lua.h>
 
 #include "maillog.h"
+#include "rbaux.h"
 
 #define SCANNER_MT "runbook.maillog.Scanner"
 #define READ_BLOCK (1u << 20)
@@ -362,7 +363,22 @@ static int open_error(lua_State *L, scanner_ud *u, const char *path)
 		close(u->fd), u->fd = -1;
 	luaL_pushfail(L);
 	lua_pushfstring(L, "%s: %s", path, strerror(err));
-	lua_pushstring(L, err == ENOENT ? "notfound" : err == EACCES ? "denied" : "io");
+	lua_pushstring(L, rb_errno_code(err));
+	return 3;
+}
+
+/* Opens the log file into u->fd: a regular file only, and a FIFO never blocks the run. */
+static int open_log(lua_State *L, scanner_ud *u, const char *path)
+{
+	char why[160];
+	if (u->fd >= 0)
+		close(u->fd), u->fd = -1;
+	const char *code = rb_open_regular(path, O_RDONLY, 0, 0, &u->fd, why, sizeof why);
+	if (!code)
+		return 0;
+	luaL_pushfail(L);
+	lua_pushfstring(L, "%s: %s", path, why);
+	lua_pushstring(L, code);
 	return 3;
 }
 
@@ -373,11 +389,8 @@ static int scanner_feed_file(lua_State *L)
 	emit_ctx c;
 	int r, rc;
 
-	if (u->fd >= 0)
-		close(u->fd);
-	u->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (u->fd < 0)
-		return open_error(L, u, path);
+	if ((rc = open_log(L, u, path)) != 0)
+		return rc;
 	c = begin_out(L, u);
 	while ((r = ml_scanner_read(u->s, u->fd, READ_BLOCK, emit_record, &c, &rc)) != 0)
 		if (r < 0 && errno != EINTR)
@@ -391,11 +404,9 @@ static int scanner_open(lua_State *L)
 {
 	scanner_ud *u = check_open(L);
 	const char *path = luaL_checkstring(L, 2);
-	if (u->fd >= 0)
-		close(u->fd), u->fd = -1;
-	u->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (u->fd < 0)
-		return open_error(L, u, path);
+	int rc = open_log(L, u, path);
+	if (rc)
+		return rc;
 	lua_pushboolean(L, 1);
 	return 1;
 }

@@ -426,7 +426,6 @@ end
 function Tracker:feed_file(path, src)
 	if type(path) ~= "string" then error("bad argument #1 to 'feed_file' (string expected)", 2) end
 	local sc = self:scanner_for(src)
-	if not sc.open then return self:feed_file_lua(path, sc) end -- a binary older than this file
 	local ok, msg, code = sc:open(path)
 	if not ok then return nil, msg, code end
 	while true do
@@ -435,24 +434,6 @@ function Tracker:feed_file(path, src)
 		add_all(self, recs, sc)
 		if not more then break end
 	end
-	return true
-end
-
-function Tracker:feed_file_lua(path, sc)
-	local f, msg, errno = io.open(path, "rb")
-	if not f then
-		return nil, msg, (errno == 2 and "notfound") or (errno == 13 and "denied") or "io"
-	end
-	while true do
-		local chunk, err = f:read(1 << 20)
-		if not chunk then
-			if err then f:close() return nil, path .. ": " .. tostring(err), "io" end
-			break
-		end
-		add_all(self, sc:feed(chunk), sc)
-	end
-	f:close()
-	add_all(self, sc:flush(), sc)
 	return true
 end
 

@@ -90,4 +90,26 @@ t.is(r.size, 0, "size=0 is present and 0")
 r = maillog.parse(qline("", "x"))
 t.ok(r.size == nil and r.nrcpt == nil, "size and nrcpt without digits: absent")
 
+-- A FIFO (or any non-regular file) given as the log must not block the run: it is refused at
+-- once with code "type" (it was opened blocking and waited for a writer forever).
+do
+	local exec = require "runbook.exec"
+	local dir = os.tmpname(); os.remove(dir)
+	assert(exec.run({ "mkdir", "-m", "700", dir }, { timeout = 5 }))
+	local fifo = dir .. "/maillog.fifo"
+	assert(exec.run({ "mkfifo", fifo }, { timeout = 5 }))
+	local tr = maillog.tracker {}
+	local core = require "runbook.core"
+	local t0 = core.now()
+	local ok, msg, code = tr:feed_file(fifo)
+	t.is(ok, nil, "feed_file on a FIFO fails")
+	t.is(code, "type", "feed_file on a FIFO: code type (" .. tostring(msg) .. ")")
+	t.ok(core.now() - t0 < 5, "feed_file on a FIFO returns at once (a regression blocks here)")
+	ok, msg, code = tr:feed_file(dir)
+	t.is(code, "type", "feed_file on a directory: code type")
+	ok, msg, code = tr:feed_file(dir .. "/absent.log")
+	t.is(code, "notfound", "feed_file on a missing file: notfound (control)")
+	exec.run({ "rm", "-rf", dir }, { timeout = 5 })
+end
+
 t.done()
