@@ -163,4 +163,4 @@ uninstall:
 	rm -rf $(DESTDIR)$(SHAREDIR)
 
 clean:
-	rm -rf build build-asan runbook
+	rm -rf build build-asan build-fuzz runbook

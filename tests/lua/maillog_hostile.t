@@ -98,6 +98,9 @@ do
 	assert(exec.run({ "mkdir", "-m", "700", dir }, { timeout = 5 }))
 	local fifo = dir .. "/maillog.fifo"
 	assert(exec.run({ "mkfifo", fifo }, { timeout = 5 }))
+	-- A safety net, not a timing: a writer that opens the FIFO within 10 s, so a regression
+	-- that opens it blocking gets unblocked (and then fails the checks) instead of hanging.
+	local writer <close> = exec.spawn({ "timeout", "10", "sh", "-c", ': > "$1"', "sh", fifo }, { timeout = 15 })
 	local tr = maillog.tracker {}
 	local core = require "runbook.core"
 	local t0 = core.now()
