@@ -91,9 +91,14 @@ deps:
 # ---------------------------------------------------------------- tests
 TEST_FILES = $(sort $(wildcard tests/lua/*.t tests/sh/*.t)) $(CTESTS)
 
+# The lab is left as check found it: started for the tests and taken down after them when it was
+# not running before (KEEP_LAB=1 keeps it up).
 check: deps all ctests fuzz-smoke
-	@tests/lab/lab up
-	RUNBOOK=$(CURDIR)/$(BIN) prove --exec tests/run $(PROVE_FLAGS) $(TEST_FILES)
+	@was_up=; tests/lab/lab running && was_up=1; \
+	tests/lab/lab up || exit 1; \
+	RUNBOOK=$(CURDIR)/$(BIN) prove --exec tests/run $(PROVE_FLAGS) $(TEST_FILES); rc=$$?; \
+	if [ -z "$$was_up" ] && [ -z "$(KEEP_LAB)" ]; then tests/lab/lab down || echo "check: lab down failed" >&2; fi; \
+	exit $$rc
 
 test: check
 
