@@ -7,8 +7,9 @@
 -- LMTP/SMTP probe answer at the next hop), or a connection failure seen by the MX ("link").
 -- `causes` lists what the reply can mean, most likely LAST: the verdict takes the first one a
 -- check of the current state confirms, else the last one (the plain reading of the reply).
--- Rows are tried in order: put the specific before the general. The sources of the texts are
--- ../shared/research/causes.md (row numbers in the comments) and the lab's captures.
+-- Rows are tried in order: put the specific before the general. The texts come from public
+-- issue threads of Postfix/Dovecot deployments (the research behind the project; row numbers
+-- in the comments are its ranked causes) and the lab's captures.
 -- A new cause is a row here plus a row in lib/causes.lua; no code changes.
 -- Depends on: nothing.
 local M = {}

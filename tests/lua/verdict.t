@@ -221,7 +221,7 @@ for i, c in ipairs(causes.LIST) do
   end
 end
 
--- the reply table: texts operators see (../shared/research/causes.md, lab captures) -> causes
+-- the reply table: texts operators see (the research on real causes, lab captures) -> causes
 local SAMPLES = {
   { "554 5.7.1 <a@d>: Relay access denied", "mx", "relay_domain_missing" },
   { "550 5.1.1 <a@d>: Recipient address rejected: User unknown in relay recipient table", "mx", "mx_recipient_refused" },
