@@ -619,6 +619,11 @@ Reads only. The probes stop at RCPT (nothing is sent); --no-probe turns them off
     end
     local v = verdict.decide(input)
     -- The verdict: the first cause along the path -----------------------------------------------------
-    ctx:verdict { status = v.status, hop = v.hop, cause = v.cause, message = v.message, evidence = v.evidence, fix = v.fix }
+    local summary = {}   -- every check and how it ended: unknown ones say why
+    for _, r in ipairs(results) do
+      summary[#summary + 1] = { name = r.name, status = r.status, hop = r.hop, why = r.why ~= "" and r.why or nil }
+    end
+    ctx:verdict { status = v.status, hop = v.hop, cause = v.cause, message = v.message, evidence = v.evidence, fix = v.fix,
+                  checks = summary }
   end,
 }

@@ -369,6 +369,7 @@ local SEVERITY_RANK = { info = 0, ok = 0, warn = 1, fail = 2 }
 -- checked. Runs in the runbook's call, so under the run's deadline: what the engine keeps (and
 -- emits after the run) is engine data that no runbook metamethod or shared table can reach.
 local REPORT_LIMITS = { word = 256, message = 64 * 1024, evidence = 1000 }
+local CHECK_STATUS = { ok = true, fail = true, unknown = true, skipped = true }
 local function report_fields(what, v, keys)
   local bad = "bad argument #1 to '" .. what .. "'"
   if type(v) ~= "table" then error(bad .. " (table expected)", 0) end
@@ -404,6 +405,23 @@ local function report_fields(what, v, keys)
       end
     end
   end
+  if c.checks ~= nil then    -- verdict only: every check the diagnosis ran and how it ended
+    local l = c.checks
+    if type(l) ~= "table" or #l > REPORT_LIMITS.evidence then
+      error(("%s (checks: a list of at most %d items expected)"):format(bad, REPORT_LIMITS.evidence), 0)
+    end
+    for k, item in next, l do
+      if math.type(k) ~= "integer" or type(item) ~= "table" or type(item.name) ~= "string"
+          or not CHECK_STATUS[item.status] then
+        error(("%s (checks: a list of {name=, status=ok|fail|unknown|skipped, hop=, why=} expected)"):format(bad), 0)
+      end
+      for f, x in next, item do
+        if type(f) ~= "string" or type(x) ~= "string" or #x > REPORT_LIMITS.message then
+          error(("%s (checks item field '%s': a string expected)"):format(bad, tostring(f)), 0)
+        end
+      end
+    end
+  end
   if c.fix ~= nil then
     local f = c.fix
     if type(f) == "table" then
@@ -422,7 +440,8 @@ local function report_fields(what, v, keys)
   return c
 end
 local FINDING_KEYS = { severity = true, cause = true, hop = true, message = true, evidence = true, fix = true }
-local VERDICT_KEYS = { status = true, cause = true, hop = true, message = true, evidence = true, fix = true }
+local VERDICT_KEYS = { status = true, cause = true, hop = true, message = true, evidence = true, fix = true,
+                      checks = true }
 
 function Ctx:finding(f)
   local ok, c = pcall(report_fields, "finding", f, FINDING_KEYS)
@@ -540,7 +559,8 @@ end
 
 local VERDICT_STATUS = { healthy = 0, problem = 1, escalate = 1 }
 
--- verdict{status=, hop=, cause=, message=, evidence=, fix=} ends the diagnosis.
+-- verdict{status=, hop=, cause=, message=, evidence=, fix=, checks=} ends the diagnosis.
+-- checks: {name=, status=ok|fail|unknown|skipped, hop=, why=} per check, in the JSON verdict.
 function Ctx:verdict(v)
   local ok, c = pcall(report_fields, "verdict", v, VERDICT_KEYS)
   if not ok then error(c, 2) end
@@ -548,8 +568,16 @@ function Ctx:verdict(v)
   if VERDICT_STATUS[v.status] == nil then
     error("bad argument #1 to 'verdict' (status healthy, problem or escalate expected)", 2)
   end
+  -- the engine's own guard: "healthy" only when no check the verdict lists failed or could not run
+  if v.status == "healthy" then
+    for _, c in ipairs(v.checks or {}) do
+      if c.status == "fail" or c.status == "unknown" then
+        error(("bad argument #1 to 'verdict' (healthy while check '%s' is %s)"):format(c.name, c.status), 2)
+      end
+    end
+  end
   local ev = { event = "verdict", status = v.status, hop = v.hop, cause = v.cause,
-               message = v.message, evidence = v.evidence,
+               message = v.message, evidence = v.evidence, checks = v.checks,
                fix = v.fix and self:fix_command(v.fix) or nil,
                findings = #self.all_findings }
   self.verdict_event = ev

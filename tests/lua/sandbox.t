@@ -118,5 +118,19 @@ t.like(r.stdout, "plain table", "... saying so")
 r = rb { "check", "examples/banner.lua", "runbooks/queue-flush.lua", "runbooks/undelivered.lua" }
 t.is(r.status, 0, "control: plain declarations still check")
 
+-- ---------------------------------------------------------------- healthy only when every check answered
+for _, case in ipairs { { "unknown", 3 }, { "fail", 3 }, { "ok", 0 }, { "skipped", 0 } } do
+  local r2 = rb { "run", "tests/fixtures/runbooks/healthy_unknown.lua", "--status", case[1], "-i", INV, "--format", "json" }
+  t.is(r2.status, case[2], ("healthy verdict with a check %s: exit %d %s"):format(case[1], case[2], r2.status == case[2] and "" or r2.stderr))
+  local last = r2.events[#r2.events] or {}
+  t.is(last.event, "verdict", "healthy verdict with a check " .. case[1] .. ": ends with a verdict event")
+  if case[2] == 0 then
+    t.is(last.status, "healthy", "a healthy verdict whose checks all answered stands (control)")
+    t.is(type(last.checks) == "table" and #last.checks or 0, 2, "the verdict event lists the checks")
+  else
+    t.isnt(last.status, "healthy", "the engine refuses healthy while a check is " .. case[1])
+  end
+end
+
 exec.run({ "rm", "-rf", TMP })
 t.done()
