@@ -88,6 +88,20 @@ M.readonly = {
     return #argv >= 2
   end,
   mailq = true,
+  -- docker: only the sub-commands that read, after global options (unknown options: a write)
+  docker = function(argv)
+    local with_value = { ["-H"] = true, ["--host"] = true, ["-c"] = true, ["--context"] = true,
+                         ["--config"] = true, ["-l"] = true, ["--log-level"] = true }
+    local i = 2
+    while argv[i] and argv[i]:sub(1, 1) == "-" do
+      local name = argv[i]:match("^(%-%-[%w-]+)=")
+      if name and with_value[name] then i = i + 1
+      elseif with_value[argv[i]] then i = i + 2
+      else return false end
+    end
+    local sub = argv[i]
+    return sub == "logs" or sub == "ps" or sub == "inspect" or sub == "version" or sub == "info"
+  end,
   ss = none_of { "-K", "--kill", "-D", "--diag", "--diag=" },
   doveadm = function(argv)           -- only listing sub-commands
     local words = {}

@@ -224,4 +224,21 @@ mail: { mailserver_host: dell, maildir_owner: "root:root" }
 end
 
 exec.run({ "rm", "-rf", TMP })
+-- ---------------------------------------------------------------- docker in the read-only table
+do
+  local gate = require "runbook.gate"
+  for _, c in ipairs {
+    { { "docker", "-H", "unix:///x.sock", "logs", "--tail", "5", "c" }, true },
+    { { "docker", "--host=unix:///x", "ps" }, true },
+    { { "docker", "inspect", "c" }, true },
+    { { "docker", "-H", "x", "exec", "c", "rm", "-rf", "/" }, false },
+    { { "docker", "restart", "c" }, false },
+    { { "docker", "--debug", "ps" }, false },          -- an option the gate does not know: a write
+    { { "docker", "-Hx", "logs", "c" }, false },
+    { { "docker" }, false },
+  } do
+    t.is(gate.argv_is_read(c[1]), c[2], "docker_readonly: " .. table.concat(c[1], " ") .. " is " .. (c[2] and "a read" or "a write"))
+  end
+end
+
 t.done()
