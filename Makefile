@@ -156,11 +156,12 @@ demo: deps all
 # ---------------------------------------------------------------- install
 install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/lua/runbook $(DESTDIR)$(SHAREDIR)/lua/runbook/prim \
-	  $(DESTDIR)$(SHAREDIR)/runbooks $(DESTDIR)$(MANDIR)
+	  $(DESTDIR)$(SHAREDIR)/runbooks $(DESTDIR)$(SHAREDIR)/runbooks/lib $(DESTDIR)$(MANDIR)
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/runbook
 	install -m 644 lua/runbook/*.lua $(DESTDIR)$(SHAREDIR)/lua/runbook/
 	if ls lua/runbook/prim/*.lua >/dev/null 2>&1; then install -m 644 lua/runbook/prim/*.lua $(DESTDIR)$(SHAREDIR)/lua/runbook/prim/; fi
 	install -m 644 runbooks/*.lua $(DESTDIR)$(SHAREDIR)/runbooks/
+	install -m 644 runbooks/lib/*.lua $(DESTDIR)$(SHAREDIR)/runbooks/lib/
 	install -m 644 src/runbook.1 $(DESTDIR)$(MANDIR)/runbook.1
 
 uninstall:
