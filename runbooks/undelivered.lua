@@ -133,7 +133,12 @@ local function check_dns(ctx, f, r)
   for _, a in ipairs(res.answers) do
     if a.exchange then
       local ips, amsg, acode = ctx:dig_addresses(a.exchange, { timeout = T.dns, retries = 0 })
-      if not ips and acode == "timeout" then return r:unknown("the DNS server did not answer for " .. a.exchange) end
+      -- only a real answer (no such name, no address) says the MX points nowhere; a timeout,
+      -- SERVFAIL or refusal says nothing about it
+      if not ips and acode ~= "nxdomain" and acode ~= "nodata" then
+        if acode == "timeout" then f.dead.dns = f.dead.dns or amsg end
+        return r:unknown(("the DNS server did not answer the address query for %s (%s: %s)"):format(a.exchange, tostring(acode), tostring(amsg)))
+      end
       local known = false
       for _, ip in ipairs(ips or {}) do
         seen[#seen + 1] = ev("dns", "dig MX " .. f.domain, ("%s %s -> %s"):format(a.preference, a.exchange, ip))

@@ -2,7 +2,8 @@
 # sshd-fixture.sh: throwaway servers on 127.0.0.31 for the ssh primitive's failure tests.
 #
 #   sshd-fixture.sh up DIR OWNER_PID     private sshd (own host keys, own authorized_keys, user
-#                                        rbsshtest with /bin/sh); prints KEY=value lines
+#                                        rbsshtest with /bin/sh, removed again by down or the
+#                                        watchdog when this call created it); prints KEY=value lines
 #   sshd-fixture.sh silent DIR OWNER_PID accepts TCP connections and never says a word
 #   sshd-fixture.sh backlog DIR OWNER_PID a listener whose accept queue is full: SYNs are dropped
 #   sshd-fixture.sh down DIR             kill everything started for DIR, remove DIR
@@ -35,7 +36,9 @@ watch() {   # watch DIR OWNER_PID: background watchdog
 	setsid bash -c '
 		while kill -0 '"$owner"' 2>/dev/null; do sleep 0.5; done
 		for f in "'"$dir"'"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
-		sleep 0.2; rm -rf "'"$dir"'"' </dev/null >/dev/null 2>&1 &
+		sleep 0.2
+		[ -e "'"$dir"'/created-user" ] && { pkill -KILL -u '"$USER_NAME"' 2>/dev/null; userdel '"$USER_NAME"' 2>/dev/null; }
+		rm -rf "'"$dir"'"' </dev/null >/dev/null 2>&1 &
 }
 
 cmd=${1:?usage}; dir=${2:?dir}
@@ -44,9 +47,11 @@ up)
 	owner=${3:?owner pid}
 	mkdir -p "$dir" /run/sshd
 	chmod 700 "$dir"
+	# the user exists only while the fixture does: created here, removed by down or the watchdog
 	id "$USER_NAME" >/dev/null 2>&1 || {
 		useradd -M -d /tmp -s /bin/sh "$USER_NAME"
 		usermod -p '*' "$USER_NAME"
+		: > "$dir/created-user"
 	}
 	ssh-keygen -q -t ed25519 -N '' -C fixture-host -f "$dir/host_ed25519"
 	ssh-keygen -q -t ed25519 -N '' -C fixture-host2 -f "$dir/host2_ed25519"
@@ -123,6 +128,10 @@ silent | backlog)
 down)
 	for f in "$dir"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
 	sleep 0.1
+	if [ -e "$dir/created-user" ]; then
+		pkill -KILL -u "$USER_NAME" 2>/dev/null || true
+		userdel "$USER_NAME" 2>/dev/null || true
+	fi
 	rm -rf "$dir"
 	;;
 *) echo "usage: $0 up|silent|backlog|down DIR [OWNER_PID]" >&2; exit 2 ;;

@@ -16,21 +16,12 @@ local INV = TMP .. "/local.yaml"
 exec.writefile(INV, "hosts:\n  local: { transport: local }\n")
 
 -- rb(args [, opts]) -> result with .status, .stdout, .stderr, .secs (wall time), .verdict
+-- (tests/lib/rbrun.lua); opts.path: the runbook search path of the run
+local run = require("rbrun").runner { timeout = 30 }
 local function rb(args, opts)
   opts = opts or {}
-  local argv = { RB }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local t0 = core.now()
-  local r, msg = exec.run(argv, { timeout = opts.timeout or 30, cwd = ROOT,
+  return run(args, { timeout = opts.timeout,
     env = opts.env or { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = opts.path or (TMP .. "/none") } })
-  -- a run that hangs is killed (with its process group) and fails the checks that follow
-  r = r or { status = "killed: " .. tostring(msg), stdout = "", stderr = tostring(msg) }
-  r.secs = core.now() - t0
-  for l in r.stdout:gmatch("[^\n]+") do
-    local ev = json.decode(l)
-    if type(ev) == "table" and ev.event == "verdict" then r.verdict = ev end
-  end
-  return r
 end
 
 local function run_json(file, extra, opts)

@@ -11,15 +11,8 @@ local FIX = ROOT .. "/tests/fixtures"
 local TMP = "/tmp/runbook-engine-test-" .. core.getpid()
 exec.run({ "mkdir", "-p", TMP })
 
-local function rb(args, opts)
-  opts = opts or {}
-  local argv = { RB }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local r = assert(exec.run(argv, { timeout = opts.timeout or 20, cwd = opts.cwd or ROOT, stdin = opts.stdin,
-    env = opts.env or { RUNBOOK_PATH = FIX .. "/runbooks", NO_COLOR = "1", RUNBOOK_INVENTORY = "" } }))
-  r.all = r.stdout .. r.stderr
-  return r
-end
+local rb = require("rbrun").runner { timeout = 20,
+  env = { RUNBOOK_PATH = FIX .. "/runbooks", NO_COLOR = "1", RUNBOOK_INVENTORY = "" } }
 
 local function exists(p) return exec.stat(p) ~= nil end
 

@@ -15,19 +15,9 @@ local TMP = "/tmp/runbook-gate-test-" .. core.getpid()
 exec.run({ "rm", "-rf", TMP })
 exec.run({ "mkdir", "-p", TMP })
 
--- rb(args, opts) -> result of the binary (nil fields on a timeout, so a hang is a failure)
-local function rb(args, opts)
-  opts = opts or {}
-  local argv = { RB }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local t0 = core.now()
-  local r, msg = exec.run(argv, { timeout = opts.timeout or 20, cwd = ROOT,
-    env = opts.env or { RUNBOOK_PATH = SEC, NO_COLOR = "1", RUNBOOK_INVENTORY = "" } })
-  r = r or { status = -1, stdout = "", stderr = "timeout: " .. tostring(msg) }
-  r.all = r.stdout .. r.stderr
-  r.secs = core.now() - t0
-  return r
-end
+-- rb(args, opts) -> result of the binary (status -1 on a timeout, so a hang is a failure)
+local rb = require("rbrun").runner { timeout = 20,
+  env = { RUNBOOK_PATH = SEC, NO_COLOR = "1", RUNBOOK_INVENTORY = "" } }
 local function exists(p) return exec.lstat(p) ~= nil end
 local function contains(s, x) return type(s) == "string" and s:find(x, 1, true) ~= nil end
 local function write(p, s, mode) assert(exec.writefile(p, s, mode or tonumber("600", 8))) end

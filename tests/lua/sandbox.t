@@ -16,20 +16,8 @@ local INV = TMP .. "/local.yaml"
 exec.writefile(INV, "hosts:\n  local: { transport: local }\n")
 local LAB = ROOT .. "/examples/lab.yaml"
 
-local function rb(args, opts)
-  opts = opts or {}
-  local argv = { RB }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local r = assert(exec.run(argv, { timeout = 30, cwd = ROOT,
-    env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = TMP .. "/none" } }))
-  r.events = {}
-  for l in r.stdout:gmatch("[^\n]+") do
-    local ev = json.decode(l)
-    if type(ev) == "table" then r.events[#r.events + 1] = ev end
-  end
-  r.verdict = r.events[#r.events]
-  return r
-end
+local rb = require("rbrun").runner { timeout = 30,
+  env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = TMP .. "/none" } }
 
 local function has_byte(s, pattern) return s:find(pattern) ~= nil end
 

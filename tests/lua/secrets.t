@@ -22,16 +22,10 @@ local function base_env(extra)
   for k, v in pairs(extra or {}) do e[k] = v end
   return e
 end
+local run = require("rbrun").runner { timeout = 30 }
 local function rb(args, opts)
   opts = opts or {}
-  local argv = { RB }
-  for _, a in ipairs(args) do argv[#argv + 1] = a end
-  local t0 = core.now()
-  local r, msg = exec.run(argv, { timeout = opts.timeout or 30, cwd = ROOT, env = base_env(opts.env) })
-  r = r or { status = -1, stdout = "", stderr = "timeout: " .. tostring(msg) }
-  r.all = r.stdout .. r.stderr
-  r.secs = core.now() - t0
-  return r
+  return run(args, { timeout = opts.timeout, env = base_env(opts.env) })
 end
 local function contains(s, x) return type(s) == "string" and s:find(x, 1, true) ~= nil end
 local function write(p, s, mode) assert(exec.writefile(p, s, mode or tonumber("600", 8))) end

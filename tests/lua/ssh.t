@@ -5,6 +5,7 @@ local fix = require "sshfix"
 local ssh = require "runbook.ssh"
 local core = require "runbook.core"
 
+local user_was_absent = require("runbook.exec").run({ "id", "rbsshtest" }, { timeout = 5 }).status ~= 0
 local env = fix.up()
 local function opts(extra)
   local o = { host = env.HOST, port = env.PORT, user = env.USER, key = env.KEY,
@@ -208,4 +209,9 @@ end
 t.is(s:is_open(), false, "__close closed it at the end of the scope")
 
 fix.down()
+-- the fixture's user exists only while the fixture does, when the fixture created it
+if user_was_absent then
+  t.isnt(require("runbook.exec").run({ "id", env.USER }, { timeout = 5 }).status, 0,
+    "fixture down removes the user " .. env.USER .. " it created (the machine is left as found)")
+end
 t.done()
