@@ -214,13 +214,8 @@ local function ssh_source(ctx, h, container, o, timeout)
   -- stdout and stderr of `docker logs` merged on the server: one shell, every word quoted by
   -- runbook.ssh.quote; 2>&1 is the only unquoted text.
   local wrapped = { "sh", "-c", require("runbook.ssh").quote(argv) .. " 2>&1" }
-  local hm = host_mod()
-  local lines, msg, code
-  if hm.stream then
-    lines, msg, code = hm.stream(ctx, h.name, wrapped, timeout)
-  else
-    lines, msg, code = ctx:exec_stream(h.name, wrapped, { read_only = true, timeout = timeout })
-  end
+  -- raw I/O under this wrapper's own docker.logs call (a read in the gate's table)
+  local lines, msg, code = host_mod().stream(ctx, h.name, wrapped, timeout)
   if not lines then return nil, msg, code end
   local failed_msg, failed_code
   local first = true
