@@ -205,6 +205,11 @@ function M.decide(input)
     else
       msg = ("every check of the path to %s passes%s"):format(facts.addr, latest and "" or " (and no mail for it in the window)")
     end
+    local skipped = {}   -- checks the operator turned off (--no-probe): say so, never imply them
+    for _, c in ipairs(input.checks or {}) do if c.status == "skipped" then skipped[#skipped + 1] = c.name end end
+    if #skipped > 0 then
+      msg = msg:gsub("every check of the path passes", "every check that ran passes") .. (" (not run: %s)"):format(table.concat(skipped, ", "))
+    end
     return { status = "healthy", message = msg, evidence = latest and { failure_evidence(latest) } or nil, unknown = {} }
   end
   local spec = causes.BY_NAME[chosen.cause]

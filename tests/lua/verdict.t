@@ -149,6 +149,12 @@ local NOW = 1800000000
 local v = with(function(r) r.history = { entry(NOW - 60, false, "host 127.0.0.20[127.0.0.20] said: 550 5.1.1 <x> User doesn't exist"), entry(NOW, true, "250 2.0.0 Saved") } end)
 t.is(v.status, "healthy", "failure then a later success: healthy")
 
+v = with(function(r) for _, c in ipairs(r.checks) do if c.name == "mx.rcpt" then c.status = "skipped" end end end)
+t.is(v.status, "healthy", "a check the operator turned off (--no-probe) does not block healthy")
+t.like(v.message, "not run: mx%.rcpt", "but the healthy message names it as not run")
+v = with(function() end)
+t.unlike(v.message, "not run:", "every check ran: no 'not run' (control)")
+
 v = with(function(r) r.history = { entry(NOW - 60, true, "250 2.0.0 Saved"), entry(NOW, false, "451 4.7.0 something nobody knows") } end)
 t.is(v.status, "problem", "success then a later failure: problem")
 t.is(v.cause, "unexplained_failure", "a reply no row knows: unexplained_failure")
