@@ -37,10 +37,25 @@ watch() {   # watch DIR OWNER_PID: background watchdog
 		while kill -0 '"$owner"' 2>/dev/null; do sleep 0.5; done
 		for f in "'"$dir"'"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
 		sleep 0.2
-		[ -e "'"$dir"'/created-user" ] && { pkill -KILL -u '"$USER_NAME"' 2>/dev/null; userdel '"$USER_NAME"' 2>/dev/null; }
+		bash "'"$SELF"'" release-user "'"$dir"'"
 		rm -rf "'"$dir"'"' </dev/null >/dev/null 2>&1 &
 }
 
+# release_user DIR: the fixture of DIR created the user: remove it, unless another fixture's sshd
+# still runs (two test files at once share the user; the last one would leave it, never break it)
+release_user() {
+	local d pid
+	[ -e "$1/created-user" ] || return 0
+	for d in /tmp/runbook-test-ssh-*; do
+		[ "$d" = "$1" ] && continue
+		pid=$(cat "$d/sshd.pid" 2>/dev/null) || continue
+		[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && return 0
+	done
+	pkill -KILL -u "$USER_NAME" 2>/dev/null || true
+	userdel "$USER_NAME" 2>/dev/null || true
+}
+
+SELF=$(readlink -f "$0")
 cmd=${1:?usage}; dir=${2:?dir}
 case "$cmd" in
 up)
@@ -128,11 +143,9 @@ silent | backlog)
 down)
 	for f in "$dir"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
 	sleep 0.1
-	if [ -e "$dir/created-user" ]; then
-		pkill -KILL -u "$USER_NAME" 2>/dev/null || true
-		userdel "$USER_NAME" 2>/dev/null || true
-	fi
+	release_user "$dir"
 	rm -rf "$dir"
 	;;
-*) echo "usage: $0 up|silent|backlog|down DIR [OWNER_PID]" >&2; exit 2 ;;
+release-user) release_user "$dir" ;;
+*) echo "usage: $0 up|silent|backlog|down|release-user DIR [OWNER_PID]" >&2; exit 2 ;;
 esac
