@@ -679,6 +679,20 @@ static const unsigned char *find_tag_end(const unsigned char *p, const unsigned 
 	return NULL;
 }
 
+/* Processes the whole line of [b, e) that holds position x; *next is set past its newline. */
+static int process_line_at(ml_scanner *s, const unsigned char *b, const unsigned char *e,
+			   const unsigned char *x, const unsigned char **next, ml_emit_fn fn, void *ud)
+{
+	const unsigned char *ls = x, *le = memchr(x, '\n', (size_t)(e - x));
+	while (ls > b && ls[-1] != '\n')
+		ls--;
+	if (!le)
+		le = e;
+	s->cur = ls;
+	*next = le + 1;
+	return process_line(s, (const char *)ls, (size_t)(le - ls), 0, fn, ud);
+}
+
 /* Lines of [b, e) whose queue id (the token after `]: `) is watched are processed; the rest are
  * skipped unparsed. */
 static int probe_region(ml_scanner *s, const unsigned char *b, const unsigned char *e, ml_emit_fn fn, void *ud)
@@ -705,16 +719,9 @@ static int probe_region(ml_scanner *s, const unsigned char *b, const unsigned ch
 		key_slot *k = slot_find(s, key_hash((const char *)q, (size_t)(t - q)), 0);
 		if (!k || k->watched != 1)
 			continue;
-		const unsigned char *ls = c, *le = memchr(c, '\n', (size_t)(e - c));
-		while (ls > b && ls[-1] != '\n')
-			ls--;
-		if (!le)
-			le = e;
-		s->cur = ls;
-		int rc = process_line(s, (const char *)ls, (size_t)(le - ls), 0, fn, ud);
+		int rc = process_line_at(s, b, e, c, &p, fn, ud);
 		if (rc)
 			return rc;
-		p = le + 1;
 	}
 	return 0;
 }
@@ -736,16 +743,9 @@ static int watched_region(ml_scanner *s, const unsigned char *b, const unsigned 
 		}
 		if (!best)
 			break;
-		const unsigned char *ls = best, *le = memchr(best, '\n', (size_t)(e - best));
-		while (ls > b && ls[-1] != '\n')
-			ls--;
-		if (!le)
-			le = e;
-		s->cur = ls;
-		int rc = process_line(s, (const char *)ls, (size_t)(le - ls), 0, fn, ud);
+		int rc = process_line_at(s, b, e, best, &p, fn, ud);
 		if (rc)
 			return rc;
-		p = le + 1;
 	}
 	return 0;
 }
