@@ -58,11 +58,11 @@ Exit 0 (a report); the last line says how many lines matched.]],
     local matched, polls = 0, 0
     local seen = {}            -- "svc ts line" -> time, to drop lines read twice (the overlap)
     local t_start = ctx:elapsed()
-    local from = os.time()     -- lines from the start of the run on
+    local from = ctx:time()    -- lines from the start of the run on (sub-second: not a line before it)
     ctx:note(("following %s in %s for %ds"):format(addr, table.concat(services, ", "), math.floor(duration)))
     ctx:step("follow", function()
       while ctx:elapsed() - t_start < duration do
-        local now = os.time()
+        local now = ctx:time()
         local since = math.max(from, now - OVERLAP)
         for _, spec in ipairs(services) do
           local logs, msg = ctx:docker_logs(spec, { since = since })
@@ -71,8 +71,10 @@ Exit 0 (a report); the last line says how many lines matched.]],
             -- so the earlier lines of the same queue file (client=, message-id=) show in order
             local recs = {}
             for rec in logs do
-              recs[#recs + 1] = rec
-              if mentions_addr(rec) then learn(ops.log_line(rec)) end
+              if (rec.time or now) >= from then   -- docker's bound is exact; this keeps it so
+                recs[#recs + 1] = rec
+                if mentions_addr(rec) then learn(ops.log_line(rec)) end
+              end
             end
             for _, rec in ipairs(recs) do
               local key = spec .. " " .. tostring(rec.ts) .. " " .. rec.line

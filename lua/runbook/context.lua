@@ -23,7 +23,7 @@ local installed = false
 local public_methods = {
   step = true, finding = true, verdict = true, note = true, progress = true, skip = true,
   findings = true, elapsed = true, fix_command = true, read_secret = true, sleep = true,
-  usage_error = true,
+  usage_error = true, time = true,
 }
 
 local function install_prims()
@@ -479,6 +479,10 @@ function Ctx:progress(msg)
 end
 
 function Ctx:elapsed() return core.now() - self.t0 end
+
+-- time() -> wall-clock epoch seconds with sub-second precision (os.time() has whole seconds:
+-- a bound taken from it takes in lines written up to a second before it).
+function Ctx:time() return core.time() end
 
 -- sleep(seconds): wait, at most 60 s per call and never past the run deadline.
 function Ctx:sleep(seconds)
