@@ -55,6 +55,35 @@ local function none_of(bad)          -- read-only unless an argument is (or star
   end
 end
 
+-- doveadm: only the sub-commands that read, named right after the global options -D, -v and
+-- -f FORMATTER (any other global option, -o and -c included, is a write). Everything else
+-- (auth cache flush, move, expunge, flags, mailbox create, quota recalc, ...) is a write.
+local DOVEADM_READS = {
+  { "who" }, { "log", "errors" }, { "user" }, { "auth", "lookup" }, { "quota", "get" },
+  { "search" }, { "fetch" }, { "mailbox", "list" }, { "mailbox", "status" },
+}
+local function doveadm_is_read(argv)
+  local i = 2
+  while argv[i] and argv[i]:sub(1, 1) == "-" do
+    local a = argv[i]
+    if a == "-f" then i = i + 2
+    elseif a == "-D" or a == "-v" or a == "-Dv" or a == "-vD" then i = i + 1
+    else return false end
+  end
+  for _, words in ipairs(DOVEADM_READS) do
+    local match = true
+    for k, w in ipairs(words) do
+      if argv[i + k - 1] ~= w then match = false break end
+    end
+    if match then return true end
+  end
+  return false
+end
+local POSTMAP_READ_FLAGS = { ["-f"] = true, ["-N"] = true, ["-n"] = true, ["-v"] = true,
+                             ["-b"] = true, ["-h"] = true, ["-m"] = true }
+local DOVECONF_READ_FLAGS = { ["-a"] = true, ["-d"] = true, ["-n"] = true, ["-N"] = true,
+                              ["-S"] = true, ["-s"] = true, ["-h"] = true }
+
 M.readonly = {
   ["true"] = true, ["false"] = true, echo = true, printf = true, sleep = true, seq = true,
   id = true, whoami = true, uname = true, pwd = true, test = true, ["["] = true,
@@ -103,12 +132,33 @@ M.readonly = {
     return sub == "logs" or sub == "ps" or sub == "inspect" or sub == "version" or sub == "info"
   end,
   ss = none_of { "-K", "--kill", "-D", "--diag", "--diag=" },
-  doveadm = function(argv)           -- only listing sub-commands
-    local words = {}
-    for i = 2, #argv do if argv[i]:sub(1, 1) ~= "-" then words[#words + 1] = argv[i] end end
-    local sub = table.concat(words, " ", 1, math.min(#words, 2))
-    return sub == "who" or sub == "user" or sub:match("^user ") ~= nil or sub == "quota get"
-      or sub == "mailbox list" or sub == "mailbox status" or sub == "log errors"
+  doveadm = function(argv) return doveadm_is_read(argv) end,
+  -- postmap: only queries (-q KEY, -s dump); building, -d delete and -i incremental write
+  postmap = function(argv)
+    local query, i = false, 2
+    while i <= #argv do
+      local a = argv[i]
+      if a == "-q" then query, i = true, i + 1          -- the key may itself start with "-"
+      elseif a == "-s" then query = true
+      elseif a == "-c" then i = i + 1
+      elseif a:sub(1, 1) == "-" and not POSTMAP_READ_FLAGS[a] then return false
+      end
+      i = i + 1
+    end
+    return query
+  end,
+  -- doveconf: dumps settings; -P (passwords), -x (file contents), -c, -e and unknown options:
+  -- a write (they show secrets or run something)
+  doveconf = function(argv)
+    local i = 2
+    while i <= #argv do
+      local a = argv[i]
+      if a == "-f" or a == "-m" then i = i + 1
+      elseif a:sub(1, 1) == "-" and not DOVECONF_READ_FLAGS[a] then return false
+      end
+      i = i + 1
+    end
+    return true
   end,
 }
 

@@ -60,6 +60,27 @@ for _, c in ipairs {
   { { "date" }, "read" }, { { "date", "-s", "2020-01-01" }, "write" }, { { "hostname" }, "read" },
   { { "hostname", "evil" }, "write" }, { { "ss", "-tn" }, "read" }, { { "ss", "-K", "dst", "1.2.3.4" }, "write" },
   { { "doveadm", "user", "a@b" }, "read" }, { { "doveadm", "expunge", "-u", "a@b" }, "write" },
+  -- issue 11: the reads the diagnosis and the remedies run, and the two remedies' writes
+  { { "doveadm", "-f", "flow", "user", "a@b" }, "read" }, { { "doveadm", "auth", "lookup", "a@b" }, "read" },
+  { { "doveadm", "-f", "tab", "quota", "get", "-u", "a@b" }, "read" },
+  { { "doveadm", "search", "-u", "a@b", "mailbox", "*", "header", "Message-ID", "<x@y>" }, "read" },
+  { { "doveadm", "fetch", "-u", "a@b", "mailbox guid uid", "mailbox", "Junk", "uid", "3" }, "read" },
+  { { "doveadm", "mailbox", "list", "-u", "a@b" }, "read" },
+  { { "doveadm", "mailbox", "status", "-u", "a@b", "messages", "INBOX" }, "read" },
+  { { "doveadm", "auth", "cache", "flush", "a@b" }, "write" },
+  { { "doveadm", "move", "-u", "a@b", "INBOX", "mailbox", "Junk", "uid", "3" }, "write" },
+  { { "doveadm", "-u", "a@b", "search", "all" }, "write" },                 -- -u is no global option
+  { { "doveadm", "-o", "mail_location=x", "search", "-u", "a@b", "all" }, "write" },
+  { { "doveadm", "mailbox", "delete", "-u", "a@b", "Junk" }, "write" },
+  { { "doveadm", "search", "-u", "user", "move" }, "read" },               -- a query word is no command
+  { { "doveadm", "auth", "test", "a@b", "pw" }, "write" }, { { "doveadm" }, "write" },
+  { { "postmap", "-q", "a@b", "hash:/etc/postfix/virtual" }, "read" },
+  { { "postmap", "-c", "/etc/postfix", "-q", "-d", "mysql:/etc/postfix/m.cf" }, "read" },
+  { { "postmap", "-s", "hash:/etc/postfix/virtual" }, "read" },
+  { { "postmap", "hash:/etc/postfix/virtual" }, "write" }, { { "postmap", "-d", "a@b", "hash:/x" }, "write" },
+  { { "postmap", "-q", "a@b", "-i", "hash:/x" }, "write" }, { { "postmap", "-fq", "a@b", "hash:/x" }, "write" },
+  { { "doveconf", "-h", "auth_cache_negative_ttl" }, "read" }, { { "doveconf", "-n", "-f", "protocol=lmtp" }, "read" },
+  { { "doveconf", "-P" }, "write" }, { { "doveconf", "-x", "ssl_key" }, "write" },
 } do
   local argv, want = c[1], c[2]
   t.is(gate.classify("host", "exec", argv), want, "gate table: " .. table.concat(argv, " ") .. " is a " .. want)
