@@ -5,28 +5,16 @@
  * nanoseconds, Z/offset or none, comma fraction of supervisord), tai64n, or several of them
  * (docker --timestamps in front of a syslog line). The message is then split by family:
  * Postfix (queue id, delivery key=values, rejects, qmgr, cleanup, bounce) or Dovecot
- * (service(user)<pid><session>: Level: msgid=<...>: saved/failed ...).
- * Depends on: libc only. */
+ * (service(user)<pid><session>: Level: msgid=<...>: saved/failed ...): maillog_daemon_postfix.c
+ * and maillog_daemon_dovecot.c.
+ * Depends on: maillog_parse.h, libc. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "maillog.h"
+#include "maillog_parse.h"
 
-#define SLEN(s) (sizeof(s) - 1)
-
-static ml_str mk(const char *p, const char *e) { return (ml_str){ p, (size_t)(e - p) }; }
-
-static int is_digit(int c) { return c >= '0' && c <= '9'; }
-static int is_alnum(int c) { return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 static int is_space(int c) { return c == ' ' || c == '\t'; }
-
-static int starts(const char *p, const char *e, const char *lit, size_t n)
-{
-	return (size_t)(e - p) >= n && memcmp(p, lit, n) == 0;
-}
-#define STARTS(p, e, lit) starts((p), (e), (lit), SLEN(lit))
-
 
 /* Reads up to max digits; returns the value or -1 when there is none. */
 static long digits(const char **pp, const char *e, int max)
@@ -315,10 +303,6 @@ static const char *skip_container(const char *p, const char *e, ml_record *r)
 	}
 	return p;
 }
-
-int ml_parse_postfix(const char *p, const char *e, ml_record *r);
-size_t ml_queue_id_len(const char *p, const char *e);
-int ml_parse_dovecot(const char *p, const char *e, ml_record *r, int full);
 
 /* full = 0: the scanner's hot path; Postfix messages only get their queue id and `removed`. */
 static int parse_line(const char *line, size_t len, const ml_time_opts *to, ml_record *r, int full);
