@@ -7,6 +7,7 @@
 #   make fuzz       libFuzzer harnesses (clang) for every parser, FUZZ_SECONDS each (default 60)
 #   make bench      benchmarks, printed side by side with the tools an operator would use
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make doc        rewrite the README's API section from lua/runbook/api.lua (runbook doc)
 #   make lab-up / lab-down
 #
 # Every src/l<family>.c that defines luaopen_runbook_<family> is registered as
@@ -46,7 +47,7 @@ DEB_PACKAGES = build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-
   clang-14 libclang-rt-14-dev
 
 .PHONY: all check test asan bench install uninstall clean deps lab-up lab-down demo ctests \
-        fuzz fuzz-smoke fuzz-build fuzz-bins
+        fuzz fuzz-smoke fuzz-build fuzz-bins doc
 
 all: $(BIN)
 
@@ -153,12 +154,18 @@ lab-down:
 demo: deps all
 	tests/demo
 
+# ---------------------------------------------------------------- API documentation
+# lua/runbook/api.lua (LuaLS definitions) is the one description of what runbooks can call;
+# `runbook doc` reads it, and this rewrites the README between its api:begin/api:end markers.
+doc: $(BIN)
+	RUNBOOK_HOME=$(CURDIR) $(BIN) lua tests/tools/gen-api-doc.lua README.md
+
 # ---------------------------------------------------------------- install
 install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SHAREDIR)/lua/runbook $(DESTDIR)$(SHAREDIR)/lua/runbook/prim \
 	  $(DESTDIR)$(SHAREDIR)/runbooks $(DESTDIR)$(SHAREDIR)/runbooks/lib $(DESTDIR)$(MANDIR)
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/runbook
-	install -m 644 lua/runbook/*.lua $(DESTDIR)$(SHAREDIR)/lua/runbook/
+	install -m 644 lua/runbook/*.lua $(DESTDIR)$(SHAREDIR)/lua/runbook/   # api.lua (LuaLS ---@meta) too
 	if ls lua/runbook/prim/*.lua >/dev/null 2>&1; then install -m 644 lua/runbook/prim/*.lua $(DESTDIR)$(SHAREDIR)/lua/runbook/prim/; fi
 	install -m 644 runbooks/*.lua $(DESTDIR)$(SHAREDIR)/runbooks/
 	install -m 644 runbooks/lib/*.lua $(DESTDIR)$(SHAREDIR)/runbooks/lib/

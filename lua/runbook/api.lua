@@ -46,6 +46,7 @@
 ---@alias WriteCode "dryrun"|"declined"|"journal"
 ---@alias SecretCode "auth"|"notfound"|"denied"|"type"|"io"|"cap"|"short"
 ---@alias HostCode "timeout"|"refused"|"unreachable"|"auth"|"hostkey"|"closed"|"denied"|"notfound"|"protocol"|"io"
+---@alias ServiceCode HostCode|"http"
 ---@alias DnsCode "timeout"|"refused"|"unreachable"|"nxdomain"|"servfail"|"protocol"|"io"
 
 ---@alias SqlValue string|integer|number|boolean|userdata
@@ -242,7 +243,7 @@ function Logs:close() end
 ---@field args? table<string, string|number|boolean> its arguments (true: a flag)
 
 ---@class FindingSpec
----@field severity? "info"|"warn"|"fail" default "fail"
+---@field severity? "info"|"warn"|"fail"|"ok" default "fail" ("ok" is accepted and ranks as "info")
 ---@field cause? string a cause code (at most 256 bytes)
 ---@field hop? string where on the mail's path (at most 256 bytes)
 ---@field message string what was found (at most 64 KiB)
@@ -526,7 +527,7 @@ function Ctx:ssh_exec(host, argv, opts) end
 ---@param opts? ExecOpts
 ---@return ExecResult|nil result
 ---@return string|nil message
----@return HostCode|WriteCode|nil code
+---@return ServiceCode|WriteCode|nil code
 function Ctx:service_exec(service, argv, opts) end
 
 ---Start a command and read its output line by line while it runs.
@@ -546,7 +547,7 @@ function Ctx:service_exec(service, argv, opts) end
 ---@param opts? {timeout?: number, read_only?: boolean}
 ---@return Lines|nil lines
 ---@return string|nil message
----@return HostCode|WriteCode|nil code
+---@return ServiceCode|WriteCode|nil code
 function Ctx:exec_stream(target, argv, opts) end
 
 ---Disk usage of the filesystem holding `path` on a host or in a service (`df -P -k`).
@@ -560,7 +561,7 @@ function Ctx:exec_stream(target, argv, opts) end
 ---@param path string
 ---@return DfResult|nil df
 ---@return string|nil message
----@return HostCode|nil code
+---@return ServiceCode|nil code
 function Ctx:df(target, path) end
 
 ---Owner, group, mode, type and size of `path` on a host or in a service (`stat -c`).
@@ -576,7 +577,7 @@ function Ctx:df(target, path) end
 ---@param path string
 ---@return StatResult|nil stat
 ---@return string|nil message
----@return HostCode|nil code
+---@return ServiceCode|nil code
 function Ctx:stat(target, path) end
 
 ---Does `addr:port` accept a TCP connection when dialled FROM `from_host`?
@@ -673,7 +674,7 @@ function Ctx:write_file(path, content, mode) end
 ---@param names? string|string[] parameter name(s); nil for `postconf -n`
 ---@return string|table<string, string>|nil value the value, or name -> value
 ---@return string[]|table<string, string[]>|string|nil list the list form; the message on failure
----@return HostCode|nil code
+---@return ServiceCode|nil code
 function Ctx:postconf(service, names) end
 
 ---Set a Postfix parameter: `postconf -e`, `postfix reload`, re-read. A WRITE.
@@ -690,7 +691,7 @@ function Ctx:postconf(service, names) end
 ---@param value string single line
 ---@return {name: string, value: string, before: string, reloaded: boolean}|nil result
 ---@return string|nil message
----@return HostCode|WriteCode|nil code
+---@return ServiceCode|WriteCode|nil code
 function Ctx:postconf_set(service, name, value) end
 
 ---The messages in a service's Postfix queues (`postqueue -j`).
@@ -704,7 +705,7 @@ function Ctx:postconf_set(service, name, value) end
 ---@param service string "host/service"
 ---@return QueueEntry[]|nil queue
 ---@return string|nil message
----@return HostCode|nil code
+---@return ServiceCode|nil code
 function Ctx:postqueue(service) end
 
 ---Ask Postfix to deliver queued mail now: one message (`postqueue -i ID`) or all (`-f`). A WRITE.
@@ -717,7 +718,7 @@ function Ctx:postqueue(service) end
 ---@param queue_id? string one queue id; nil flushes the whole queue
 ---@return true|nil ok
 ---@return string|nil message
----@return HostCode|WriteCode|nil code
+---@return ServiceCode|WriteCode|nil code
 function Ctx:postqueue_flush(service, queue_id) end
 
 -- ---------------------------------------------------------------- SQL (runbook.prim.sql)
@@ -826,7 +827,7 @@ function Ctx:url_escape(s) end
 ---@param opts? DockerLogsOpts
 ---@return Logs|nil logs
 ---@return string|nil message
----@return HostCode|"http"|nil code
+---@return ServiceCode|nil code
 function Ctx:docker_logs(service, opts) end
 
 ---A container's state (`docker inspect`): running, status, exit code, restarts, health.
@@ -839,7 +840,7 @@ function Ctx:docker_logs(service, opts) end
 ---@param service string "host/service"
 ---@return ContainerState|nil state
 ---@return string|nil message
----@return HostCode|"http"|nil code
+---@return ServiceCode|nil code
 function Ctx:container_state(service) end
 
 ---Restart a service's container and wait until it runs again. A WRITE.
@@ -856,7 +857,7 @@ function Ctx:container_state(service) end
 ---@param opts? {grace?: number, timeout?: number} seconds before KILL (10); wait at most (60)
 ---@return ContainerState|nil state
 ---@return string|nil message
----@return HostCode|"http"|WriteCode|nil code
+---@return ServiceCode|WriteCode|nil code
 function Ctx:container_restart(service, opts) end
 
 ---Start a service's stopped container and wait until it runs. A WRITE.
@@ -869,7 +870,7 @@ function Ctx:container_restart(service, opts) end
 ---@param opts? {grace?: number, timeout?: number}
 ---@return ContainerState|nil state
 ---@return string|nil message
----@return HostCode|"http"|WriteCode|nil code
+---@return ServiceCode|WriteCode|nil code
 function Ctx:container_start(service, opts) end
 
 -- ---------------------------------------------------------------- DNS (runbook.prim.dns)

@@ -298,7 +298,7 @@ function M.nearest(api, q, max)
   for _, f in ipairs(api.fields) do names[#names + 1] = f.name end
   for _, n in ipairs(names) do
     local d = lev(q, n)
-    if n:find(q, 1, true) or q:find(n, 1, true) then d = math.min(d, 1) end
+    if n:find(q, 1, true) or q:find(n, 1, true) then d = math.min(d, 2) end
     if d <= math.max(2, #q // 3) then scored[#scored + 1] = { n = n, d = d } end
   end
   table.sort(scored, function(a, b) return a.d < b.d or (a.d == b.d and a.n < b.n) end)
