@@ -7,7 +7,7 @@
 #   make fuzz       libFuzzer harnesses (clang) for every parser, FUZZ_SECONDS each (default 60)
 #   make bench      benchmarks, printed side by side with the tools an operator would use
 #   make install    PREFIX=/usr/local DESTDIR=
-#   make doc        rewrite the README's API section from lua/runbook/api.lua (runbook doc)
+#   make doc        rewrite the API sections of README.md and runbook.1 from lua/runbook/api.lua
 #   make lab-up / lab-down
 #
 # Every src/l<family>.c that defines luaopen_runbook_<family> is registered as
@@ -156,9 +156,9 @@ demo: deps all
 
 # ---------------------------------------------------------------- API documentation
 # lua/runbook/api.lua (LuaLS definitions) is the one description of what runbooks can call;
-# `runbook doc` reads it, and this rewrites the README between its api:begin/api:end markers.
+# `runbook doc` reads it, and this rewrites README.md and src/runbook.1 between their api markers.
 doc: $(BIN)
-	RUNBOOK_HOME=$(CURDIR) $(BIN) lua tests/tools/gen-api-doc.lua README.md
+	RUNBOOK_HOME=$(CURDIR) $(BIN) lua tests/tools/gen-api-doc.lua README.md src/runbook.1
 
 # ---------------------------------------------------------------- install
 install: $(BIN)

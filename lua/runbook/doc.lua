@@ -12,6 +12,7 @@
 --       and an example.
 --   doc.signature(entry) -> "ctx:name(a, b [, c]) -> result | nil, message, code"
 --   doc.markdown(api) -> the README's API section (between <!-- api:begin --> and <!-- api:end -->)
+--   doc.roff(api) -> the man page's (src/runbook.1, between .\" api:begin and .\" api:end)
 --   doc.main(argv) -> exit status for `runbook doc [METHOD | codes | --markdown]`
 -- Depends on: nothing but the standard library (reads api.lua as text).
 local M = {}
@@ -389,13 +390,49 @@ function M.markdown(api)
   return table.concat(out, "\n") .. "\n"
 end
 
--- splice(readme, section) -> readme with the text between the markers replaced | nil, msg
-function M.splice(readme, section)
-  local a = readme:find(M.BEGIN, 1, true)
-  local b, b2 = readme:find(M.END, 1, true)
-  if not a or not b or b < a then return nil, "README has no api:begin / api:end markers" end
-  local tail = readme:sub(b2 + 1):gsub("^\n", "")
-  return readme:sub(1, a - 1) .. section .. tail
+-- The man page's RUNBOOK API section (src/runbook.1), between its own markers.
+M.ROFF_BEGIN = '.\\" api:begin: generated from lua/runbook/api.lua by make doc; edit that file, not this list'
+M.ROFF_END = '.\\" api:end'
+
+local function roff(s)
+  s = s:gsub("\\", "\\e"):gsub("`", "")
+  if s:match("^[.']") then s = "\\&" .. s end
+  return s
+end
+
+function M.roff(api)
+  local out = { M.ROFF_BEGIN, ".SS Fields" }
+  for _, f in ipairs(api.fields) do
+    out[#out + 1] = ".TP"
+    out[#out + 1] = "\\fBctx." .. f.name .. "\\fR"
+    out[#out + 1] = roff(f.desc)
+  end
+  out[#out + 1] = ".SS Methods"
+  for _, e in ipairs(api.methods) do
+    out[#out + 1] = ".TP"
+    out[#out + 1] = "\\fB" .. roff(M.signature(e)) .. "\\fR"
+    out[#out + 1] = roff(e.summary)
+    if #e.codes > 0 then out[#out + 1] = ".br"; out[#out + 1] = "Codes: " .. table.concat(e.codes, ", ") .. "." end
+  end
+  out[#out + 1] = ".SS Error codes"
+  for _, c in ipairs(api.codes) do
+    out[#out + 1] = ".TP"
+    out[#out + 1] = "\\fB" .. c.name .. "\\fR"
+    out[#out + 1] = roff(c.meaning)
+  end
+  out[#out + 1] = M.ROFF_END
+  return table.concat(out, "\n") .. "\n"
+end
+
+-- splice(text, section [, begin, end]) -> text with the lines from the begin marker to the end
+-- marker replaced by section (which carries the markers) | nil, msg. Default: the README's.
+function M.splice(text, section, begin_mark, end_mark)
+  begin_mark, end_mark = begin_mark or M.BEGIN, end_mark or M.END
+  local a = text:find(begin_mark, 1, true)
+  local b, b2 = text:find(end_mark, a or 1, true)
+  if not a or not b then return nil, "no api:begin / api:end markers" end
+  local tail = text:sub(b2 + 1):gsub("^\n", "")
+  return text:sub(1, a - 1) .. section .. tail
 end
 
 -- ---------------------------------------------------------------- the command
