@@ -314,7 +314,7 @@ local Ctx = {}
 ---end, "the user exists")
 ---```
 ---@param name string the step's name (dotted by convention: "db.user")
----@param fn fun(ctx: Ctx): ... the step's body; it receives ctx
+---@param fn fun(ctx: Ctx): any the step's body; it receives ctx and may return values
 ---@param title? string a human title shown next to the name
 ---@return any ... fn's results; nil and the reason when fn raised or skipped
 function Ctx:step(name, fn, title) end
@@ -758,7 +758,7 @@ function Ctx:sql(db, query, ...) end
 ---@param db string
 ---@param query string
 ---@param params? SqlValue[]
----@param opts? {before?: {[1]: string, [2]: SqlValue[]}, secret?: integer[], target?: string}
+---@param opts? {before?: (string|SqlValue[])[], secret?: integer[], target?: string} before = {query, params}
 ---@return SqlWriteResult|nil result
 ---@return string|nil message
 ---@return "auth"|"refused"|"timeout"|"unreachable"|"tls"|"sql"|"closed"|SecretCode|WriteCode|nil code
