@@ -1,0 +1,209 @@
+-- doc.t: the runbook API is written down once (lua/runbook/api.lua, LuaLS definitions) and what
+-- is written is what exists.
+--   * every public ctx method of a real context, with every primitive family installed, has an
+--     entry, and every entry is a public method, with the same parameters as the function
+--     (names from the entry's signature line; their number from debug.getinfo of the method);
+--   * every error code a method's entry names is in ErrCode, every ErrCode is returned by some
+--     method, and every code the Lua engine returns (`return nil, msg, "code"` in lua/runbook)
+--     is in ErrCode;
+--   * the README's and the man page's API sections are exactly what api.lua generates, and
+--     tests/tools/gen-api-doc.lua (make doc) rewrites stale copies to them;
+--   * the file is never loaded as code by the engine, and loading it anyway does nothing;
+--   * controls: each check finds the fault in a copy of api.lua with an entry removed, an
+--     entry added, a parameter renamed, a code not in ErrCode, and in a stale README.
+local t = require "tap"
+local doc = require "runbook.doc"
+local context = require "runbook.context"
+local rbrun = require "rbrun"
+
+local ROOT = os.getenv("RUNBOOK_ROOT") or "."
+local rb = rbrun.runner { timeout = 20 }
+
+local function slurp(p)
+  local f = assert(io.open(p, "r"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local API_PATH = ROOT .. "/lua/runbook/api.lua"
+local text = slurp(API_PATH)
+local api, perr = doc.parse(text)
+t.ok(api, "api.lua parses" .. (perr and (": " .. perr) or ""))
+if not api then t.done() end
+t.is(doc.path(), API_PATH, "runbook.doc finds api.lua on the engine's package.path")
+
+-- The public methods of a real context: everything the proxy exposes of Ctx, primitives included.
+local ctx = context.new {}
+local proxy = ctx:public()
+local public = {}
+for k, v in pairs(context.Ctx) do
+  if type(v) == "function" and proxy[k] ~= nil then public[#public + 1] = k end
+end
+table.sort(public)
+t.ok(#public >= 41, ("a real context exposes %d public methods"):format(#public))
+for _, fam in ipairs(context.PRIMS) do
+  t.ok(package.loaded["runbook.prim." .. fam], "primitive family " .. fam .. " is installed in this context")
+end
+
+local problems = doc.check(api, public)
+t.is(#problems, 0, "api.lua documents exactly the public methods, with summaries, examples and known codes")
+for _, p in ipairs(problems) do t.diag(p) end
+
+-- The parameter count of each entry is the function's own (self not counted; ... is vararg).
+for _, e in ipairs(api.methods) do
+  local f = context.Ctx[e.name]
+  if f then
+    local info = debug.getinfo(f, "u")
+    local fixed, vararg = 0, false
+    for _, p in ipairs(e.params) do
+      if p.name == "..." then vararg = true else fixed = fixed + 1 end
+    end
+    t.ok(info.nparams - 1 == fixed and info.isvararg == vararg,
+      ("ctx:%s takes %d parameter(s)%s as documented (the function: %d%s)"):format(e.name, fixed,
+        vararg and " and ..." or "", info.nparams - 1, info.isvararg and " and ..." or ""))
+  end
+end
+
+-- Fields: each documented one answers on the proxy.
+for _, f in ipairs(api.fields) do
+  t.ok(proxy[f.name] ~= nil, "ctx." .. f.name .. " exists on the proxy")
+end
+t.is(#api.fields, 4, "four fields documented (args, inventory, run_id, apply)")
+
+-- Every code the Lua engine returns as `return nil, msg, "code"` is in ErrCode.
+do
+  local undocumented = {}
+  local files = {}
+  for _, dir in ipairs { "lua/runbook", "lua/runbook/prim" } do
+    local r = require("runbook.exec").run({ "find", ROOT .. "/" .. dir, "-maxdepth", "1", "-name", "*.lua" }, { timeout = 10 })
+    for p in r.stdout:gmatch("[^\n]+") do files[#files + 1] = p end
+  end
+  local n = 0
+  for _, p in ipairs(files) do
+    for line in slurp(p):gmatch("[^\n]+") do
+      local code = line:match('return nil, .*, "([%a_]+)"%s*e?n?d?%s*$')
+      if code then
+        n = n + 1
+        if not api.code_meaning[code] then undocumented[#undocumented + 1] = p:match("[^/]+/[^/]+$") .. ": " .. code end
+      end
+    end
+  end
+  t.ok(n >= 20, ("found %d `return nil, msg, code` lines in lua/runbook"):format(n))
+  t.is(#undocumented, 0, "every code the Lua engine returns is in ErrCode")
+  for _, u in ipairs(undocumented) do t.diag(u) end
+end
+
+-- The codes the README used to list, and those the issue named, are all there.
+for _, c in ipairs { "timeout", "refused", "unreachable", "auth", "hostkey", "notfound", "nxdomain",
+    "servfail", "nodata", "sql", "http", "protocol", "tls", "io", "cap", "closed", "denied", "dryrun",
+    "usage", "notty", "declined", "journal" } do
+  t.ok(api.code_meaning[c], "ErrCode lists " .. c)
+end
+t.is(table.concat(api.by_name.read_secret.codes, " "),
+  "timeout notfound denied type cap short io usage notty eof", "read_secret's codes, in ErrCode order")
+t.is(doc.signature(api.by_name.http),
+  "ctx:http(endpoint, method, path [, body [, opts]]) -> response | nil, message, code [, failed]",
+  "a signature shows optional parameters and the failure shape")
+
+-- ---------------------------------------------------------------- controls: the checks can fail
+
+local function problems_of(mutated, pub)
+  local a, e = doc.parse(mutated)
+  if not a then return { e } end
+  return doc.check(a, pub or public)
+end
+local function has(list, pat)
+  for _, p in ipairs(list) do if p:find(pat) then return true end end
+  return false
+end
+
+do -- an entry removed: the public method has no entry
+  local a, b = text:find("\n%-%-%-Percent%-encode.-function Ctx:url_escape%(s%) end\n")
+  t.ok(a, "control: the url_escape entry is found in api.lua")
+  local p = problems_of(text:sub(1, a) .. text:sub(b + 1))
+  t.ok(has(p, "public ctx method url_escape has no entry"), "control: a public method without an entry is reported")
+end
+do -- an entry for a method that does not exist
+  local p = problems_of(text .. "\n---Ghost.\n---\n---Example:\n---```lua\n---ctx:ghost()\n---```\nfunction Ctx:ghost() end\n")
+  t.ok(has(p, "documents ctx:ghost, which no context exposes"), "control: an entry for no method is reported")
+end
+do -- a parameter renamed in the signature but not in @param
+  local m = text:gsub("function Ctx:sleep%(seconds%) end", "function Ctx:sleep(secs) end")
+  t.ok(has(problems_of(m), "ctx:sleep: @param names"), "control: @param names that differ from the signature are reported")
+end
+do -- a code not in ErrCode
+  local m = text:gsub('%-%-%-@return "notfound"|"denied"|"io"|"timeout"|nil code\nfunction Ctx:file_stat',
+    '---@return "notfound"|"gone"|nil code\nfunction Ctx:file_stat')
+  t.ok(has(problems_of(m), 'ctx:file_stat returns code "gone"'), "control: a code missing from ErrCode is reported")
+end
+do -- a code nobody returns
+  local m = text:gsub('%-%-%-| "eof"', '---| "eof"         # x\n---| "bogus"  ')
+  t.ok(has(problems_of(m), '"bogus" is returned by no documented method'), "control: an ErrCode no method returns is reported")
+end
+
+-- ---------------------------------------------------------------- the README is generated
+
+local readme = slurp(ROOT .. "/README.md")
+local section = doc.markdown(api)
+local a = readme:find(doc.BEGIN, 1, true)
+local _, b = readme:find(doc.END, 1, true)
+t.ok(a and b, "README.md has the api:begin / api:end markers")
+if a and b then
+  local current = readme:sub(a, b) .. "\n"
+  t.ok(current == section, "README's API section is what api.lua generates (run `make doc` after editing api.lua)")
+  if current ~= section then
+    local i = 1
+    while current:sub(i, i) == section:sub(i, i) do i = i + 1 end
+    t.diag("first difference at byte " .. i .. ": README has " .. ("%q"):format(current:sub(i, i + 60)))
+  end
+  for _, e in ipairs(api.methods) do
+    if not current:find("`ctx:" .. e.name .. "(", 1, true) then t.ok(false, "README lists ctx:" .. e.name) end
+  end
+  -- control: a README whose section lacks one line is seen as out of date
+  local stale = readme:gsub("| `ctx:sleep%b()` | [^\n]*\n", "", 1)
+  t.ok(stale ~= readme and stale:sub(a, (select(2, stale:find(doc.END, 1, true)))) .. "\n" ~= section,
+    "control: a README section with one method missing differs from the generated one")
+  t.is(doc.splice(readme, section), readme, "splicing the generated section into README changes nothing")
+end
+
+-- the man page's RUNBOOK API section, the same way
+local man = slurp(ROOT .. "/src/runbook.1")
+do
+  local ma = man:find(doc.ROFF_BEGIN, 1, true)
+  local _, mb = man:find(doc.ROFF_END, ma or 1, true)
+  t.ok(ma and mb, "runbook.1 has the api:begin / api:end markers")
+  if ma and mb then
+    t.ok(man:sub(ma, mb) .. "\n" == doc.roff(api), "runbook.1's RUNBOOK API section is what api.lua generates (make doc)")
+  end
+  for _, e in ipairs(api.methods) do
+    if not man:find("\\fBctx:" .. e.name .. "(", 1, true) then t.ok(false, "runbook.1 lists ctx:" .. e.name) end
+  end
+  t.like(man, "\n%.B doc\n", "runbook.1 documents the doc command")
+end
+
+-- the generator (make doc) rewrites a stale copy of each file back to the committed one
+do
+  local exec = require "runbook.exec"
+  local dir = assert(exec.run({ "mktemp", "-d", "/tmp/runbook-doc-XXXXXX" }, { timeout = 5 })).stdout:gsub("%s+$", "")
+  local function write(p, s) local f = assert(io.open(p, "w")); f:write(s); f:close() end
+  write(dir .. "/README.md", (readme:gsub("| `ctx:sleep%b()` | [^\n]*\n", "", 1)))
+  write(dir .. "/runbook.1", (man:gsub("\\fBctx:sleep%b()[^\n]*\n[^\n]*\n", "", 1)))
+  t.ok(slurp(dir .. "/README.md") ~= readme and slurp(dir .. "/runbook.1") ~= man, "control: the stale copies differ")
+  local g = rb { "lua", ROOT .. "/tests/tools/gen-api-doc.lua", dir .. "/README.md", dir .. "/runbook.1" }
+  t.is(g.status, 0, "tests/tools/gen-api-doc.lua runs")
+  t.ok(slurp(dir .. "/README.md") == readme, "it rewrites a stale README to the committed one")
+  t.ok(slurp(dir .. "/runbook.1") == man, "it rewrites a stale man page to the committed one")
+  exec.run({ "rm", "-rf", "--", dir }, { timeout = 5 })
+end
+
+-- ---------------------------------------------------------------- never run
+
+t.is(package.loaded["runbook.api"], nil, "the engine (a context with every primitive) never loads runbook.api")
+local env = {}
+local chunk = assert(loadfile(API_PATH, "t", env))
+local n = select("#", chunk())
+t.is(n, 0, "loaded anyway, api.lua returns nothing")
+t.is(next(env), nil, "and sets no global")
+
+t.done()
