@@ -23,6 +23,7 @@
 
 #include "engine.h"
 #include "modules.h"
+#include "rbaux.h"
 
 /* Allocations of at least this size, and every this many bytes in total, look at the clock. */
 #define ALLOC_BIG   (64u * 1024)
@@ -47,7 +48,7 @@ void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		a->since_check += grow;
 		if ((grow >= ALLOC_BIG || a->since_check >= ALLOC_CHECK)) {
 			a->since_check = 0;
-			if (core_deadline_passed())
+			if (rb_run_deadline_passed())
 				return NULL;
 		}
 	}

@@ -24,8 +24,7 @@ struct rb_alloc {
 };
 void *engine_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
-/* The run deadline (lcore.c): the hook every thread inherits, and the check others share. */
+/* The run deadline hook (lcore.c) every thread inherits; the deadline itself is rbaux.h's. */
 void core_install_deadline_hook(lua_State *L);
-int core_deadline_passed(void);
 
 #endif

@@ -25,20 +25,13 @@
 #include "engine.h"
 #include "rbaux.h"
 
-static double deadline;        /* CLOCK_MONOTONIC seconds; 0 = none */
+/* The run deadline itself lives in rbaux.c (rb_run_deadline), so every C wait ends by it. */
 #define HOOK_COUNT 1000        /* VM instructions between two looks at the clock */
-
-static double mono_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* core.now() -> monotonic seconds */
 static int core_now(lua_State *L)
 {
-	lua_pushnumber(L, mono_now());
+	lua_pushnumber(L, rb_mono_now());
 	return 1;
 }
 
@@ -57,7 +50,7 @@ static void deadline_hook(lua_State *L, lua_Debug *ar)
 	/* Raises again at every tick past the deadline, so a runbook that catches the error with
 	 * pcall cannot keep running; core.pcall_deadline restores the previous deadline (none,
 	 * outside a run) when the runbook has returned. */
-	if (deadline > 0 && mono_now() > deadline)
+	if (rb_run_deadline_passed())
 		luaL_error(L, "deadline exceeded");
 }
 
@@ -68,12 +61,6 @@ static void deadline_hook(lua_State *L, lua_Debug *ar)
 void core_install_deadline_hook(lua_State *L)
 {
 	lua_sethook(L, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
-}
-
-/* For C code that can run long without the VM (engine_alloc, pattern matching). */
-int core_deadline_passed(void)
-{
-	return deadline > 0 && mono_now() > deadline;
 }
 
 /* A state the engine did not create (a C test) gets the hook on first use. */
@@ -96,10 +83,10 @@ static int core_set_deadline(lua_State *L)
 {
 	ensure_hook(L);
 	if (lua_isnoneornil(L, 1)) {
-		deadline = 0;
+		rb_set_run_deadline(0);
 		return 0;
 	}
-	deadline = mono_now() + check_seconds(L, 1);
+	rb_set_run_deadline(rb_mono_now() + check_seconds(L, 1));
 	return 0;
 }
 
@@ -111,20 +98,20 @@ static int core_set_deadline(lua_State *L)
  * refused (the memory limit), else nil. */
 static int core_pcall_deadline(lua_State *L)
 {
-	double prev = deadline;
+	double prev = rb_run_deadline();
 	int n = lua_gettop(L), status, expired;
 
 	luaL_checktype(L, 2, LUA_TFUNCTION);
 	luaL_checktype(L, 3, LUA_TFUNCTION);
 	ensure_hook(L);
 	if (!lua_isnil(L, 1)) {
-		double d = mono_now() + check_seconds(L, 1);
+		double d = rb_mono_now() + check_seconds(L, 1);
 		if (prev <= 0 || d < prev)
-			deadline = d;
+			rb_set_run_deadline(d);
 	}
 	status = lua_pcall(L, n - 3, LUA_MULTRET, 2);
-	expired = deadline > 0 && mono_now() > deadline;
-	deadline = prev;
+	expired = rb_run_deadline_passed();
+	rb_set_run_deadline(prev);
 	if (status == LUA_OK) {
 		lua_pushboolean(L, 1);
 		lua_replace(L, 2);   /* over msgh: true, results... */
@@ -144,9 +131,9 @@ static int core_pcall_deadline(lua_State *L)
 /* core.remaining() -> seconds left before the deadline, or nil when there is none */
 static int core_remaining(lua_State *L)
 {
-	if (deadline <= 0)
+	if (rb_run_deadline() <= 0)
 		return 0;
-	lua_pushnumber(L, deadline - mono_now());
+	lua_pushnumber(L, rb_run_deadline() - rb_mono_now());
 	return 1;
 }
 

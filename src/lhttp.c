@@ -298,7 +298,7 @@ static int http_request(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	rb_check_keys(L, 1, request_keys);
+	rb_check_keys(L, 1, request_keys, "http.request");
 	method = opt_string(L, 1, "method", "GET", NULL);
 	url = opt_string(L, 1, "url", NULL, NULL);
 	body = opt_string(L, 1, "body", NULL, &body_len);

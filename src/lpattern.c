@@ -8,14 +8,14 @@
  * once the run deadline has passed. engine.c installs these functions in the string table
  * (the one string methods use) in place of the standard ones, which stay available as
  * runbook.pattern.stock for comparison in tests. Plain searches use memmem (linear).
- * Depends on: Lua 5.4, lcore.c (core_deadline_passed). */
+ * Depends on: Lua 5.4, rbaux.h (rb_run_deadline_passed). */
 #include <ctype.h>
 #include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "engine.h"
+#include "rbaux.h"
 
 #define L_ESC '%'
 #define SPECIALS "^$*+?.([%-"
@@ -44,7 +44,7 @@ static void step(MatchState *ms)
 {
 	if (--ms->steps == 0) {
 		ms->steps = CHECK_EVERY;
-		if (core_deadline_passed())
+		if (rb_run_deadline_passed())
 			luaL_error(ms->L, "deadline exceeded");
 	}
 }

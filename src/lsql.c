@@ -266,7 +266,7 @@ static int sql_connect(lua_State *L)
 
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	rb_check_keys(L, 1, connect_keys);
+	rb_check_keys(L, 1, connect_keys, "sql.connect");
 	host = opt_string(L, 1, "host", NULL);
 	user = opt_string(L, 1, "user", NULL);
 	password = opt_string(L, 1, "password", "");

@@ -1,22 +1,355 @@
-/* rbaux.c: helpers every primitive family shares: the errno-to-code map for files, file type
- * names and the one safe way to open a file for reading (rbaux.h). Depends on: POSIX. */
+/* rbaux.c: the project's small lauxlib (rbaux.h): nil,msg,code failures, the one errno map,
+ * the one monotonic clock and the run deadline, the one TCP connect, the options-table checks
+ * and typed getters, and the one safe way to open a file for reading.
+ * Depends on: POSIX, Lua 5.4. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+
 #include "rbaux.h"
+
+/* ---------------------------------------------------------------- failures */
+
+int rb_fail(lua_State *L, const char *msg, const char *code)
+{
+	lua_pushnil(L);
+	lua_pushstring(L, msg);
+	lua_pushstring(L, code);
+	return 3;
+}
+
+int rb_failf(lua_State *L, const char *code, const char *fmt, ...)
+{
+	char small[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof small, fmt, ap);
+	va_end(ap);
+	lua_pushnil(L);
+	if (n < 0) {
+		lua_pushstring(L, fmt);
+	} else if ((size_t)n < sizeof small) {
+		lua_pushlstring(L, small, (size_t)n);
+	} else {
+		/* a long message: formatted into a Lua-owned box, so a memory error cannot leak it */
+		char *big = lua_newuserdatauv(L, (size_t)n + 1, 0);
+		va_start(ap, fmt);
+		vsnprintf(big, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+		lua_pushlstring(L, big, (size_t)n);
+		lua_remove(L, -2);
+	}
+	lua_pushstring(L, code);
+	return 3;
+}
 
 const char *rb_errno_code(int e)
 {
 	switch (e) {
+	case ETIMEDOUT: return "timeout";
+	case ECONNREFUSED: return "refused";
+	case EHOSTUNREACH: case ENETUNREACH: case EADDRNOTAVAIL: case ENETDOWN: case EHOSTDOWN:
+		return "unreachable";
 	case ENOENT: case ENOTDIR: return "notfound";
 	case EACCES: case EPERM: return "denied";
 	default: return "io";
 	}
 }
+
+/* ---------------------------------------------------------------- clocks and the deadline */
+
+static double run_deadline;    /* rb_mono_now() seconds; 0 = none */
+
+double rb_mono_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double rb_run_deadline(void)
+{
+	return run_deadline;
+}
+
+void rb_set_run_deadline(double at)
+{
+	run_deadline = at > 0 ? at : 0;
+}
+
+int rb_run_deadline_passed(void)
+{
+	return run_deadline > 0 && rb_mono_now() > run_deadline;
+}
+
+/* the earlier of deadline and the run deadline */
+static double clip(double deadline)
+{
+	return run_deadline > 0 && run_deadline < deadline ? run_deadline : deadline;
+}
+
+double rb_deadline_in(double seconds)
+{
+	return clip(rb_mono_now() + seconds);
+}
+
+/* ---------------------------------------------------------------- sockets */
+
+int rb_ip_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((unsigned short)port);
+		*len = sizeof *v4;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((unsigned short)port);
+		*len = sizeof *v6;
+		return 0;
+	}
+	return -1;
+}
+
+int rb_wait_fd(int fd, short events, double deadline)
+{
+	deadline = clip(deadline);
+	for (;;) {
+		double left = deadline - rb_mono_now();
+		struct pollfd p = { .fd = fd, .events = events };
+		int r;
+		if (left <= 0)
+			return 0;
+		r = poll(&p, 1, (int)(left * 1000.0) + 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r == 0)
+			continue;         /* rounding: the loop re-checks the deadline */
+		return 1;
+	}
+}
+
+int rb_tcp_connect(const char *host, int port, const char *bind_addr, double deadline,
+		   const char **code, char *msg, size_t msglen)
+{
+	struct sockaddr_storage ss, ls;
+	socklen_t sl, ll;
+	int fd, err = 0, one = 1;
+	socklen_t elen = sizeof err;
+
+	if (rb_ip_addr(host, port, &ss, &sl) != 0) {
+		*code = "io";
+		snprintf(msg, msglen, "%s:%d: not an IP address", host, port);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		err = errno;
+		*code = rb_errno_code(err);
+		snprintf(msg, msglen, "%s:%d: socket: %s", host, port, strerror(err));
+		return -1;
+	}
+	if (bind_addr) {
+		if (rb_ip_addr(bind_addr, 0, &ls, &ll) != 0 || ls.ss_family != ss.ss_family) {
+			close(fd);
+			*code = "io";
+			snprintf(msg, msglen, "%s:%d: bind address is not an IP address of the same family",
+				 host, port);
+			return -1;
+		}
+		if (bind(fd, (struct sockaddr *)&ls, ll) != 0) {
+			err = errno;
+			close(fd);
+			*code = "io";
+			snprintf(msg, msglen, "cannot bind %s: %s", bind_addr, strerror(err));
+			return -1;
+		}
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+		int r;
+		if (errno != EINPROGRESS) {
+			err = errno;
+			goto fail;
+		}
+		r = rb_wait_fd(fd, POLLOUT, deadline);
+		if (r == 0) {
+			int by_run = clip(deadline) < deadline;
+			close(fd);
+			*code = "timeout";
+			snprintf(msg, msglen, "connect to %s:%d: %s", host, port,
+				 by_run ? "the run deadline passed" : "no answer before the timeout");
+			return -1;
+		}
+		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+			err = errno;
+		if (err)
+			goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	*code = rb_errno_code(err);
+	snprintf(msg, msglen, "connect to %s:%d: %s", host, port, strerror(err));
+	return -1;
+}
+
+/* ---------------------------------------------------------------- options tables */
+
+void rb_check_keys(lua_State *L, int idx, const char *const allowed[], const char *what)
+{
+	const char *sep = what ? ": " : "";
+	if (!what)
+		what = "";
+	idx = lua_absindex(L, idx);
+	if (lua_isnoneornil(L, idx))
+		return;
+	luaL_checktype(L, idx, LUA_TTABLE);
+	lua_pushnil(L);
+	while (lua_next(L, idx)) {
+		int known = 0;
+		lua_pop(L, 1);   /* the key stays for lua_next */
+		if (lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "%s%soption names must be strings (got a %s)", what, sep,
+				   luaL_typename(L, -1));
+		for (const char *const *k = allowed; *k && !known; k++)
+			known = strcmp(*k, lua_tostring(L, -1)) == 0;
+		if (!known)
+			luaL_error(L, "%s%sunknown option '%s'", what, sep, lua_tostring(L, -1));
+	}
+}
+
+/* Pushes options[key] (nil when idx holds no table) and returns its type. */
+static int get_opt(lua_State *L, int idx, const char *key)
+{
+	if (lua_type(L, idx) != LUA_TTABLE) {
+		lua_pushnil(L);
+		return LUA_TNIL;
+	}
+	return lua_getfield(L, idx, key);
+}
+
+static void wrong_type(lua_State *L, const char *key, const char *want, int t)
+{
+	luaL_error(L, "option '%s' must be %s (got %s)", key, want, lua_typename(L, t));
+}
+
+const char *rb_opt_lstring(lua_State *L, int idx, const char *key, const char *dflt, size_t *len)
+{
+	const char *s = dflt;
+	int t;
+	idx = lua_absindex(L, idx);
+	t = get_opt(L, idx, key);
+	if (len)
+		*len = dflt ? strlen(dflt) : 0;
+	if (t == LUA_TSTRING)
+		s = lua_tolstring(L, -1, len);   /* anchored by the options table */
+	else if (t != LUA_TNIL)
+		wrong_type(L, key, "a string", t);
+	lua_pop(L, 1);
+	return s;
+}
+
+const char *rb_opt_string(lua_State *L, int idx, const char *key, const char *dflt)
+{
+	return rb_opt_lstring(L, idx, key, dflt, NULL);
+}
+
+const char *rb_opt_required(lua_State *L, int idx, const char *key)
+{
+	const char *s = rb_opt_lstring(L, idx, key, NULL, NULL);
+	if (s == NULL)
+		luaL_error(L, "option '%s' is required", key);
+	return s;
+}
+
+lua_Integer rb_opt_int(lua_State *L, int idx, const char *key, lua_Integer dflt,
+		       lua_Integer min, lua_Integer max)
+{
+	lua_Integer v = dflt;
+	int t, isint;
+	idx = lua_absindex(L, idx);
+	t = get_opt(L, idx, key);
+	if (t != LUA_TNIL) {
+		v = lua_tointegerx(L, -1, &isint);
+		if (t != LUA_TNUMBER || !isint || v < min || v > max)
+			luaL_error(L, "option '%s' must be an integer in %I..%I", key, min, max);
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+double rb_opt_number(lua_State *L, int idx, const char *key, double dflt, double min, double max)
+{
+	double v = dflt;
+	int t;
+	idx = lua_absindex(L, idx);
+	t = get_opt(L, idx, key);
+	if (t == LUA_TNUMBER) {
+		v = lua_tonumber(L, -1);
+		if (!isfinite(v) || v < min || v > max)
+			luaL_error(L, "option '%s' out of range [%s, %s]", key,
+				   lua_pushfstring(L, "%f", (lua_Number)min),
+				   lua_pushfstring(L, "%f", (lua_Number)max));
+	} else if (t != LUA_TNIL) {
+		wrong_type(L, key, "a number", t);
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+int rb_opt_bool(lua_State *L, int idx, const char *key, int dflt)
+{
+	int v = dflt;
+	int t;
+	idx = lua_absindex(L, idx);
+	t = get_opt(L, idx, key);
+	if (t == LUA_TBOOLEAN)
+		v = lua_toboolean(L, -1);
+	else if (t != LUA_TNIL)
+		wrong_type(L, key, "a boolean", t);
+	lua_pop(L, 1);
+	return v;
+}
+
+double rb_opt_timeout(lua_State *L, int idx, const char *key, double dflt)
+{
+	double v = dflt;
+	int t;
+	idx = lua_absindex(L, idx);
+	t = get_opt(L, idx, key);
+	if (t != LUA_TNIL) {
+		v = lua_tonumber(L, -1);
+		if (t != LUA_TNUMBER || !(v > 0) || v > 86400)
+			luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", key);
+	}
+	lua_pop(L, 1);
+	return v;
+}
+
+/* ---------------------------------------------------------------- files */
 
 const char *rb_type_name(mode_t m)
 {

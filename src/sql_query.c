@@ -199,7 +199,7 @@ int sql_conn_query(lua_State *L)
 	}
 	if (!lua_isnoneornil(L, 4)) {
 		luaL_checktype(L, 4, LUA_TTABLE);
-		rb_check_keys(L, 4, query_keys);
+		rb_check_keys(L, 4, query_keys, "query");
 		lua_getfield(L, 4, "max_rows");
 		if (!lua_isnil(L, -1)) {
 			if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
