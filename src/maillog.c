@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "maillog_parse.h"
 
@@ -317,6 +320,29 @@ int ml_parse_head(const char *line, size_t len, ml_record *r)
 	return parse_line(line, len, NULL, r, 0);
 }
 
+/* Whether [p, t) holds `: ` (t < e: the bytes up to e may be read). 16 positions at a time:
+ * this runs for every line of the per-line scanner. */
+static int colon_space_before(const char *p, const char *t, const char *e)
+{
+#ifdef __SSE2__
+	const __m128i colon = _mm_set1_epi8(':'), sp = _mm_set1_epi8(' ');
+	for (; p + 1 < t && e - p >= 17; p += 16) {
+		__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), colon);
+		__m128i b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 1)), sp);
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(a, b));
+		size_t lim = (size_t)(t - 1 - p); /* a `:` at p + i counts when i < lim */
+		if (lim < 16)
+			m &= (1u << lim) - 1;
+		if (m)
+			return 1;
+	}
+#endif
+	for (; p + 1 < t; p++)
+		if (p[0] == ':' && p[1] == ' ')
+			return 1;
+	return 0;
+}
+
 /* Fast path of ml_parse_head for the dominant shape `... tag[pid]: QUEUEID: ...`: finds the
  * first `]: `, checks the tag, reads the queue id. Returns -1 when the line needs the general
  * parser. Only family, queue_id and event are set. */
@@ -336,6 +362,10 @@ static int parse_fast(const char *line, size_t len, ml_record *r)
 	while (t > line && t[-1] != ' ')
 		t--;
 	if (t == lb || (t > line && t - line < 15)) /* a tag needs a header (or nothing) before it */
+		return -1;
+	/* A `: ` before it ends an earlier tag (`postfix-out: ... x[1]: `, `dovecot: `): the tag is
+	 * that one, and this `]: ` is in its message. No header holds `: `. */
+	if (colon_space_before(line, t, e))
 		return -1;
 	r->program = (ml_str){ t, (size_t)(lb - t) };
 	r->has_pid = 1;

@@ -317,11 +317,52 @@ static void test_scanner(void)
 	ml_scanner_free(s);
 }
 
+/* ------------------------------------------- head (scanner) and full parse agree */
+/* The scanner's head parse must take every line the full parse takes for a mail line, or a
+ * line with the followed address is never reported. Its fast path reads the tag at the first
+ * `]: `; a headerless line whose own tag (`postfix-NAME: `) comes first has that `]: ` in its
+ * message (tests/fixtures/fuzz/maillog/full-vs-head-family.txt, found by fz_maillog). */
+static void test_head_agrees(void)
+{
+	static const char *const lines[] = {
+		"postfix-maied: postfix (exNbsdauth(smtpd[1]: ABCDEF0123: client=unkno7[22: from=<s@example.test>, size=1, nrcpt=1 (queue active)",
+		"postfix-out: fatal: bad line in smtpd[12]: x <s@example.test>",
+		"Nov 28 11:53:53 host postfix-out: warning: opendkim[3]: <s@example.test>",
+		"dovecot: lmtp(s@example.test)<7><abc>: Info: from x[1]: y",
+		"Nov 28 11:53:53 ec2 postfix/smtpd[1]: CD9CEA72012: client=unknown[127.0.0.99] s@example.test",
+	};
+	ml_time_opts to = { 2026, 0, 0 };
+	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+		ml_record full, head;
+		char name[96];
+		size_t n = strlen(lines[i]);
+		int ff = ml_parse_line(lines[i], n, &to, &full), hf = ml_parse_head(lines[i], n, &head);
+		snprintf(name, sizeof name, "head and full parse agree on the family of line %zu (%d, %d)", i + 1, ff, hf);
+		ok(ff != ML_OTHER && ff == hf, name);
+		for (int per_line = 0; per_line < 2; per_line++) {
+			ml_scanner_opts o;
+			memset(&o, 0, sizeof o);
+			o.since = o.until = NAN;
+			o.per_line = per_line;
+			o.time = to;
+			ml_scanner *s = ml_scanner_new(&o);
+			sink k = { 0, 0, "" };
+			ml_scanner_add_needle(s, "s@example.test", 14);
+			ml_scanner_feed(s, lines[i], n, collect, &k);
+			ml_scanner_feed(s, "\n", 1, collect, &k);
+			snprintf(name, sizeof name, "%s scanner reports line %zu (it holds the needle)", per_line ? "per-line" : "find-first", i + 1);
+			ok(k.n == 1, name);
+			ml_scanner_free(s);
+		}
+	}
+}
+
 int main(void)
 {
 	test_headers();
 	test_fields();
 	test_scanner();
+	test_head_agrees();
 	printf("1..%d\n", n_tests);
 	return n_failed ? 1 : 0;
 }

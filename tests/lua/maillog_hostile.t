@@ -6,6 +6,10 @@
 --  * size=/nrcpt= with more digits than a long holds went through a double and an undefined
 --    float-to-integer conversion (tests/fixtures/fuzz/maillog/ubsan-size.txt). Such a value is
 --    left absent; values up to LONG_MAX are exact.
+--  * a headerless line whose own tag comes first (`postfix-maied: ... smtpd[1]: ...`) was a
+--    Postfix line to the full parser and not to the scanner's head parse, which read the tag at
+--    the first `]: ` (tests/fixtures/fuzz/maillog/full-vs-head-family.txt): no scanner reported
+--    it although it held the address. The tag at the start is the tag; both parsers agree now.
 -- Under `make asan` (with -fsanitize=float-cast-overflow) the old code aborts on these inputs.
 local t = require "tap"
 local maillog = require "runbook.maillog"
@@ -89,6 +93,22 @@ r = maillog.parse(qline("0", "1"))
 t.is(r.size, 0, "size=0 is present and 0")
 r = maillog.parse(qline("", "x"))
 t.ok(r.size == nil and r.nrcpt == nil, "size and nrcpt without digits: absent")
+
+-- full vs head parse: the fuzzer's line is a Postfix line of program postfix-maied, and both
+-- scanner modes (find-first with an address, per-line) report it
+do
+	local line = read(root .. "/tests/fixtures/fuzz/maillog/full-vs-head-family.txt"):gsub("\n$", "")
+	local pr = maillog.parse(line)
+	t.ok(pr and pr.family == "postfix" and pr.program == "postfix-maied", "headerless line: its tag is postfix-maied")
+	t.is(pr and pr.queue_id, nil, "headerless line: the smtpd[1]: and queue id in its message are message text")
+	for _, per_line in ipairs { false, true } do
+		local sc <close> = maillog.scanner { match = "s@example.test", per_line = per_line }
+		local out = sc:feed(line .. "\n")
+		for _, x in ipairs(sc:flush()) do out[#out + 1] = x end
+		t.ok(#out == 1 and out[1].program == "postfix-maied",
+			("headerless line with the address: the %s scanner reports it"):format(per_line and "per-line" or "find-first"))
+	end
+end
 
 -- A FIFO (or any non-regular file) given as the log must not block the run: it is refused at
 -- once with code "type" (it was opened blocking and waited for a writer forever).
