@@ -6,17 +6,14 @@
  * question check, rcode, every section into Lua tables). A reply with TC set makes the client
  * ask again over TCP, which gets the same bytes. The query must return a table or nil, msg,
  * code with a documented code and never raise; a violation aborts. 127.0.0.1 only.
- * Depends on: Lua 5.4, luaopen_runbook_dns, loopback.h. */
+ * Depends on: lua_check.h (Lua 5.4), luaopen_runbook_dns, loopback.h. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
 #include "loopback.h"
+#include "lua_check.h"
 
 int luaopen_runbook_dns(lua_State *L);
 
@@ -44,39 +41,14 @@ static const char check_src[] =
 	"  if code == 'timeout' then error('PROPERTY: timeout although the peer answered: ' .. msg) end\n"
 	"end\n";
 
-static lua_State *L;
-static int check_ref;
-
-static void setup(void)
-{
-	int port = lb_start(1);
-	L = luaL_newstate();
-	luaL_openlibs(L);
-	if (luaL_loadstring(L, check_src) != LUA_OK)
-		abort();
-	luaL_requiref(L, "runbook.dns", luaopen_runbook_dns, 0);
-	lua_pushinteger(L, port);
-	if (lua_pcall(L, 2, 1, 0) != LUA_OK)
-		abort();
-	check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static unsigned runs;
 	if (size < 1)
 		return 0;
-	if (!L)
-		setup();
+	if (!fz_L)
+		fz_lua_setup(check_src, "runbook.dns", luaopen_runbook_dns, lb_start(1));
 	lb_set(data + 1, size - 1);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
-	lua_pushinteger(L, data[0]);
-	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-		const char *msg = lua_tostring(L, -1);
-		fprintf(stderr, "fz_dns: %s\n", msg ? msg : "(error object)");
-		abort();
-	}
-	if (++runs % 256 == 0)
-		lua_gc(L, LUA_GCCOLLECT);
+	lua_pushinteger(fz_L, data[0]);
+	fz_lua_check("fz_dns");
 	return 0;
 }

@@ -5,18 +5,15 @@
  * everything the server says (greeting, EHLO capabilities, MAIL/RCPT/DATA replies, "queued as",
  * Dovecot's "<rcpt> SESSION Saved", multi-line replies, bytes ahead of a STARTTLS reply). The
  * probe must return a result or nil, msg, code with a documented code; it must never raise. A
- * violation aborts. Connections go to 127.0.0.1 only. Depends on: Lua 5.4,
+ * violation aborts. Connections go to 127.0.0.1 only. Depends on: lua_check.h (Lua 5.4),
  * luaopen_runbook_smtp, loopback.h. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <lauxlib.h>
-#include <lua.h>
-#include <lualib.h>
-
 #include "loopback.h"
+#include "lua_check.h"
 
 int luaopen_runbook_smtp(lua_State *L);
 
@@ -40,39 +37,14 @@ static const char check_src[] =
 	"  if code == 'timeout' then error('PROPERTY: timeout although the peer sent everything: ' .. msg) end\n"
 	"end\n";
 
-static lua_State *L;
-static int check_ref;
-
-static void setup(void)
-{
-	int port = lb_start(0);
-	L = luaL_newstate();
-	luaL_openlibs(L);
-	if (luaL_loadstring(L, check_src) != LUA_OK)
-		abort();
-	luaL_requiref(L, "runbook.smtp", luaopen_runbook_smtp, 0);
-	lua_pushinteger(L, port);
-	if (lua_pcall(L, 2, 1, 0) != LUA_OK)
-		abort();
-	check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static unsigned runs;
 	if (size < 1)
 		return 0;
-	if (!L)
-		setup();
+	if (!fz_L)
+		fz_lua_setup(check_src, "runbook.smtp", luaopen_runbook_smtp, lb_start(0));
 	lb_set(data + 1, size - 1);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
-	lua_pushinteger(L, data[0]);
-	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-		const char *msg = lua_tostring(L, -1);
-		fprintf(stderr, "fz_smtp: %s\n", msg ? msg : "(error object)");
-		abort();
-	}
-	if (++runs % 256 == 0)
-		lua_gc(L, LUA_GCCOLLECT);
+	lua_pushinteger(fz_L, data[0]);
+	fz_lua_check("fz_smtp");
 	return 0;
 }
