@@ -18,7 +18,7 @@ Then add users with `runbook run user-create --addr user@D`.]],
   args = {
     { name = "domain", type = "domain", required = true, help = "the mail domain to create, e.g. example.jp" },
   },
-  hosts = { "@mailserver" },         -- its User Management API and database
+  needs = { hosts = { "@mailserver" }, sql = { "@database" }, http = { "@usermgmt" } },   -- its API and database
   examples = {
     "runbook run domain-create --domain example.jp",
     "runbook run domain-create --domain example.jp --apply",

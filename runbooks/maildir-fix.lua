@@ -27,7 +27,7 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
     { name = "domain", type = "domain", required = true, help = "the domain whose Maildir to fix, e.g. example.jp" },
     { name = "addr", type = "email", help = "also show and verify this user's own Maildir" },
   },
-  hosts = { "@mailserver" },         -- the mail server's Dovecot container (mail.mailserver_host)
+  needs = { services = { "@mailserver/dovecot" } },   -- the mail server's Dovecot container (mail.mailserver_host)
   examples = {
     "runbook run maildir-fix --domain example.jp",
     "runbook run maildir-fix --domain example.jp --addr info@example.jp --apply",

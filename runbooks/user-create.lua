@@ -27,7 +27,7 @@ and a maildir like domain/user/.]],
       help = "name of an environment variable holding the new password" },
     { name = "password-file", type = "path", help = "file (mode 0600) holding the new password" },
   },
-  hosts = { "@mailserver" },         -- its User Management API and database
+  needs = { hosts = { "@mailserver" }, sql = { "@database" }, http = { "@usermgmt" } },   -- its API and database
   examples = {
     "NEWPW=... runbook run user-create --addr info@example.jp --password-env NEWPW",
     "runbook run user-create --addr info@example.jp --password-file ~/.secrets/info.pw --apply",

@@ -19,7 +19,7 @@ How to verify: after --apply it re-reads the row and expects enabled=1.]],
   args = {
     { name = "addr", type = "email", required = true, help = "the disabled address, e.g. info@example.jp" },
   },
-  hosts = { "@mailserver" },         -- its User Management API and database
+  needs = { hosts = { "@mailserver" }, sql = { "@database" }, http = { "@usermgmt" } },   -- its API and database
   examples = {
     "runbook run user-enable --addr info@example.jp",
     "runbook run user-enable --addr info@example.jp --apply",

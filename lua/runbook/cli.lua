@@ -16,7 +16,7 @@ Usage:
   runbook run RUNBOOK [--ARG VALUE]... [options]   run a runbook (a dry run unless --apply)
   runbook list [--format json]                     runbooks on the search path, with their arguments
   runbook describe RUNBOOK                         a runbook's full declaration and help
-  runbook check RUNBOOK...                         load and validate runbooks; runs nothing
+  runbook check RUNBOOK...                         load, validate and lint runbooks; runs nothing
   runbook lua FILE [ARG]...                        run a trusted Lua script with the engine's
                                                    modules (tests, experiments); not sandboxed
   runbook help | --help | --version
@@ -207,7 +207,11 @@ local function cmd_describe(argv)
   if not rb then err(e); return why and EXIT_RUNTIME or EXIT_USAGE end
   local out = io.stdout
   out:write(("%s (%s) - %s\n  file: %s\n  sha256: %s\n"):format(rb.name, rb.kind, rb.description, rb.path, rb.sha256))
-  if #rb.hosts > 0 then out:write("  hosts: ", table.concat(rb.hosts, ", "), "\n") end
+  for _, kind in ipairs { "hosts", "services", "sql", "http" } do
+    if #rb.needs[kind] > 0 then
+      out:write(("  needs %s: %s\n"):format(kind, table.concat(rb.needs[kind], ", ")))
+    end
+  end
   out:write("\nArguments:\n")
   if #rb.args == 0 then out:write("  (none)\n") end
   for _, s in ipairs(rb.args) do
@@ -258,17 +262,67 @@ local function cmd_list(argv)
   return EXIT_OK
 end
 
+-- check RUNBOOK...: load each (syntax, declaration, its top level under the strict
+-- environment), then lint its source and its lib/ helpers (runbook.lint). One line per problem,
+-- "file:line: message"; "ok   FILE (...)" for a clean one. Exit 0 clean, 1 when any problem,
+-- 3 when a file's top level hit the load deadline or the memory limit.
 local function cmd_check(argv)
   if not argv[2] then return usage("check takes one or more runbooks") end
   local status = EXIT_OK
+  local linted = {}
+  local lint = require "runbook.lint"
+  local ctx_proxy = require("runbook.context").new {}:public()
+  local function ctx_has(name) return ctx_proxy[name] ~= nil end
   for i = 2, #argv do
-    local rb, e, why = load_runbook(argv[i])
-    if rb then
-      io.stdout:write(("ok   %s (%s, %d argument(s))\n"):format(rb.path, rb.kind, #rb.args))
-    else
-      io.stdout:write(("FAIL %s\n"):format(e))
-      status = math.max(status, why and EXIT_RUNTIME or EXIT_USAGE)
+    local problems = 0
+    local function problem(msg)
+      io.stdout:write(msg, "\n")
+      problems = problems + 1
     end
+    local rb, e, why = load_runbook(argv[i])
+    if not rb then
+      problem(e)
+      if why then status = EXIT_RUNTIME end
+    else
+      local dir = rb.path:match("^(.*)/[^/]*$") or "."
+      local sandbox = require "runbook.sandbox"
+      local globals = {}
+      for k in next, sandbox.env(dir) do globals[k] = true end
+      local causes, cerr, cfrom = sandbox.cause_codes(dir)
+      if not causes then problem(cerr) end
+      -- the file and every lib/ helper it requires (and they require), each linted once
+      local files, queued, n = { { path = rb.path, text = rb.text } }, {}, 1
+      while n <= #files do
+        local f = files[n]
+        local found = {}
+        for _, r in ipairs(lint.requires(f.text)) do
+          local why, kind = sandbox.module_problem(r.name, dir)
+          if kind then found[#found + 1] = { line = r.line, message = why } end
+          local rel = r.name:match("^lib%.([%w_]+)$")
+          local p = rel and (dir .. "/lib/" .. rel .. ".lua")
+          if p and not kind and not queued[p] then
+            queued[p] = true
+            local text = require("runbook.exec").readfile(p, 4 * 1024 * 1024)
+            if text then files[#files + 1] = { path = p, text = text } end
+          end
+        end
+        local key = core.realpath(f.path) or f.path
+        if not linted[key] then
+          linted[key] = true
+          for _, p in ipairs(lint.file(f.path, f.text, { globals = globals, ctx_has = ctx_has,
+                                                         causes = causes, causes_from = cfrom })) do
+            found[#found + 1] = p
+          end
+          table.sort(found, function(x, y) return x.line < y.line or (x.line == y.line and x.message < y.message) end)
+          for _, p in ipairs(found) do problem(("%s:%d: %s"):format(f.path, p.line, p.message)) end
+        end
+        n = n + 1
+      end
+      if problems == 0 then
+        io.stdout:write(("ok   %s (%s, %d argument(s))\n"):format(rb.path, rb.kind, #rb.args))
+      end
+    end
+    if problems > 0 and status == EXIT_OK then status = EXIT_PROBLEM end
   end
   return status
 end
@@ -389,18 +443,16 @@ local function cmd_run(argv)
   else
     inv = inventory.empty()
   end
-  -- A runbook names the hosts it touches: inventory names, or roles (@mx, @mailserver) that the
-  -- inventory's mail.mx_host / mail.mailserver_host resolve.
-  for _, h in ipairs(rb.hosts) do
-    local name, role = h, h:match("^@([%w_]+)$")
-    if role then name = inv.mail[role .. "_host"] end
-    if not name or not inv.hosts[name] then
-      err(("runbook %s needs %s, which is not in the inventory%s"):format(rb.name,
-        role and ("the %s host (mail.%s_host%s)"):format(role, role, name and (" = " .. name) or " is not set")
-          or ("host '" .. h .. "'"),
-        invpath and (" " .. invpath) or " (none given: --inventory FILE)"))
-      return EXIT_USAGE
+  -- What the runbook declares it needs (hosts, services, databases, HTTP endpoints: inventory
+  -- names, or roles the inventory's mail.* keys resolve) must be in the inventory: one line per
+  -- missing thing, naming the key to add, and nothing runs.
+  local missing = inventory.missing(inv, rb.needs)
+  if #missing > 0 then
+    for _, m in ipairs(missing) do
+      err(("runbook %s needs %s (inventory %s)"):format(rb.name, m,
+        invpath or "none: --inventory FILE"))
     end
+    return EXIT_USAGE
   end
   -- A service argument (HOST/SERVICE) must name a service of the inventory.
   for _, s in ipairs(rb.args) do

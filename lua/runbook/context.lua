@@ -16,7 +16,7 @@ local Ctx = {}
 Ctx.__index = Ctx
 M.Ctx = Ctx
 
--- Wrappers the engine installs; a missing one is skipped (its family is not built yet).
+-- Wrappers the engine installs; a missing one is an error at start (a typo is not "not built").
 M.PRIMS = { "host", "file", "postfix", "sql", "http", "docker", "dns", "smtp" }
 
 local installed = false
@@ -32,12 +32,7 @@ local function install_prims()
   local before = {}
   for k in pairs(Ctx) do before[k] = true end
   for _, name in ipairs(M.PRIMS) do
-    local ok, mod = pcall(require, "runbook.prim." .. name)
-    if ok then
-      mod.install(Ctx)
-    elseif not tostring(mod):find("module 'runbook.prim." .. name .. "' not found", 1, true) then
-      error(mod, 0)
-    end
+    require("runbook.prim." .. name).install(Ctx)
   end
   -- Every method a wrapper adds that does not start with "_" is a primitive runbooks may call.
   for k, v in pairs(Ctx) do

@@ -5,6 +5,7 @@
 --   inventory.view(inv)  -> a deep copy safe to show a runbook (no internals, no secret fields)
 --   inventory.secret(entry, what) -> value | nil, msg, code   (reads password_env / password_file)
 --   inventory.secret_values(inv) -> every secret value the inventory names that can be read now
+--   inventory.missing(inv, needs) -> what a runbook's `needs` names that the inventory lacks
 --
 -- Every key is checked against the schema below; unknown keys, wrong types, inline passwords,
 -- user:password@ inside URLs and secret files that are not regular files of the running user
@@ -319,5 +320,66 @@ local function copy(v, seen)
 end
 
 function M.view(inv) return copy(inv) end
+
+-- ---------------------------------------------------------------- what a runbook needs
+-- A runbook declares what it needs (sandbox.lua checks the shape at load); cli.lua asks
+-- missing() after the arguments are bound and before anything runs. A name is an inventory
+-- name, or a role "@ROLE" that a mail.* key resolves:
+M.ROLES = {
+  hosts = { mx = { key = "mx_host", what = "the MX host" },
+            mailserver = { key = "mailserver_host", what = "the mail server host" } },
+  sql = { database = { key = "database", default = "mail", what = "the mail database" } },
+  http = { usermgmt = { key = "usermgmt", default = "usermgmt", what = "the User Management API" } },
+}
+M.NEEDS = { hosts = "hosts", services = "hosts", sql = "sql", http = "http" }   -- kind -> roles
+
+-- resolve(inv, kind, name) -> inventory name | nil, "(mail.KEY is not set)"
+local function resolve(inv, kind, name)
+  local role = name:match("^@([%w_]+)$")
+  if not role then return name end
+  local r = M.ROLES[kind][role]
+  local v = inv.mail[r.key] or r.default
+  if v == nil then return nil, r end
+  return v, r
+end
+
+-- missing(inv, needs) -> list of what the inventory lacks, one line each naming the key to add
+-- (empty when nothing is missing). needs: { hosts = {...}, services = {"@mx/postfix"},
+-- sql = {...}, http = {...} } as sandbox.lua normalised it.
+function M.missing(inv, needs)
+  local out, bad_host = {}, {}
+  for _, h in ipairs(needs.hosts or {}) do
+    local name, r = resolve(inv, "hosts", h)
+    if not name then
+      out[#out + 1] = ("%s (mail.%s is not set): set mail.%s to one of hosts"):format(r.what, r.key, r.key)
+      bad_host[h] = true
+    elseif not inv.hosts[name] then
+      out[#out + 1] = ("host '%s'%s: add hosts.%s"):format(name, r and (" (" .. r.what .. ", mail." .. r.key .. ")") or "", name)
+      bad_host[h] = true
+    end
+  end
+  for _, spec in ipairs(needs.services or {}) do
+    local h, svc = spec:match("^(.-)/(.*)$")
+    local name = resolve(inv, "hosts", h)
+    if not bad_host[h] and name and inv.hosts[name] then
+      local services = inv.hosts[name].services or {}
+      if not services[svc] then
+        out[#out + 1] = ("service %s/%s: add hosts.%s.services.%s"):format(name, svc, name, svc)
+      end
+    end
+  end
+  for _, kind in ipairs { "sql", "http" } do
+    local section = kind == "sql" and "databases" or "http"
+    for _, n in ipairs(needs[kind] or {}) do
+      local name, r = resolve(inv, kind, n)
+      if not inv[section][name] then
+        out[#out + 1] = ("%s '%s'%s: add %s.%s"):format(kind == "sql" and "the SQL database" or "the HTTP endpoint",
+          name, r and (" (" .. r.what .. ", mail." .. r.key .. (r.default and (", default " .. r.default) or "") .. ")") or "",
+          section, name)
+      end
+    end
+  end
+  return out
+end
 
 return M

@@ -6,14 +6,21 @@
 --   return {
 --     description = "one line",  help = [[longer text]],  kind = "diagnosis" | "remedy",
 --     args = { { name = "addr", type = "email", required = true, help = "..." } },
---     hosts = { "@mx", "@mailserver" },    -- hosts it touches: inventory names, or roles that
---                                          -- mail.mx_host / mail.mailserver_host resolve
+--     needs = { hosts = { "@mx" }, services = { "@mailserver/dovecot" }, sql = { "@database" },
+--               http = { "@usermgmt" } },  -- what the inventory must hold: inventory names, or
+--                                          -- roles the inventory's mail.* keys resolve
+--                                          -- (inventory.ROLES); checked before anything runs
+--     hosts = { "@mx", "@mailserver" },    -- the same as needs.hosts (older form)
 --     run = function(ctx) ... end,         -- ctx: the read-only per-run proxy (runbook.context)
 --   }
+-- Any other key is an error (a key the engine does not use must not look declared).
 -- It runs with only safe parts of the standard library: no io, no os.execute/getenv/remove,
 -- no debug, no package, no C modules, no bytecode (`load` is text-only), no string.dump.
 -- Everything it can do to the world goes through ctx's primitives, hence through the gate.
--- Runbooks may `require` a few pure engine libraries and their own helpers in runbooks/lib/.
+-- Runbooks may `require` a few pure engine libraries and their own helpers in runbooks/lib/;
+-- every literal require in the file must name one that exists, checked at load.
+-- The environment is strict: reading or assigning a name it does not hold raises, naming it
+-- (a misspelt global is an error, not a nil).
 --
 -- Runbook code runs only under a deadline: the file's top level (and its lib/ helpers) within
 -- LOAD_BUDGET seconds, checked and copied into plain engine data while that deadline holds;
@@ -23,10 +30,15 @@
 local M = {}
 
 local DECL_KEYS = { description = true, help = true, kind = true, args = true, hosts = true,
-                    run = true, name = true, examples = true, fixes = true }
+                    needs = true, run = true, name = true, examples = true }
+M.DECL_KEYS = DECL_KEYS
 
--- Pure Lua libraries a runbook may require.
-M.LIBS = { ["runbook.maillog"] = true, ["runbook.mailfacts"] = true }
+-- Pure Lua libraries a runbook may require (each must exist: lib_exists below).
+M.LIBS = { ["runbook.maillog"] = true }
+
+local function lib_exists(name)
+  return package.searchpath(name, package.path) ~= nil
+end
 
 local function readonly_copy(t)
   local c = {}
@@ -111,27 +123,67 @@ function M.env(dir)
   env.require = function(name)
     if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
     if loaded[name] then return loaded[name] end
+    local why = M.module_problem(name, dir)
+    if why then error(why, 2) end
     if M.LIBS[name] then
       loaded[name] = require(name)
       return loaded[name]
     end
-    local rel = name:match("^lib%.([%w_]+)$")
-    if rel and dir then
-      local chunk, err = loadfile(dir .. "/lib/" .. rel .. ".lua", "t", env)
-      if not chunk then error(err, 2) end
-      loaded[name] = chunk() or true
-      return loaded[name]
-    end
-    error(("module '%s' is not available to runbooks (allowed: lib.<name> from the runbook's lib/, %s)")
-      :format(name, "runbook.maillog"), 2)
+    local chunk, err = loadfile(dir .. "/lib/" .. name:match("^lib%.([%w_]+)$") .. ".lua", "t", env)
+    if not chunk then error(err, 2) end
+    loaded[name] = chunk() or true
+    return loaded[name]
   end
+  -- Strict: every name a runbook may use is in the table now; any other is a mistake.
+  setmetatable(env, {
+    __index = function(_, k)
+      error(("undeclared global '%s' (a misspelt name? runbooks have no globals but the sandbox's)"):format(tostring(k)), 2)
+    end,
+    __newindex = function(_, k)
+      error(("assignment to undeclared global '%s' (runbooks have no globals: use local)"):format(tostring(k)), 2)
+    end,
+    __metatable = false,
+  })
   return env
 end
 
-local function fail_decl(path, msg) return nil, ("%s: %s"):format(path, msg) end
+-- module_problem(name, dir) -> nil when a runbook in dir may require name, else why not and
+-- "missing" (no such module: refused at load, wherever the require is) or "denied" (it exists
+-- but is not for runbooks: the require raises when it runs; `runbook check` reports it).
+function M.module_problem(name, dir)
+  if M.LIBS[name] then
+    if lib_exists(name) then return nil end
+    return ("module '%s' does not exist (allowed, but not installed)"):format(name), "missing"
+  end
+  local rel = name:match("^lib%.([%w_]+)$")
+  if rel and dir then
+    local st = require("runbook.exec").stat(dir .. "/lib/" .. rel .. ".lua")
+    if st and st.type == "file" then return nil end
+    return ("module '%s' does not exist (no %s/lib/%s.lua)"):format(name, dir, rel), "missing"
+  end
+  local allowed = {}
+  for k in pairs(M.LIBS) do allowed[#allowed + 1] = k end
+  table.sort(allowed)
+  local exists = package.loaded[name] ~= nil or package.preload[name] ~= nil or lib_exists(name)
+  return ("module '%s' %s (runbooks may require lib.<name> from the runbook's lib/, %s)")
+    :format(name, exists and "is not available to runbooks" or "does not exist", table.concat(allowed, ", ")),
+    exists and "denied" or "missing"
+end
 
--- Seconds the top level of a runbook file may take: it only declares.
-M.LOAD_BUDGET = 10
+local function fail_decl(path, msg, line)
+  return nil, line and ("%s:%d: %s"):format(path, line, msg) or ("%s: %s"):format(path, msg)
+end
+
+-- line_of(text, key) -> the line where `key =` first appears, for messages about a declaration key
+local function line_of(text, key)
+  if type(key) ~= "string" or not key:match("^[%a_][%w_]*$") then return nil end
+  local n = 0
+  for l in (text .. "\n"):gmatch("(.-)\n") do
+    n = n + 1
+    if l:match("^%s*" .. key .. "%s*=[^=]") or l:match("[{,]%s*" .. key .. "%s*=[^=]") then return n end
+  end
+  return nil
+end
 
 local function plain_table(v) return type(v) == "table" and debug.getmetatable(v) == nil end
 
@@ -150,6 +202,68 @@ local function list_of_strings(v)
   return out
 end
 
+-- needs(decl, path) -> a fresh { hosts=, services=, sql=, http= } of plain lists | nil, message.
+-- hosts = {...} (the older form) joins needs.hosts; a service's host is needed too.
+local function needs_of(decl)
+  local ROLES = require("runbook.inventory").ROLES
+  local KINDS = require("runbook.inventory").NEEDS
+  local out = { hosts = {}, services = {}, sql = {}, http = {} }
+  local seen = {}
+  local function add(kind, v)
+    local key = kind .. "\0" .. v
+    if not seen[key] then seen[key] = true; out[kind][#out[kind] + 1] = v end
+  end
+  local function name_ok(kind, v)
+    local role = v:match("^@(.*)$")
+    if role then
+      if ROLES[KINDS[kind]][role] then return true end
+      local known = {}
+      for r in pairs(ROLES[KINDS[kind]]) do known[#known + 1] = "@" .. r end
+      table.sort(known)
+      return nil, ("needs.%s: unknown role '%s' (roles: %s)"):format(kind, v, table.concat(known, ", "))
+    end
+    if v:match("^[%w_][%w_.-]*$") then return true end
+    return nil, ("needs.%s: '%s' is not an inventory name or a role"):format(kind, v)
+  end
+  local n = decl.needs
+  if n ~= nil then
+    if not plain_table(n) then return nil, "'needs' must be a plain table: { hosts=, services=, sql=, http= }" end
+    for k, v in next, n do
+      if not KINDS[k] then
+        return nil, ("needs: unknown key '%s' (expected hosts, services, sql, http)"):format(tostring(k))
+      end
+      local list = list_of_strings(v)
+      if not list then return nil, ("needs.%s must be a list of strings"):format(k) end
+    end
+  end
+  local hosts = list_of_strings(decl.hosts or {})
+  if not hosts then return nil, "'hosts' must be a list of inventory host names" end
+  for _, h in ipairs(hosts) do
+    local ok, e = name_ok("hosts", h)
+    if not ok then return nil, (e:gsub("^needs%.hosts", "hosts")) end
+    add("hosts", h)
+  end
+  for _, kind in ipairs { "hosts", "services", "sql", "http" } do
+    for _, v in ipairs(n and list_of_strings(n[kind] or {}) or {}) do
+      if kind == "services" then
+        local h, svc = v:match("^([^/]+)/([%w_][%w_.-]*)$")
+        if not h then return nil, ("needs.services: '%s' is not HOST/SERVICE (e.g. @mailserver/dovecot)"):format(v) end
+        local ok, e = name_ok("hosts", h)
+        if not ok then return nil, (e:gsub("^needs%.hosts", "needs.services")) end
+        add("hosts", h)
+      else
+        local ok, e = name_ok(kind, v)
+        if not ok then return nil, e end
+      end
+      add(kind, v)
+    end
+  end
+  return out
+end
+
+-- Seconds the top level of a runbook file may take: it only declares.
+M.LOAD_BUDGET = 10
+
 -- declaration(path, text, name) -> rb | nil, message. Runs the file's top level; everything it
 -- returns is checked and copied into plain data (no runbook table, no metamethod survives).
 local function declaration(path, text, name)
@@ -157,11 +271,22 @@ local function declaration(path, text, name)
   local env = M.env(dir)
   local chunk, perr = load(text, "@" .. path, "t", env)
   if not chunk then return nil, perr end
+  -- every module the file requires, wherever (run() included), must exist now
+  for _, r in ipairs(require("runbook.lint").requires(text)) do
+    local why, kind = M.module_problem(r.name, dir)
+    if kind == "missing" then return fail_decl(path, why, r.line) end
+  end
   local decl = chunk()
   if type(decl) ~= "table" then return fail_decl(path, "a runbook must return its declaration table") end
   if not plain_table(decl) then return fail_decl(path, "the declaration must be a plain table (no metatable)") end
   for k in next, decl do
-    if not DECL_KEYS[k] then return fail_decl(path, ("unknown declaration key '%s'"):format(tostring(k))) end
+    if not DECL_KEYS[k] then
+      local known = {}
+      for d in pairs(DECL_KEYS) do known[#known + 1] = d end
+      table.sort(known)
+      return fail_decl(path, ("unknown declaration key '%s' (the engine knows: %s)"):format(tostring(k),
+        table.concat(known, ", ")), line_of(text, k))
+    end
   end
   if decl.name ~= nil and (type(decl.name) ~= "string" or not decl.name:match("^[%w_.-]+$")) then
     return fail_decl(path, "'name' must be a word")
@@ -179,18 +304,49 @@ local function declaration(path, text, name)
   if decl.kind ~= nil and decl.kind ~= "diagnosis" and decl.kind ~= "remedy" and decl.kind ~= "report" then
     return fail_decl(path, "'kind' must be diagnosis, remedy or report")
   end
-  if decl.hosts ~= nil then
-    decl.hosts = list_of_strings(decl.hosts)
-    if not decl.hosts then return fail_decl(path, "'hosts' must be a list of inventory host names") end
-  end
+  local needs, nerr = needs_of(decl)
+  if not needs then return fail_decl(path, nerr, line_of(text, decl.needs ~= nil and "needs" or "hosts")) end
   local specs, aerr = require("runbook.args").normalize(decl.args)
   if not specs then return fail_decl(path, aerr) end
   local digest = require("runbook.core").sha256(text)
   return {
     name = decl.name or name, path = path, sha256 = digest, description = decl.description,
-    help = decl.help, kind = decl.kind or "diagnosis", args = specs, hosts = decl.hosts or {},
-    examples = decl.examples, run = decl.run,
+    help = decl.help, kind = decl.kind or "diagnosis", args = specs, hosts = needs.hosts, needs = needs,
+    examples = decl.examples, run = decl.run, text = text,
   }
+end
+
+-- cause_codes(dir) -> set of the cause codes a runbook in dir may name, nil, where they come
+-- from | nil, message. The list is lib/causes.lua (LIST: the diagnosis causes) and
+-- lib/outcomes.lua (LIST: what remedies and reports end with) beside the runbook, else the
+-- installed runbooks' own. Both are runbook code: they run in the sandbox, under the load budget.
+function M.cause_codes(dir)
+  local exec = require "runbook.exec"
+  local function file(d, n)
+    local st = exec.stat(d .. "/lib/" .. n .. ".lua")
+    return st and st.type == "file" and (d .. "/lib/" .. n .. ".lua") or nil
+  end
+  local base = dir
+  if not file(dir, "causes") then base = core.build().root .. "/runbooks" end
+  local set, from = {}, {}
+  for _, n in ipairs { "causes", "outcomes" } do
+    local p = file(base, n)
+    if p then
+      from[#from + 1] = p
+      local chunk, err = loadfile(p, "t", M.env(base))
+      if not chunk then return nil, err end
+      local ok, mod, why = core.pcall_deadline(M.LOAD_BUDGET, function(e) return tostring(e) end, chunk)
+      if not ok then return nil, ("%s: %s"):format(p, why == "deadline" and "did not load in time" or tostring(mod)) end
+      if type(mod) ~= "table" or type(rawget(mod, "LIST")) ~= "table" then
+        return nil, ("%s: must return a table with LIST = { {cause = CODE, ...}, ... }"):format(p)
+      end
+      for _, row in ipairs(mod.LIST) do
+        if type(row) == "table" and type(rawget(row, "cause")) == "string" then set[row.cause] = true end
+      end
+    end
+  end
+  if #from == 0 then return nil, ("%s: no lib/causes.lua to check cause codes against"):format(dir) end
+  return set, nil, table.concat(from, ", ")
 end
 
 -- load(path [, budget]) -> rb | nil, message, why. Runs only the file's top level, which only

@@ -53,7 +53,7 @@ ends(run_json("deadline_s05_toplevel_loop.lua", { "--deadline", "2" }), 6,
 local r = rb({ "check", SEC .. "/deadline_s05_toplevel_loop.lua" })
 t.is(r.status, 3, "s05 top-level loop under check: exit 3 (the load deadline passed)")
 t.ok(r.secs < 15, ("s05 under check ends after the 10s load budget (%.1fs)"):format(r.secs))
-t.like(r.stdout, "FAIL .*top level did not finish within 10s", "s05 under check: says so")
+t.like(r.stdout, "deadline_s05_toplevel_loop%.lua: the top level did not finish within 10s", "s05 under check: says so")
 exec.run({ "mkdir", "-p", TMP .. "/path" })
 exec.run({ "cp", SEC .. "/deadline_s05_toplevel_loop.lua", TMP .. "/path/toplevel.lua" })
 exec.run({ "cp", ROOT .. "/examples/banner.lua", TMP .. "/path/banner.lua" })

@@ -48,10 +48,10 @@ t.like(r.stdout, "default: fast", "describe shows defaults")
 r = rb { "check", "addr", FIX .. "/runbooks/problem.lua" }
 t.is(r.status, 0, "check of good runbooks exits 0")
 r = rb { "check", "syntax" }
-t.is(r.status, 2, "check: syntax error exits 2")
+t.is(r.status, 1, "check: a syntax error is a problem (exit 1)")
 t.like(r.stdout, "syntax%.lua:3:", "check: syntax error names file:line")
 r = rb { "check", "nodesc" }
-t.is(r.status, 2, "check: declaration error exits 2")
+t.is(r.status, 1, "check: a declaration error is a problem (exit 1)")
 t.like(r.stdout, "description", "check: names the missing key")
 r = rb { "check", "badarg" }
 t.like(r.stdout, "clashes with an engine option", "check: argument clashing with an engine option")
@@ -192,7 +192,7 @@ end
 -- ---------------------------------------------------------------- host roles
 r = rb { "run", "roles", "-i", inv }
 t.is(r.status, 2, "a runbook needing @mx with no mail.mx_host: exit 2")
-t.like(r.stderr, "needs the mx host %(mail%.mx_host is not set%)", "the missing role is named")
+t.like(r.stderr, "needs the MX host %(mail%.mx_host is not set%): set mail%.mx_host", "the missing role is named, with the key to set")
 exec.writefile(TMP .. "/roles.yaml", (src:gsub("AUDIT", audit)) .. "mail: { mx_host: local }\n", tonumber("600", 8))
 r = rb { "run", "roles", "-i", TMP .. "/roles.yaml" }
 t.is(r.status, 0, "the role resolves through mail.mx_host")

@@ -113,13 +113,88 @@ t.is(r.status, 0, "control: valid arguments run (exit 0)")
 
 -- ---------------------------------------------------------------- declarations are plain data
 r = rb { "check", SEC .. "/sandbox_decl_metatable.lua" }
-t.is(r.status, 2, "a declaration with a metatable is a runbook error (exit 2)")
+t.is(r.status, 1, "a declaration with a metatable is a problem for check (exit 1)")
 t.like(r.stdout, "plain table", "... saying it must be a plain table")
 r = rb { "check", SEC .. "/sandbox_args_metatable.lua" }
-t.is(r.status, 2, "an argument spec with a metatable is a runbook error (exit 2)")
+t.is(r.status, 1, "an argument spec with a metatable is a problem for check (exit 1)")
 t.like(r.stdout, "plain table", "... saying so")
 r = rb { "check", "examples/banner.lua", "runbooks/queue-flush.lua", "runbooks/undelivered.lua" }
 t.is(r.status, 0, "control: plain declarations still check")
+
+-- ---------------------------------------------------------------- strict environment, modules, keys
+-- (issue 13: a misspelt global read as nil; the sandbox allowed a module that does not exist
+-- and accepted a declaration key, `fixes`, that it then dropped)
+local function runbook_file(name, body)
+  local p = TMP .. "/" .. name .. ".lua"
+  exec.writefile(p, body)
+  return p
+end
+local misspelt = runbook_file("misspelt", [[
+return { description = "reads a misspelt global in a step",
+  run = function(ctx)
+    ctx:step("read", function() local limit = 3; ctx:note("limit=" .. tostring(limt)) end)
+  end }
+]])
+r = rb { "run", misspelt, "-i", INV, "--format", "json" }
+local step_end
+for _, ev in ipairs(r.events) do if ev.event == "step.end" then step_end = ev end end
+t.is(step_end and step_end.status, "error", "strict: reading an undeclared global fails the step")
+t.like(step_end and step_end.reason or "", "misspelt%.lua:3: undeclared global 'limt'", "strict: the error names the global and the line")
+t.is(r.status, 3, "strict: the run ends as a runtime failure (exit 3), not healthy")
+local writes = runbook_file("writes", [[
+counter = 0
+return { description = "assigns a global at its top level", run = function(ctx) end }
+]])
+r = rb { "run", writes, "-i", INV, "--format", "json" }
+t.is(r.status, 2, "strict: a top-level global assignment is a runbook error (exit 2)")
+t.like(r.stderr, "writes%.lua:1: assignment to undeclared global 'counter'", "strict: names the global and the line")
+t.is(#r.events, 0, "strict: nothing started")
+local control = runbook_file("strict_control", [[
+local n = tonumber("3")
+return { description = "uses only locals and the sandbox's globals",
+  run = function(ctx) ctx:verdict { status = "healthy", message = "n=" .. n .. " " .. type(string.format) } end }
+]])
+r = rb { "run", control, "-i", INV }
+t.is(r.status, 0, "strict: control, a runbook using only what the sandbox has runs")
+r = rb { "run", runbook_file("setmt", [[
+return { description = "tries to lift the strict environment",
+  run = function(ctx)
+    local ok = pcall(setmetatable, _ENV, nil)
+    ctx:verdict { status = ok and "problem" or "healthy", message = ok and "lifted" or "kept" }
+  end }
+]]), "-i", INV }
+t.is(r.status, 0, "strict: a runbook cannot remove the environment's metatable")
+-- a module that does not exist: refused at load, even when only run() requires it
+exec.run({ "mkdir", "-p", TMP .. "/lib" })
+exec.writefile(TMP .. "/lib/helper.lua", "return { n = 1 }\n")
+local nolib = runbook_file("nolib", [[
+return { description = "requires a helper that does not exist, inside run",
+  run = function(ctx) local h = require "lib.nosuch"; ctx:note(h) end }
+]])
+r = rb { "run", nolib, "-i", INV, "--format", "json" }
+t.is(r.status, 2, "missing module: a runbook error before anything runs (exit 2)")
+t.like(r.stderr, "nolib%.lua:2: module 'lib%.nosuch' does not exist", "missing module: file, line and name")
+t.is(#r.events, 0, "missing module: nothing started")
+r = rb { "run", runbook_file("mailfacts", [[
+return { description = "requires an engine library that was listed but never existed",
+  run = function(ctx) require("runbook.mailfacts") end }
+]]), "-i", INV }
+t.is(r.status, 2, "runbook.mailfacts (allowed before, never existed): refused at load")
+t.like(r.stderr, "module 'runbook%.mailfacts' does not exist", "... saying it does not exist")
+r = rb { "run", runbook_file("haslib", [[
+local h = require "lib.helper"
+local maillog = require("runbook.maillog")
+return { description = "requires what exists",
+  run = function(ctx) ctx:verdict { status = "healthy", message = h.n .. type(maillog) } end }
+]]), "-i", INV }
+t.is(r.status, 0, "control: a helper in lib/ and runbook.maillog load")
+r = rb { "run", runbook_file("fixes", [[
+return { description = "declares a key the engine does not use",
+  fixes = { "user_missing" },
+  run = function(ctx) ctx:verdict { status = "healthy" } end }
+]]), "-i", INV }
+t.is(r.status, 2, "declaration key 'fixes' (accepted and dropped before): refused at run")
+t.like(r.stderr, "fixes%.lua:2: unknown declaration key 'fixes'", "... naming the key and its line")
 
 -- ---------------------------------------------------------------- healthy only when every check answered
 for _, case in ipairs { { "unknown", 3 }, { "fail", 3 }, { "ok", 0 }, { "skipped", 0 } } do

@@ -284,14 +284,14 @@ do
   local bad, n = src:gsub('confirms = { "maildir_permissions" }', 'confirms = { "maildir_permisions" }')
   exec.writefile(dir .. "/undelivered.lua", bad, tonumber("644", 8))
   r = exec.run({ RB, "check", dir .. "/undelivered.lua" }, { timeout = 30 })
-  t.ok(n == 1 and r and r.status == 2, "runbook check refuses a check confirming an unknown cause")
+  t.ok(n == 1 and r and r.status ~= 0, "runbook check refuses a check confirming an unknown cause")
   t.like(r and r.stdout or "", "maildir_permisions", "and names it")
   exec.writefile(dir .. "/undelivered.lua", src, tonumber("644", 8))
   local rsrc = assert(exec.readfile(ROOT .. "/runbooks/lib/replies.lua"))
   local rbad, n2 = rsrc:gsub('causes = { "size_limit" }', 'causes = { "size_limt" }')
   exec.writefile(dir .. "/lib/replies.lua", rbad, tonumber("644", 8))
   r = exec.run({ RB, "check", dir .. "/undelivered.lua" }, { timeout = 30 })
-  t.ok(n2 == 1 and r and r.status == 2, "runbook check refuses a reply row naming an unknown cause")
+  t.ok(n2 == 1 and r and r.status ~= 0, "runbook check refuses a reply row naming an unknown cause")
   exec.run({ "rm", "-rf", dir }, { timeout = 5 })
 end
 
