@@ -18,7 +18,9 @@
  * Records carry only the fields present in the line; see push_record() and the documentation at
  * the top of lua/runbook/maillog.lua. Scanner records also carry `line` (raw text) and
  * `context = true` for lines replayed from before the first match of their queue id.
- * Depends on: maillog.h, Lua 5.4. */
+ * Options tables go through rbaux (unknown keys and wrong types or ranges raise); failures are
+ * nil, msg, code with rbaux's codes (notfound denied io type).
+ * Depends on: maillog.h, rbaux.h, Lua 5.4. */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -147,37 +149,23 @@ static void push_record(lua_State *L, const ml_record *r, ml_str host)
 		set_int(L, "repeated", (lua_Integer)r->repeated);
 }
 
-/* Reads the time options shared by parse() and scanner() from the table at idx; other keys
- * are left to the caller. Returns 1 if k was a time option. */
-static int time_opt(lua_State *L, const char *k, ml_time_opts *to)
+/* The time options shared by parse() and scanner(), from the options table at idx (or none). */
+static void time_opts(lua_State *L, int idx, ml_time_opts *to)
 {
-	if (strcmp(k, "year") == 0)
-		to->year = (int)luaL_checkinteger(L, -1);
-	else if (strcmp(k, "utc_offset") == 0)
-		to->utc_offset = (long)luaL_checkinteger(L, -1);
-	else if (strcmp(k, "now") == 0)
-		to->now = (int64_t)luaL_checknumber(L, -1);
-	else
-		return 0;
-	return 1;
+	to->year = (int)rb_opt_int(L, idx, "year", to->year, 0, 9999);
+	to->utc_offset = (long)rb_opt_int(L, idx, "utc_offset", to->utc_offset, -86400, 86400);
+	to->now = (int64_t)rb_opt_number(L, idx, "now", (double)to->now, 0, 253402300799.0);
 }
 
 static int maillog_parse(lua_State *L)
 {
 	size_t len;
 	const char *line = luaL_checklstring(L, 1, &len);
+	static const char *const keys[] = { "year", "utc_offset", "now", NULL };
 	ml_time_opts to = { 0, 0, (int64_t)time(NULL) };
 	ml_record r;
-	if (!lua_isnoneornil(L, 2)) {
-		luaL_checktype(L, 2, LUA_TTABLE);
-		lua_pushnil(L);
-		while (lua_next(L, 2)) {
-			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-			if (!time_opt(L, k, &to))
-				return luaL_error(L, "unknown option '%s'", k);
-			lua_pop(L, 1);
-		}
-	}
+	rb_check_keys(L, 2, keys, "maillog.parse");
+	time_opts(L, 2, &to);
 	if (ml_parse_line(line, len, &to, &r) == ML_OTHER) {
 		lua_pushnil(L);
 		return 1;
@@ -236,47 +224,28 @@ static int emit_record(void *ud, const char *line, size_t len, const ml_record *
 
 static int maillog_scanner(lua_State *L)
 {
+	static const char *const keys[] = { "match", "since", "until", "host", "year", "utc_offset", "now",
+		"window", "keys", "max_line", "per_line", NULL };
 	ml_scanner_opts o;
 	scanner_ud *u;
 	size_t hostlen = 0;
-	const char *host = NULL;
+	const char *host;
 	int match_idx = 0;
 
 	memset(&o, 0, sizeof o);
-	o.since = o.until = NAN;
 	o.time.now = (int64_t)time(NULL);
-	if (!lua_isnoneornil(L, 1)) {
-		luaL_checktype(L, 1, LUA_TTABLE);
-		lua_pushnil(L);
-		while (lua_next(L, 1)) {
-			const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-			if (time_opt(L, k, &o.time))
-				;
-			else if (strcmp(k, "since") == 0)
-				o.since = luaL_checknumber(L, -1);
-			else if (strcmp(k, "until") == 0)
-				o.until = luaL_checknumber(L, -1);
-			else if (strcmp(k, "window") == 0)
-				o.window = (size_t)luaL_checkinteger(L, -1);
-			else if (strcmp(k, "keys") == 0)
-				o.keys = (size_t)luaL_checkinteger(L, -1);
-			else if (strcmp(k, "per_line") == 0)
-				o.per_line = lua_toboolean(L, -1);
-			else if (strcmp(k, "max_line") == 0)
-				o.max_line = (size_t)luaL_checkinteger(L, -1);
-			else if (strcmp(k, "host") == 0) {
-				host = luaL_checklstring(L, -1, &hostlen);
-				if (hostlen >= sizeof u->host_buf)
-					return luaL_error(L, "option 'host' too long");
-			} else if (strcmp(k, "match") == 0) {
-				if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TTABLE)
-					return luaL_error(L, "option 'match' must be a string or a list of strings");
-			} else
-				return luaL_error(L, "unknown option '%s'", k);
-			lua_pop(L, 1);
-		}
-		if (o.window > ((size_t)1 << 30) || o.keys > ((size_t)1 << 24) || o.max_line > ((size_t)1 << 24))
-			return luaL_error(L, "window, keys or max_line too large");
+	rb_check_keys(L, 1, keys, "maillog.scanner");
+	time_opts(L, 1, &o.time);
+	o.since = rb_opt_number(L, 1, "since", NAN, -1e15, 1e15);
+	o.until = rb_opt_number(L, 1, "until", NAN, -1e15, 1e15);
+	o.window = (size_t)rb_opt_int(L, 1, "window", 0, 0, (lua_Integer)1 << 30);
+	o.keys = (size_t)rb_opt_int(L, 1, "keys", 0, 0, (lua_Integer)1 << 24);
+	o.max_line = (size_t)rb_opt_int(L, 1, "max_line", 0, 0, (lua_Integer)1 << 24);
+	o.per_line = rb_opt_bool(L, 1, "per_line", 0);
+	host = rb_opt_lstring(L, 1, "host", NULL, &hostlen);
+	if (host && hostlen >= sizeof u->host_buf)
+		return luaL_error(L, "option 'host' too long");
+	if (lua_istable(L, 1)) {
 		lua_getfield(L, 1, "match");
 		match_idx = lua_gettop(L);
 		if (lua_istable(L, match_idx)) {
@@ -286,7 +255,8 @@ static int maillog_scanner(lua_State *L)
 					return luaL_error(L, "option 'match' must be a string or a list of strings");
 				else
 					lua_pop(L, 1);
-		}
+		} else if (!lua_isnil(L, match_idx) && lua_type(L, match_idx) != LUA_TSTRING)
+			return luaL_error(L, "option 'match' must be a string or a list of strings");
 	}
 	u = lua_newuserdatauv(L, sizeof *u, 0);
 	u->s = NULL, u->fd = -1, u->buf = NULL, u->host = (ml_str){ NULL, 0 };
@@ -361,10 +331,7 @@ static int open_error(lua_State *L, scanner_ud *u, const char *path)
 	int err = errno;
 	if (u->fd >= 0)
 		close(u->fd), u->fd = -1;
-	luaL_pushfail(L);
-	lua_pushfstring(L, "%s: %s", path, strerror(err));
-	lua_pushstring(L, rb_errno_code(err));
-	return 3;
+	return rb_failf(L, rb_errno_code(err), "%s: %s", path, strerror(err));
 }
 
 /* Opens the log file into u->fd: a regular file only, and a FIFO never blocks the run. */
@@ -376,10 +343,7 @@ static int open_log(lua_State *L, scanner_ud *u, const char *path)
 	const char *code = rb_open_regular(path, O_RDONLY, 0, 0, &u->fd, why, sizeof why);
 	if (!code)
 		return 0;
-	luaL_pushfail(L);
-	lua_pushfstring(L, "%s: %s", path, why);
-	lua_pushstring(L, code);
-	return 3;
+	return rb_failf(L, code, "%s: %s", path, why);
 }
 
 static int scanner_feed_file(lua_State *L)
