@@ -18,7 +18,7 @@
  * connected UDP socket, TCP on truncation or tcp=true) so that every try has a deadline and
  * errors map to stable codes. For type PTR an IPv4/IPv6 address is turned into its
  * in-addr.arpa/ip6.arpa name. A server must be a numeric IP: this module never resolves a name
- * to find a server. Private to the engine. Depends on: libldns, lnet.h, Lua 5.4. */
+ * to find a server. Private to the engine. Depends on: libldns, rbaux.h, Lua 5.4. */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -34,7 +34,7 @@
 #include <lua.h>
 #include <ldns/ldns.h>
 
-#include "lnet.h"
+#include "rbaux.h"
 
 #define DNS_MAX_SERVERS 3
 #define DNS_MAX_REPLY 65535
@@ -111,10 +111,10 @@ static int tcp_read_full(struct dns_query *q, int fd, uint8_t *p, size_t n, doub
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			query_fail(q, rbnet_errno_code(errno), "%s#%d: %s", srv, q->port, strerror(errno));
+			query_fail(q, rb_errno_code(errno), "%s#%d: %s", srv, q->port, strerror(errno));
 			return -1;
 		}
-		if (rbnet_wait(fd, POLLIN, deadline) <= 0) {
+		if (rb_wait_fd(fd, POLLIN, deadline) <= 0) {
 			query_fail(q, "timeout", "no reply from %s#%d (TCP) within %.1fs", srv, q->port,
 				   q->timeout);
 			return -1;
@@ -125,14 +125,15 @@ static int tcp_read_full(struct dns_query *q, int fd, uint8_t *p, size_t n, doub
 
 static int exchange_tcp(struct dns_query *q, const char *srv, double deadline)
 {
-	struct rbnet_err e;
+	const char *code;
+	char msg[256];
 	uint8_t len[2];
 	size_t sent = 0, total = q->wirelen + 2;
 	uint8_t out[2 + 65535];
-	int fd = rbnet_connect(srv, q->port, NULL, deadline, &e);
+	int fd = rb_tcp_connect(srv, q->port, NULL, deadline, &code, msg, sizeof msg);
 
 	if (fd < 0) {
-		query_fail(q, e.code, "DNS over TCP: %s", e.msg);
+		query_fail(q, code, "DNS over TCP: %s", msg);
 		return -1;
 	}
 	out[0] = (uint8_t)(q->wirelen >> 8);
@@ -143,7 +144,7 @@ static int exchange_tcp(struct dns_query *q, const char *srv, double deadline)
 		if (w > 0) {
 			sent += (size_t)w;
 		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-			if (rbnet_wait(fd, POLLOUT, deadline) <= 0) {
+			if (rb_wait_fd(fd, POLLOUT, deadline) <= 0) {
 				close(fd);
 				query_fail(q, "timeout", "%s#%d (TCP): write timed out", srv, q->port);
 				return -1;
@@ -151,7 +152,7 @@ static int exchange_tcp(struct dns_query *q, const char *srv, double deadline)
 		} else {
 			int err = errno;
 			close(fd);
-			query_fail(q, rbnet_errno_code(err), "%s#%d (TCP): %s", srv, q->port, strerror(err));
+			query_fail(q, rb_errno_code(err), "%s#%d (TCP): %s", srv, q->port, strerror(err));
 			return -1;
 		}
 	}
@@ -180,7 +181,7 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
 	socklen_t sl;
 	int fd;
 
-	rbnet_addr(srv, q->port, &ss, &sl);
+	rb_ip_addr(srv, q->port, &ss, &sl);
 	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		query_fail(q, "io", "socket: %s", strerror(errno));
@@ -189,12 +190,12 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
 	if (connect(fd, (struct sockaddr *)&ss, sl) != 0 || send(fd, q->wire, q->wirelen, 0) < 0) {
 		int err = errno;
 		close(fd);
-		query_fail(q, rbnet_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
+		query_fail(q, rb_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
 		return -1;
 	}
 	for (;;) {
 		ssize_t r;
-		int w = rbnet_wait(fd, POLLIN, deadline);
+		int w = rb_wait_fd(fd, POLLIN, deadline);
 		if (w == 0) {
 			close(fd);
 			query_fail(q, "timeout", "no reply from %s#%d within %.1fs", srv, q->port, q->timeout);
@@ -210,7 +211,7 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
 				query_fail(q, "refused", "nothing answers DNS on %s#%d (port unreachable)",
 					   srv, q->port);
 			else
-				query_fail(q, rbnet_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
+				query_fail(q, rb_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
 			return -1;
 		}
 		if (r >= 12 && q->reply[0] == q->wire[0] && q->reply[1] == q->wire[1] &&
@@ -226,7 +227,7 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
  * TCP when the UDP reply is truncated. Returns 0 with q->reply filled, or -1 with q->code. */
 static int dns_exchange(struct dns_query *q)
 {
-	double t0 = rbnet_now(), end = t0 + q->timeout;
+	double t0 = rb_mono_now(), end = t0 + q->timeout;
 
 	for (int s = 0; s < q->nservers; s++) {
 		const char *srv = q->servers[s];
@@ -234,13 +235,13 @@ static int dns_exchange(struct dns_query *q)
 		int tries = q->tcp ? 1 : q->retries + 1;
 		q->server_used = s;
 		for (int i = 0; i < tries; i++) {
-			double now = rbnet_now();
+			double now = rb_mono_now();
 			double try_end = now + (server_end - now) / (tries - i);
 			int r = q->tcp ? exchange_tcp(q, srv, server_end) : exchange_udp(q, srv, try_end);
 			if (r == 0 && !q->tcp && (q->reply[2] & 0x02))
 				r = exchange_tcp(q, srv, end);   /* TC bit: the whole answer needs TCP */
 			if (r == 0) {
-				q->ms = (rbnet_now() - t0) * 1000.0;
+				q->ms = (rb_mono_now() - t0) * 1000.0;
 				return 0;
 			}
 			if (strcmp(q->code, "timeout") != 0)
@@ -362,19 +363,11 @@ static int dns_query_protected(lua_State *L)
 	const ldns_rr_list *question;
 	const char *srv;
 
-	if (dns_exchange(q) != 0) {
-		lua_pushnil(L);
-		lua_pushstring(L, q->msg);
-		lua_pushstring(L, q->code);
-		return 3;
-	}
+	if (dns_exchange(q) != 0)
+		return rb_fail(L, q->msg, q->code);
 	srv = q->servers[q->server_used];
-	if (ldns_wire2pkt(&q->pkt, q->reply, q->replylen) != LDNS_STATUS_OK) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "unparseable DNS reply from %s#%d", srv, q->port);
-		lua_pushliteral(L, "protocol");
-		return 3;
-	}
+	if (ldns_wire2pkt(&q->pkt, q->reply, q->replylen) != LDNS_STATUS_OK)
+		return rb_failf(L, "protocol", "unparseable DNS reply from %s#%d", srv, q->port);
 	question = ldns_pkt_question(q->pkt);
 	if (question && ldns_rr_list_rr_count(question) == 1) {
 		const ldns_rr *qr = ldns_rr_list_rr(question, 0);
@@ -382,13 +375,9 @@ static int dns_query_protected(lua_State *L)
 		ldns_rdf2buffer_str(q->text, ldns_rr_owner(qr));
 		ldns_buffer_write_u8(q->text, 0);
 		if (ldns_rr_get_type(qr) != q->qtype ||
-		    strcasecmp((const char *)ldns_buffer_begin(q->text), q->qname) != 0) {
-			lua_pushnil(L);
-			lua_pushfstring(L, "%s#%d answered a different question (%s)", srv, q->port,
-					(const char *)ldns_buffer_begin(q->text));
-			lua_pushliteral(L, "protocol");
-			return 3;
-		}
+		    strcasecmp((const char *)ldns_buffer_begin(q->text), q->qname) != 0)
+			return rb_failf(L, "protocol", "%s#%d answered a different question (%s)", srv,
+					q->port, (const char *)ldns_buffer_begin(q->text));
 	}
 	rc = ldns_pkt_get_rcode(q->pkt);
 	if (rc != LDNS_RCODE_NOERROR) {
@@ -398,11 +387,8 @@ static int dns_query_protected(lua_State *L)
 		ldns_buffer_clear(q->text);
 		ldns_pkt_rcode2buffer_str(q->text, rc);
 		ldns_buffer_write_u8(q->text, 0);
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s %s: %s from %s#%d", q->qtype_name, q->qname,
+		return rb_failf(L, code, "%s %s: %s from %s#%d", q->qtype_name, q->qname,
 				(const char *)ldns_buffer_begin(q->text), srv, q->port);
-		lua_pushstring(L, code);
-		return 3;
 	}
 	lua_createtable(L, 0, 12);
 	lua_pushliteral(L, "NOERROR");
@@ -499,26 +485,23 @@ static int dns_query(lua_State *L)
 {
 	struct dns_query *q;
 	const char *name, *type, *server, *resolv_conf;
-	double port, retries;
 	ldns_rdf *dname;
 	ldns_pkt *query;
 	int status;
 
 	luaL_checktype(L, 1, LUA_TTABLE);
-	rbnet_check_options(L, 1, query_options);
+	rb_check_keys(L, 1, query_options, "dns.query");
 	q = lua_newuserdatauv(L, sizeof *q, 0);   /* Lua-owned: freed by the GC on any error */
 	memset(q, 0, sizeof *q);
-	name = rbnet_opt_string(L, 1, "name", NULL);
-	type = rbnet_opt_string(L, 1, "type", "A");
-	server = rbnet_opt_string(L, 1, "server", NULL);
-	resolv_conf = rbnet_opt_string(L, 1, "resolv_conf", NULL);
-	port = rbnet_opt_number(L, 1, "port", 53);
-	retries = rbnet_opt_number(L, 1, "retries", 1);
-	q->timeout = rbnet_opt_timeout(L, 1, 5.0);
-	q->tcp = rbnet_opt_bool(L, 1, "tcp", 0);
-	q->recurse = rbnet_opt_bool(L, 1, "recurse", 1);
-	if (name == NULL)
-		return luaL_error(L, "option 'name' is required");
+	name = rb_opt_required(L, 1, "name");
+	type = rb_opt_string(L, 1, "type", "A");
+	server = rb_opt_string(L, 1, "server", NULL);
+	resolv_conf = rb_opt_string(L, 1, "resolv_conf", NULL);
+	q->port = (int)rb_opt_int(L, 1, "port", 53, 1, 65535);
+	q->retries = (int)rb_opt_int(L, 1, "retries", 1, 0, 10);
+	q->timeout = rb_opt_timeout(L, 1, "timeout", 5.0);
+	q->tcp = rb_opt_bool(L, 1, "tcp", 0);
+	q->recurse = rb_opt_bool(L, 1, "recurse", 1);
 	for (int i = 0; dns_types[i].name; i++)
 		if (strcmp(type, dns_types[i].name) == 0) {
 			q->qtype = dns_types[i].type;
@@ -526,25 +509,16 @@ static int dns_query(lua_State *L)
 		}
 	if (q->qtype_name == NULL)
 		return luaL_error(L, "unsupported DNS type '%s'", type);
-	if (!(port >= 1 && port <= 65535 && port == (int)port))
-		return luaL_error(L, "option 'port' must be an integer 1..65535");
-	if (!(retries >= 0 && retries <= 10 && retries == (int)retries))
-		return luaL_error(L, "option 'retries' must be an integer 0..10");
-	q->port = (int)port;
-	q->retries = (int)retries;
 	set_qname(L, q, name);
 	if (server) {
 		struct sockaddr_storage ss;
 		socklen_t sl;
-		if (rbnet_addr(server, 53, &ss, &sl) != 0)
+		if (rb_ip_addr(server, 53, &ss, &sl) != 0)
 			return luaL_error(L, "option 'server' must be a numeric IP address (got '%s')", server);
 		snprintf(q->servers[0], INET6_ADDRSTRLEN, "%s", server);
 		q->nservers = 1;
 	} else if (system_servers(q, resolv_conf) != 0) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "no nameserver in %s", resolv_conf ? resolv_conf : "/etc/resolv.conf");
-		lua_pushliteral(L, "io");
-		return 3;
+		return rb_failf(L, "io", "no nameserver in %s", resolv_conf ? resolv_conf : "/etc/resolv.conf");
 	}
 
 	/* C-owned from here: nothing may raise until they are freed */

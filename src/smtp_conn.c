@@ -1,5 +1,6 @@
 /* smtp_conn.c: the SMTP byte stream (smtp_conn.h): plain or TLS, non-blocking, every wait
- * bounded by a deadline. Depends on: lnet.h (wait, address parsing), OpenSSL. */
+ * bounded by a deadline (and the run deadline). Depends on: rbaux.h (wait, address parsing,
+ * errno codes), OpenSSL. */
 #include <errno.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -12,7 +13,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "lnet.h"
+#include "rbaux.h"
 #include "smtp_conn.h"
 
 int conn_fail(struct smtp_conn *c, const char *code, const char *fmt, ...)
@@ -43,9 +44,11 @@ static int tls_fail(struct smtp_conn *c, const char *what)
 /* Waits for what OpenSSL or the socket wants. 0 ready, -1 timeout/error. */
 static int wait_io(struct smtp_conn *c, short ev, double deadline, const char *what)
 {
-	int r = rbnet_wait(c->fd, ev, deadline);
+	int r = rb_wait_fd(c->fd, ev, deadline);
 	if (r > 0)
 		return 0;
+	if (r == 0 && rb_run_deadline_passed())
+		return conn_fail(c, "timeout", "%s:%d: no %s before the run deadline", c->host, c->port, what);
 	if (r == 0)
 		return conn_fail(c, "timeout", "%s:%d: no %s within %.1fs", c->host, c->port, what, c->timeout);
 	return conn_fail(c, "io", "%s:%d: poll: %s", c->host, c->port, strerror(errno));
@@ -88,7 +91,7 @@ int conn_fill(struct smtp_conn *c, double deadline)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return conn_fail(c, errno == ECONNRESET ? "protocol" : rbnet_errno_code(errno),
+				return conn_fail(c, errno == ECONNRESET ? "protocol" : rb_errno_code(errno),
 						 "%s:%d: %s", c->host, c->port, strerror(errno));
 			if (wait_io(c, POLLIN, deadline, "reply") != 0)
 				return -1;
@@ -98,7 +101,7 @@ int conn_fill(struct smtp_conn *c, double deadline)
 
 int conn_send_all(struct smtp_conn *c, const char *s, size_t len)
 {
-	double deadline = rbnet_now() + c->timeout;
+	double deadline = rb_deadline_in(c->timeout);
 	size_t off = 0;
 	while (off < len) {
 		if (c->ssl) {
@@ -123,7 +126,7 @@ int conn_send_all(struct smtp_conn *c, const char *s, size_t len)
 					return -1;
 			} else {
 				int e = errno;
-				return conn_fail(c, e == EPIPE || e == ECONNRESET ? "protocol" : rbnet_errno_code(e),
+				return conn_fail(c, e == EPIPE || e == ECONNRESET ? "protocol" : rb_errno_code(e),
 						 "%s:%d: send: %s", c->host, c->port, strerror(e));
 			}
 		}
@@ -135,7 +138,7 @@ int conn_start_tls(struct smtp_conn *c, const char *name, int verify, const char
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	double deadline = rbnet_now() + c->timeout;
+	double deadline = rb_deadline_in(c->timeout);
 
 	if (c->rlen > c->rpos)
 		return conn_fail(c, "protocol", "%s:%d: bytes sent ahead of the STARTTLS reply (response injection)",
@@ -153,7 +156,7 @@ int conn_start_tls(struct smtp_conn *c, const char *name, int verify, const char
 	c->ssl = SSL_new(c->sslctx);
 	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
 		return tls_fail(c, "TLS session");
-	if (rbnet_addr(name, 0, &ss, &sl) == 0) {
+	if (rb_ip_addr(name, 0, &ss, &sl) == 0) {
 		if (verify && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name) != 1)
 			return tls_fail(c, "TLS peer address");
 	} else {
@@ -171,7 +174,7 @@ int conn_start_tls(struct smtp_conn *c, const char *name, int verify, const char
 		e = SSL_get_error(c->ssl, r);
 		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
 			return tls_fail(c, "TLS handshake");
-		if (rbnet_wait(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) <= 0)
+		if (rb_wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) <= 0)
 			return conn_fail(c, "tls", "%s:%d: TLS handshake timed out after %.1fs",
 					 c->host, c->port, c->timeout);
 	}

@@ -1,0 +1,71 @@
+-- rbaux.t: what the shared C helpers (src/rbaux.c) give every family, seen from Lua: the run
+-- deadline bounds a primitive's wait even when the primitive's own timeout is longer (SMTP reply,
+-- DNS over UDP), and every options table of these families rejects an unknown key, naming the
+-- function. Private peers on 127.0.0.34 (tests/lib/netfix.lua); the unit tests of the helpers
+-- themselves are tests/c/rbaux.c.
+local t = require "tap"
+local fx = require("netfix").new("rbaux")
+local core = require "runbook.core"
+local smtp = require "runbook.smtp"
+local dns = require "runbook.dns"
+local net = require "runbook.net"
+local S = fx.ADDR
+
+-- Runs f under a run deadline of `secs`; returns f's results (or the error) and the time taken.
+local function under_deadline(secs, f)
+  local res
+  local t0 = core.now()
+  local ok, err = core.pcall_deadline(secs, function(e) return e end, function() res = table.pack(f()) end)
+  local took = core.now() - t0
+  if not ok then return { n = 2, nil, tostring(err) }, took end
+  return res, took
+end
+
+local function body()
+  -- SMTP: a server that accepts and never answers, 10 s per reply, a 0.5 s run deadline
+  local silent = fx:peer("silent")
+  local r, took = under_deadline(0.5, function()
+    return smtp.probe { host = S, port = silent.port, timeout = 10, stop = "connect" }
+  end)
+  t.ok(took < 3, ("smtp.probe: the run deadline ends the wait for a reply (%.2fs, timeout 10s)"):format(took))
+  t.ok(r[1] == nil, "... and the probe did not succeed")
+  if r[3] then
+    t.is(r[3], "timeout", "... code timeout")
+    t.like(r[2], "run deadline", "... the message says it was the run deadline")
+  else
+    t.like(r[2], "deadline exceeded", "... or the deadline hook raised on return")
+  end
+
+  -- DNS: a UDP server that reads and never replies, 10 s, a 0.5 s run deadline
+  local usilent = fx:peer("udpsilent")
+  r, took = under_deadline(0.5, function()
+    return dns.query { name = "example.test", server = S, port = usilent.port, timeout = 10, retries = 0 }
+  end)
+  t.ok(took < 3, ("dns.query: the run deadline ends the wait for a reply (%.2fs, timeout 10s)"):format(took))
+  t.ok(r[1] == nil, "... and the query did not succeed")
+
+  -- control: without a run deadline the primitive's own timeout still applies
+  local t0 = core.now()
+  local res, msg, code = smtp.probe { host = S, port = silent.port, timeout = 0.7, stop = "connect" }
+  took = core.now() - t0
+  t.is(code, "timeout", "control: no run deadline: the probe's own timeout -> 'timeout'")
+  t.ok(took >= 0.6 and took < 3, ("... after its own 0.7 s (%.2fs)"):format(took))
+  t.unlike(msg or "", "run deadline", "... and does not blame the run deadline")
+
+  -- unknown option keys raise, naming the function
+  local function raises(f, arg, pat, name)
+    local ok, e = pcall(f, arg)
+    t.ok(not ok and tostring(e):find(pat), name .. (ok and " (did not raise)" or (": " .. tostring(e))))
+  end
+  raises(smtp.probe, { host = S, port = 25, timout = 1 }, "smtp.probe: unknown option 'timout'", "smtp.probe names itself")
+  raises(smtp.format_message, { form = "a@b.test" }, "smtp.format_message: unknown option 'form'", "smtp.format_message")
+  raises(dns.query, { name = "x.test", sever = S }, "dns.query: unknown option 'sever'", "dns.query")
+  raises(net.tcp_check, { host = S, port = 25, tmeout = 1 }, "net.tcp_check: unknown option 'tmeout'", "net.tcp_check")
+  raises(net.tcp_check, { host = S }, "option 'port' is required", "net.tcp_check: port required")
+  raises(dns.query, { name = "x.test", server = S, port = 0 }, "option 'port' must be an integer in 1..65535", "dns.query: port range")
+end
+
+local ok, err = xpcall(body, debug.traceback)
+fx:cleanup()
+if not ok then t.ok(false, "test body raised: " .. tostring(err)) end
+t.done()
