@@ -4,7 +4,9 @@
  * callback never calls Lua: it appends to a buffer and pauses the transfer once LOG_HIGH bytes
  * wait there, so memory stays bounded (buffer + one curl chunk + one pending line per stream)
  * whatever the size of the log. docker_demux.c turns the bytes into lines.
- * Depends on: libcurl, Lua 5.4, docker_api.h, docker_demux.c. */
+ * Over SSH the same transfer runs through the tunnel (docker_tunnel.c), pumped by dk_xfer_step;
+ * the stream keeps the session alive as its user value.
+ * Depends on: libcurl, Lua 5.4, docker_api.c, docker_demux.c, docker_tunnel.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@ struct dlogs {
 	char *raw;                 /* bytes received, not yet decoded: raw[rpos..rlen) */
 	size_t rpos, rlen, rcap, peak;
 	struct dmx dmx;
+	struct dk_tunnel tun;
 	int dmx_ready;
 	long status;               /* HTTP status, once known */
 	char errbody[ERR_BODY + 1];
@@ -51,6 +54,7 @@ static void logs_release(struct dlogs *s)
 		curl_multi_cleanup(s->multi);
 	s->easy = NULL;
 	s->multi = NULL;
+	dk_tunnel_close(&s->tun);
 	free(s->raw);
 	s->raw = NULL;
 	s->rpos = s->rlen = s->rcap = 0;
@@ -75,7 +79,7 @@ static size_t logs_write(char *p, size_t sz, size_t nm, void *ud)
 
 	if (s->status == 0)
 		curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
-	s->last_data = dk_mono();
+	s->last_data = rb_mono_now();
 	if (s->status != 200) {   /* an API error: keep the start of the JSON message */
 		size_t k = ERR_BODY - s->errlen < n ? ERR_BODY - s->errlen : n;
 		memcpy(s->errbody + s->errlen, p, k);
@@ -119,34 +123,43 @@ static void logs_fail(struct dlogs *s, const char *code, const char *msg)
 	s->done = 1;
 }
 
-/* Drive the transfer once: perform, collect completion, else wait up to the time left. */
+/* Drive the transfer once: perform (and pump the SSH tunnel), collect completion, else wait up
+ * to the time left. */
 static void logs_pump(struct dlogs *s)
 {
-	int running = 0, left;
-	CURLMsg *m;
-
-	if (curl_multi_perform(s->multi, &running) != CURLM_OK)
-		return logs_fail(s, "io", "docker logs: curl multi failure");
-	while ((m = curl_multi_info_read(s->multi, &left)) != NULL) {
-		if (m->msg == CURLMSG_DONE && m->easy_handle == s->easy) {
-			s->done = 1;
-			s->result = m->data.result;
-		}
-	}
-	if (s->done || s->rlen > s->rpos || s->paused)
-		return;
-	double now = dk_mono();
+	int done = 0;
+	CURLcode result = CURLE_OK;
+	double now = rb_mono_now();
 	double idle_left = s->idle - (now - s->last_data), budget_left = s->budget - s->waited;
-	if (idle_left <= 0 || budget_left <= 0) {
+	double wait = idle_left < budget_left ? idle_left : budget_left;
+
+	if (wait > 0.5)
+		wait = 0.5;
+	if (s->rlen > s->rpos || s->paused)
+		wait = 0;
+	if (dk_xfer_step(s->multi, s->easy, s->tun.S ? &s->tun : NULL, wait, &done, &result) < 0) {
+		if (s->tun.code)
+			return logs_fail(s, s->tun.code, s->tun.msg);
+		return logs_fail(s, "io", "docker logs: curl multi failure");
+	}
+	s->waited += rb_mono_now() - now;
+	if (done) {
+		s->done = 1;
+		s->result = result;
+		return;
+	}
+	if (s->rlen > s->rpos || s->paused)
+		return;
+	now = rb_mono_now();
+	idle_left = s->idle - (now - s->last_data);
+	budget_left = s->budget - s->waited;
+	if (idle_left <= 0 || budget_left <= 0 || rb_run_deadline_passed()) {
 		char msg[160];
 		snprintf(msg, sizeof msg, "docker logs: timed out (%s)",
+			 rb_run_deadline_passed() ? "the run deadline passed" :
 			 idle_left <= 0 ? "no data within idle_timeout" : "total wait exceeded timeout");
 		return logs_fail(s, "timeout", msg);
 	}
-	double wait = idle_left < budget_left ? idle_left : budget_left;
-	int ms = wait > 0.5 ? 500 : (int)(wait * 1000) + 1;
-	curl_multi_poll(s->multi, NULL, 0, ms, NULL);
-	s->waited += dk_mono() - now;
 }
 
 /* Turns a finished transfer into the stream's final state (code/msg when it failed). */
@@ -196,7 +209,7 @@ static int logs_next(lua_State *L)
 	for (;;) {
 		if (s->finished || s->multi == NULL) {
 			if (s->code)
-				return dk_push_fail(L, s->code, "%s", s->msg);
+				return rb_failf(L, s->code, "%s", s->msg);
 			lua_pushnil(L);
 			return 1;
 		}
@@ -275,7 +288,7 @@ static int logs_stats(lua_State *L)
 	return 1;
 }
 
-static const char *const logs_keys[] = { "socket", "container", "since", "until", "tail",
+static const char *const logs_keys[] = { "socket", "ssh", "container", "since", "until", "tail",
 	"timestamps", "stdout", "stderr", "tty", "max_line", "timeout", "idle_timeout", NULL };
 
 int dk_logs(lua_State *L)
@@ -283,8 +296,9 @@ int dk_logs(lua_State *L)
 	char since[48], until[48], tail[32] = "all", url[512], path[400];
 	int has_since, has_until, tty;
 
-	rb_check_keys(L, 1, logs_keys);
-	const char *sock = dk_opt_string(L, 1, "socket", NULL);
+	struct dk_conn conn;
+	rb_check_keys(L, 1, logs_keys, "docker.logs");
+	dk_opt_conn(L, 1, &conn);
 	const char *container = dk_opt_container(L, 1);
 	has_since = dk_opt_time(L, 1, "since", since, sizeof since);
 	has_until = dk_opt_time(L, 1, "until", until, sizeof until);
@@ -297,11 +311,11 @@ int dk_logs(lua_State *L)
 		return luaL_error(L, "option 'tail' must be a non-negative integer or \"all\"");
 	}
 	lua_pop(L, 1);
-	int timestamps = dk_opt_bool(L, 1, "timestamps", 1);
-	int out = dk_opt_bool(L, 1, "stdout", 1), err = dk_opt_bool(L, 1, "stderr", 1);
-	double max_line = dk_opt_number(L, 1, "max_line", 256 * 1024, 64);
-	double timeout = dk_opt_number(L, 1, "timeout", 30, 0.001);
-	double idle = dk_opt_number(L, 1, "idle_timeout", timeout, 0.001);
+	int timestamps = rb_opt_bool(L, 1, "timestamps", 1);
+	int out = rb_opt_bool(L, 1, "stdout", 1), err = rb_opt_bool(L, 1, "stderr", 1);
+	double max_line = rb_opt_number(L, 1, "max_line", 256 * 1024, 64, 1e9);
+	double timeout = rb_opt_number(L, 1, "timeout", 30, 0.001, 1e9);
+	double idle = rb_opt_number(L, 1, "idle_timeout", timeout, 0.001, 1e9);
 	lua_getfield(L, 1, "tty");
 	if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
 		return luaL_error(L, "option 'tty' must be a boolean");
@@ -310,7 +324,7 @@ int dk_logs(lua_State *L)
 	int base = lua_gettop(L);
 
 	if (tty < 0) {   /* a tty container sends raw text: ask the daemon (also finds notfound early) */
-		int n = dk_inspect_into(L, sock, container, timeout);
+		int n = dk_inspect_into(L, &conn, container, timeout);
 		if (n == 3)
 			return 3;
 		lua_getfield(L, -1, "tty");
@@ -323,10 +337,15 @@ int dk_logs(lua_State *L)
 		 has_until ? "&until=" : "", has_until ? until : "");
 	snprintf(url, sizeof url, "http://docker%s", path);
 
-	struct dlogs *s = lua_newuserdatauv(L, sizeof *s, 0);
+	struct dlogs *s = lua_newuserdatauv(L, sizeof *s, 1);
 	memset(s, 0, sizeof *s);
+	dk_tunnel_init(&s->tun);
 	s->finished = 1;   /* created closed */
 	luaL_setmetatable(L, LOGS_MT);
+	if (conn.ssh) {   /* the session must outlive the stream's channel */
+		lua_getfield(L, 1, "ssh");
+		lua_setiuservalue(L, -2, 1);
+	}
 
 	dmx_init(&s->dmx, tty ? DMX_RAW : DMX_MUX, (size_t)max_line);
 	s->dmx_ready = 1;
@@ -336,19 +355,19 @@ int dk_logs(lua_State *L)
 	s->easy = curl_easy_init();
 	s->multi = curl_multi_init();
 	if (s->easy == NULL || s->multi == NULL)
-		return dk_push_fail(L, "io", "docker logs: cannot create curl handles");
-	if (dk_setup_easy(s->easy, sock, url, timeout, s->curl_err, &s->code, s->msg, sizeof s->msg) < 0) {
+		return rb_failf(L, "io", "docker logs: cannot create curl handles");
+	if (dk_setup_easy(s->easy, &conn, &s->tun, url, timeout, s->curl_err, &s->code, s->msg, sizeof s->msg) < 0) {
 		const char *code = s->code;
 		logs_release(s);
-		return dk_push_fail(L, code, "%s", s->msg);
+		return rb_failf(L, code, "%s", s->msg);
 	}
 	curl_easy_setopt(s->easy, CURLOPT_WRITEFUNCTION, logs_write);
 	curl_easy_setopt(s->easy, CURLOPT_WRITEDATA, s);
 	if (curl_multi_add_handle(s->multi, s->easy) != CURLM_OK)
-		return dk_push_fail(L, "io", "docker logs: cannot start the transfer");
+		return rb_failf(L, "io", "docker logs: cannot start the transfer");
 	s->attached = 1;
 	s->finished = 0;
-	s->last_data = dk_mono();
+	s->last_data = rb_mono_now();
 
 	/* Wait for the status line so that refused/notfound/timeout come from docker.logs itself. */
 	while (!s->done && s->status == 0) {
@@ -362,7 +381,7 @@ int dk_logs(lua_State *L)
 		logs_finish_status(s);
 		if (s->code) {
 			logs_release(s);
-			return dk_push_fail(L, s->code, "%s", s->msg);
+			return rb_failf(L, s->code, "%s", s->msg);
 		}
 	}
 	return 1;

@@ -31,7 +31,7 @@ M.classes = {
   ["http.post"] = "write", ["http.put"] = "write", ["http.patch"] = "write", ["http.delete"] = "write",
   -- docker
   ["docker.logs"] = "read", ["docker.inspect"] = "read", ["docker.find"] = "read",
-  ["docker.state"] = "read", ["docker.resolve"] = "read",
+  ["docker.state"] = "read", ["docker.resolve"] = "read", ["docker.connect"] = "read",
   ["docker.restart"] = "write", ["docker.start"] = "write", ["docker.stop"] = "write",
   -- network and mail protocols
   ["dns.query"] = "read", ["net.tcp_check"] = "read",

@@ -19,14 +19,21 @@
 --   M.resolve(ctx, "host/svc") -> container name | nil, msg, code (compose labels, or the
 --       inventory's container:), cached per run; used by prim/host.lua's service_exec too.
 --
--- Local hosts (transport local) use the Engine API on hosts.X.docker.socket (runbook.docker,
--- default /var/run/docker.sock). SSH hosts run the docker CLI over the host's SSH session
--- (`docker logs --timestamps ...`, `docker inspect`, `docker restart`), with `-H unix://SOCK`
--- and `sudo -n` as the inventory says. Over SSH the container's stdout and stderr arrive merged
--- (2>&1): records then carry stream = "merged".
--- Codes: refused denied notfound timeout http protocol io (and those of ssh/exec), dryrun.
+-- Back ends (M.backend, chosen once per host per run): the Engine API (runbook.docker) on the
+-- host's docker socket (hosts.X.docker.socket, default /var/run/docker.sock), on this machine
+-- for transport local and on the SSH host for transport ssh, through a stream-local channel of
+-- the host's SSH session (no CLI started, one session for everything). The docker CLI over SSH
+-- (`docker logs --timestamps ...`, `docker inspect`, `docker restart`, `-H unix://SOCK`,
+-- `sudo -n`) remains the fallback for hosts whose inventory says docker.sudo, and for servers
+-- that refuse stream-local forwarding (AllowStreamLocalForwarding no) or whose socket the SSH
+-- user cannot open: a docker.connect event says which back end a host got, and why, once per
+-- run. Through the CLI the container's stdout and stderr arrive merged (2>&1): records then
+-- carry stream = "merged". The methods below never look at the transport, only at the back end.
+-- M.exec(ctx, "host/svc", argv, o) runs a command in the container through the API back end
+-- (prim/host.lua's service commands use it), or returns false when the CLI must do it.
+-- Codes: refused denied notfound timeout http protocol io closed (and those of ssh/exec), dryrun.
 -- Depends on: runbook.docker, runbook.call, runbook.core, runbook.json, runbook.ssh,
--- runbook.prim.host (raw SSH runners).
+-- runbook.prim.host (SSH sessions, raw SSH runners).
 local docker = require "runbook.docker"
 local call = require "runbook.call"
 local core = require "runbook.core"
@@ -99,22 +106,13 @@ local function pick(list)
 end
 
 local function lookup(ctx, svc, timeout)
-  local h = ctx:host(svc.host)
+  local be, msg, code = M.backend(ctx, svc.host)
+  if not be then return nil, msg, code end
   local project, service = svc.compose.project, svc.compose.service
   local list
-  if h.transport == "ssh" then
-    local argv = cli(h, "ps", "-a", "--filter", "label=com.docker.compose.project=" .. project,
-      "--filter", "label=com.docker.compose.service=" .. service, "--format", "{{.Names}}\t{{.State}}")
-    local r, msg, code = run_cli(ctx, h, argv, timeout)
-    if not r then return nil, msg, code end
-    list = {}
-    for name, state in r.stdout:gmatch("([^\t\n]+)\t([^\n]*)") do list[#list + 1] = { name = name, state = state } end
-  else
-    local msg, code
-    list, msg, code = docker.find { socket = socket_of(h), timeout = timeout, all = true,
-      labels = { ["com.docker.compose.project"] = project, ["com.docker.compose.service"] = service } }
-    if not list then return nil, msg, code end
-  end
+  list, msg, code = be:find(ctx, { ["com.docker.compose.project"] = project,
+    ["com.docker.compose.service"] = service }, timeout)
+  if not list then return nil, msg, code end
   local c = pick(list)
   if not c then
     return nil, ("no container for compose service %s/%s on %s"):format(project, service, svc.host), "notfound"
@@ -188,15 +186,17 @@ end
 
 -- Each source is a function returning stream, ts, epoch, line | nil (end); err() -> msg, code.
 
-local function api_source(h, container, o, timeout)
-  local s, msg, code = docker.logs { socket = socket_of(h), container = container, since = o.since,
-    ["until"] = o["until"], tail = o.tail, stdout = o.stdout, stderr = o.stderr, timeout = timeout }
+local function api_source(ctx, be, container, o, timeout)
+  local a, msg, code = be:args(ctx, { container = container, since = o.since, ["until"] = o["until"],
+    tail = o.tail, stdout = o.stdout, stderr = o.stderr, timeout = timeout })
+  if not a then return nil, msg, code end
+  local s
+  s, msg, code = docker.logs(a)
   if not s then return nil, msg, code end
   return {
     next = function() return s:next() end,
     close = function() s:close() end,
     err = function() return s:err() end,
-    detail = ("GET /containers/%s/logs on %s (%s)"):format(container, h.name, socket_of(h)),
   }
 end
 
@@ -257,6 +257,191 @@ local function ssh_source(ctx, h, container, o, timeout)
   return src
 end
 
+-- The inspect record of a container from `docker inspect` JSON (the CLI back end).
+local function cli_inspect(ctx, h, container, timeout)
+  local r, msg, code = run_cli(ctx, h, cli(h, "inspect", "--type", "container", container), timeout)
+  if not r then return nil, msg, code end
+  local json = require "runbook.json"
+  local v, jerr = json.decode(r.stdout)
+  local c = type(v) == "table" and v[1]
+  if type(c) ~= "table" then return nil, "docker inspect: unexpected output: " .. tostring(jerr or r.stdout:sub(1, 200)), "protocol" end
+  local st, cfg = c.State or {}, c.Config or {}
+  local function str(x) return type(x) == "string" and x or nil end
+  local rec = {
+    name = str(c.Name) and c.Name:gsub("^/", ""), id = str(c.Id), restart_count = math.tointeger(c.RestartCount) or 0,
+    status = str(st.Status), running = st.Running == true, oom_killed = st.OOMKilled == true,
+    exit_code = math.tointeger(st.ExitCode) or 0, pid = math.tointeger(st.Pid) or 0, error = str(st.Error),
+    health = type(st.Health) == "table" and str(st.Health.Status) or nil,
+    started_at = str(st.StartedAt), finished_at = str(st.FinishedAt),
+    image = str(cfg.Image), tty = cfg.Tty == true, labels = {},
+  }
+  for k, x in pairs(type(cfg.Labels) == "table" and cfg.Labels or {}) do
+    if type(x) == "string" then rec.labels[k] = x end
+  end
+  local t = rec.started_at and docker.parse_time(rec.started_at)
+  if t and t > 0 then rec.started = t end
+  t = rec.finished_at and docker.parse_time(rec.finished_at)
+  if t and t > 0 then rec.finished = t end
+  return rec
+end
+
+-- ---------------------------------------------------------------- back ends
+
+-- The Engine API on the host's socket: here, or on an SSH host through its session.
+local Api = {}
+Api.__index = Api
+
+-- t plus the connection arguments of a runbook.docker call | nil, msg, code
+function Api:args(ctx, t)
+  t.socket = self.socket
+  if self.remote then
+    local sess, msg, code = host_mod().session(ctx, self.host)
+    if not sess then return nil, msg, code end
+    t.ssh = sess
+  end
+  return t
+end
+
+function Api:where()
+  return self.remote and (self.socket .. " on " .. self.host .. " through SSH") or self.socket
+end
+
+function Api:find(ctx, labels, timeout)
+  local a, msg, code = self:args(ctx, { timeout = timeout, all = true, labels = labels })
+  if not a then return nil, msg, code end
+  return docker.find(a)
+end
+
+function Api:inspect(ctx, container, timeout)
+  local a, msg, code = self:args(ctx, { container = container, timeout = timeout })
+  if not a then return nil, msg, code end
+  return docker.inspect(a)
+end
+
+function Api:act(ctx, verb, container, grace, timeout)
+  local a, msg, code = self:args(ctx, { container = container, timeout = timeout })
+  if not a then return nil, msg, code end
+  if verb == "restart" then a.grace = grace end
+  return (verb == "restart" and docker.restart or docker.start)(a)
+end
+
+function Api:logs(ctx, container, o, timeout) return api_source(ctx, self, container, o, timeout) end
+
+function Api:exec(ctx, container, argv, o)
+  local a, msg, code = self:args(ctx, { container = container, argv = argv, timeout = o.timeout,
+                                       max_output = o.max_output })
+  if not a then return nil, msg, code end
+  return docker.exec(a)
+end
+
+function Api:logs_detail(container, o)
+  return ("GET /containers/%s/logs since=%s until=%s tail=%s on %s"):format(container, tostring(o.since),
+    tostring(o["until"]), tostring(o.tail or "all"), self:where())
+end
+function Api:state_detail(container) return ("GET /containers/%s/json on %s"):format(container, self:where()) end
+function Api:act_detail(verb, container) return ("POST /containers/%s/%s on %s"):format(container, verb, self:where()) end
+
+-- The docker CLI over the host's SSH session.
+local Cli = {}
+Cli.__index = Cli
+
+function Cli:find(ctx, labels, timeout)
+  local argv = cli(self.h, "ps", "-a")
+  local keys = {}
+  for k in pairs(labels) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, k in ipairs(keys) do argv[#argv + 1] = "--filter"; argv[#argv + 1] = "label=" .. k .. "=" .. labels[k] end
+  argv[#argv + 1] = "--format"; argv[#argv + 1] = "{{.Names}}\t{{.State}}"
+  local r, msg, code = run_cli(ctx, self.h, argv, timeout)
+  if not r then return nil, msg, code end
+  local list = {}
+  for name, state in r.stdout:gmatch("([^\t\n]+)\t([^\n]*)") do list[#list + 1] = { name = name, state = state } end
+  return list
+end
+
+function Cli:inspect(ctx, container, timeout) return cli_inspect(ctx, self.h, container, timeout) end
+
+function Cli:act(ctx, verb, container, grace, timeout)
+  return run_cli(ctx, self.h, self:act_argv(verb, container, grace), timeout)
+end
+
+function Cli:logs(ctx, container, o, timeout) return ssh_source(ctx, self.h, container, o, timeout) end
+
+function Cli:exec() return false end   -- prim/host.lua runs `docker exec` itself
+
+function Cli:act_argv(verb, container, grace)
+  return verb == "restart" and cli(self.h, "restart", "-t", tostring(math.floor(grace)), container)
+    or cli(self.h, "start", container)
+end
+function Cli:logs_detail(container, o) return display(ssh_argv(self.h, container, o)) .. " 2>&1 on " .. self.h.name end
+function Cli:state_detail(container)
+  return display(cli(self.h, "inspect", "--type", "container", container)) .. " on " .. self.h.name
+end
+function Cli:act_detail(verb, container) return display(self:act_argv(verb, container, 10)) end
+
+-- Which back end an SSH host gets: the API when its sshd opens a stream-local channel to the
+-- socket and the daemon answers there; the CLI when the inventory says sudo (the API needs the
+-- socket itself) or when the server refuses the channel (code denied: forwarding forbidden, or
+-- the socket is not the SSH user's to open). Any other failure (timeout, closed) is the answer.
+local function choose(ctx, hostname, h)
+  local sock = socket_of(h)
+  if (h.docker or {}).sudo then
+    return setmetatable({ h = h, how = "docker CLI over SSH (docker.sudo: the Engine API needs the socket without sudo)" }, Cli)
+  end
+  local sess, msg, code = host_mod().session(ctx, hostname)
+  if not sess then return nil, msg, code end
+  local v
+  v, msg, code = docker.ping { ssh = sess, socket = sock, timeout = ctx:timeout() }
+  if v then
+    return setmetatable({ host = hostname, socket = sock, remote = true,
+      how = ("Engine API %s at %s through SSH (stream-local forwarding)"):format(v, sock) }, Api)
+  end
+  if code ~= "denied" then return nil, msg, code end
+  -- (OpenSSH answers "connect failed" both when forwarding is off and when it cannot connect)
+  return setmetatable({ h = h, how = ("docker CLI over SSH (fallback: the server refused a stream-local channel to %s:"
+    .. " AllowStreamLocalForwarding no, or a socket the SSH user cannot open; %s)"):format(sock, msg) }, Cli)
+end
+
+-- backend(ctx, hostname) -> back end | nil, msg, code; decided once per host per run. For an
+-- SSH host the decision is a docker.connect event of its own, so the trace says it once.
+function M.backend(ctx, hostname)
+  ctx._docker_be = ctx._docker_be or {}
+  local be = ctx._docker_be[hostname]
+  if be then return be end
+  local h = ctx:host(hostname)
+  if h.transport ~= "ssh" then
+    be = setmetatable({ host = hostname, socket = socket_of(h), remote = false }, Api)
+  else
+    local msg, code
+    be, msg, code = call(ctx, {
+      family = "docker", op = "connect", host = hostname, summary_args = { hostname },
+      detail = ("docker on %s: stream-local channel to %s through the SSH session, else the docker CLI")
+        :format(hostname, socket_of(h)),
+      fn = function() return choose(ctx, hostname, h) end,
+      summarize = function(b) return b.how end,
+    })
+    if not be then return nil, msg, code end
+  end
+  ctx._docker_be[hostname] = be
+  return be
+end
+
+-- exec(ctx, "host/svc", argv, o) -> result | nil, msg, code | false (the CLI must run it).
+-- o: timeout (effective), max_output. Raw I/O for prim/host.lua (no trace event of its own).
+function M.exec(ctx, spec, argv, o)
+  local svc = ctx:service(spec)
+  local be, msg, code = M.backend(ctx, svc.host)
+  if not be then return nil, msg, code end
+  if getmetatable(be) ~= Api then return false end
+  local container
+  container, msg, code = M.resolve(ctx, spec)
+  if not container then return nil, msg, code end
+  local r
+  r, msg, code = be:exec(ctx, container, argv, o)
+  if not r then return nil, spec .. ": " .. msg, code end
+  return r
+end
+
 -- ---------------------------------------------------------------- Logs objects
 
 local Logs = {}
@@ -302,37 +487,6 @@ local function state_summary(r)
   return ("%s (exit %s) since %s"):format(r.status or "?", tostring(r.exit_code), r.finished_at or "?")
 end
 
--- The inspect record of a container, local (API) or over SSH (docker inspect JSON).
-local function inspect(ctx, h, container, timeout)
-  if h.transport ~= "ssh" then
-    return docker.inspect { socket = socket_of(h), container = container, timeout = timeout }
-  end
-  local r, msg, code = run_cli(ctx, h, cli(h, "inspect", "--type", "container", container), timeout)
-  if not r then return nil, msg, code end
-  local json = require "runbook.json"
-  local v, jerr = json.decode(r.stdout)
-  local c = type(v) == "table" and v[1]
-  if type(c) ~= "table" then return nil, "docker inspect: unexpected output: " .. tostring(jerr or r.stdout:sub(1, 200)), "protocol" end
-  local st, cfg = c.State or {}, c.Config or {}
-  local function str(x) return type(x) == "string" and x or nil end
-  local rec = {
-    name = str(c.Name) and c.Name:gsub("^/", ""), id = str(c.Id), restart_count = math.tointeger(c.RestartCount) or 0,
-    status = str(st.Status), running = st.Running == true, oom_killed = st.OOMKilled == true,
-    exit_code = math.tointeger(st.ExitCode) or 0, pid = math.tointeger(st.Pid) or 0, error = str(st.Error),
-    health = type(st.Health) == "table" and str(st.Health.Status) or nil,
-    started_at = str(st.StartedAt), finished_at = str(st.FinishedAt),
-    image = str(cfg.Image), tty = cfg.Tty == true, labels = {},
-  }
-  for k, x in pairs(type(cfg.Labels) == "table" and cfg.Labels or {}) do
-    if type(x) == "string" then rec.labels[k] = x end
-  end
-  local t = rec.started_at and docker.parse_time(rec.started_at)
-  if t and t > 0 then rec.started = t end
-  t = rec.finished_at and docker.parse_time(rec.finished_at)
-  if t and t > 0 then rec.finished = t end
-  return rec
-end
-
 local function action(ctx, verb, spec, opts)
   check_spec(spec, "container_" .. verb)
   if opts ~= nil and type(opts) ~= "table" then error("container_" .. verb .. ": options table expected", 3) end
@@ -342,47 +496,38 @@ local function action(ctx, verb, spec, opts)
   end
   opts = opts or {}
   local svc = ctx:service(spec)
-  local h = ctx:host(svc.host)
   local container, msg, code = M.resolve(ctx, spec)
   if not container then return nil, msg, code end
+  local be
+  be, msg, code = M.backend(ctx, svc.host)
+  if not be then return nil, msg, code end
   local timeout = ctx:timeout(opts.timeout or 60)
   local grace = opts.grace or 10
-  local argv = verb == "restart" and cli(h, "restart", "-t", tostring(math.floor(grace)), container)
-    or cli(h, "start", container)
-  local detail = ("docker %s %s on %s"):format(verb, container, svc.host)
+  local detail = ("docker %s %s on %s: %s"):format(verb, container, svc.host, be:act_detail(verb, container))
   local before_state
   return call(ctx, {
     family = "docker", op = verb, host = svc.host, summary_args = { spec, container },
     target = spec .. " (container " .. container .. ")",
-    detail = h.transport == "ssh" and (detail .. ": " .. display(argv)) or
-      (detail .. ": POST /containers/" .. container .. "/" .. verb .. " on " .. socket_of(h)),
+    detail = detail,
     before = function()
-      local r, m = inspect(ctx, h, container, ctx:timeout())
+      local r, m = be:inspect(ctx, container, ctx:timeout())
       before_state = r
       return r and state_summary(r) or m
     end,
     after = "running (" .. verb .. "ed)",
     verify = function()
-      local r, m = inspect(ctx, h, container, ctx:timeout())
+      local r, m = be:inspect(ctx, container, ctx:timeout())
       return r and state_summary(r) or m
     end,
     fn = function()
       local t0 = core.now()
-      local ok, m, c
-      if h.transport == "ssh" then
-        ok, m, c = run_cli(ctx, h, argv, timeout)
-      else
-        local f = verb == "restart" and docker.restart or docker.start
-        local args = { socket = socket_of(h), container = container, timeout = timeout }
-        if verb == "restart" then args.grace = grace end
-        ok, m, c = f(args)
-      end
+      local ok, m, c = be:act(ctx, verb, container, grace, timeout)
       if not ok then return nil, m, c end
       -- wait until it runs, with a StartedAt newer than before (a restart really happened)
       local old = before_state and before_state.started_at
       local last
       repeat
-        local r, im, ic = inspect(ctx, h, container, ctx:timeout())
+        local r, im, ic = be:inspect(ctx, container, ctx:timeout())
         if not r and ic ~= "notfound" then return nil, im, ic end
         last = r
         if r and r.running and (verb == "start" or r.started_at ~= old) then return r end
@@ -421,9 +566,11 @@ function M.install(Ctx)
     local match = grep_fn(opts.grep)
     local max = opts.max or M.MAX_MATCHES
     local svc = self:service(spec)
-    local h = self:host(svc.host)
     local container, msg, code = M.resolve(self, spec)
     if not container then return nil, msg, code end
+    local be
+    be, msg, code = M.backend(self, svc.host)
+    if not be then return nil, msg, code end
     local timeout = self:timeout(opts.timeout)
     local summary = { spec }
     for _, k in ipairs { "since", "until", "tail" } do
@@ -431,18 +578,14 @@ function M.install(Ctx)
     end
     if type(opts.grep) == "string" then summary[#summary + 1] = "grep=" .. opts.grep
     elseif opts.grep then summary[#summary + 1] = "grep=(" .. type(opts.grep) .. ")" end
-    local detail = h.transport == "ssh" and (display(ssh_argv(h, container, o)) .. " on " .. svc.host)
-      or ("GET /containers/%s/logs since=%s until=%s tail=%s on %s"):format(container, tostring(o.since),
-        tostring(o["until"]), tostring(o.tail or "all"), socket_of(h))
+    local detail = be:logs_detail(container, o)
 
     local logs = setmetatable({ host = svc.host, service = spec, container = container,
                                 read = 0, matched = 0 }, Logs)
     return call(self, {
       family = "docker", op = "logs", host = svc.host, summary_args = summary, detail = detail,
       fn = function()
-        local src, m, c
-        if h.transport == "ssh" then src, m, c = ssh_source(self, h, container, o, timeout)
-        else src, m, c = api_source(h, container, o, timeout) end
+        local src, m, c = be:logs(self, container, o, timeout)
         if not src then return nil, m, c end
         logs.src = src
         if not match then
@@ -489,14 +632,15 @@ function M.install(Ctx)
   function Ctx:container_state(spec)
     check_spec(spec, "container_state")
     local svc = self:service(spec)
-    local h = self:host(svc.host)
     local container, msg, code = M.resolve(self, spec)
     if not container then return nil, msg, code end
+    local be
+    be, msg, code = M.backend(self, svc.host)
+    if not be then return nil, msg, code end
     return call(self, {
       family = "docker", op = "state", host = svc.host, summary_args = { spec, container },
-      detail = h.transport == "ssh" and (display(cli(h, "inspect", "--type", "container", container)) .. " on " .. svc.host)
-        or ("GET /containers/%s/json on %s"):format(container, socket_of(h)),
-      fn = function() return inspect(self, h, container, self:timeout()) end,
+      detail = be:state_detail(container),
+      fn = function() return be:inspect(self, container, self:timeout()) end,
       summarize = state_summary,
     })
   end

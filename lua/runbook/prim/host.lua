@@ -3,7 +3,10 @@
 --   ctx:exec(host, argv, opts)          -> {stdout, stderr, status, signal, truncated, ms} | nil, msg, code
 --   ctx:ssh_exec(host, argv, opts)      same, the host must use transport ssh
 --   ctx:service_exec("host/svc", argv, opts)  inside the service's container (docker exec), or on
---                                       the host for `process: true` services
+--                                       the host for `process: true` services. Without stdin
+--                                       it goes through runbook.prim.docker's back end (the
+--                                       Engine API, locally or through the SSH session) when
+--                                       the host has one; else the docker CLI.
 --   ctx:exec_stream(target, argv, opts) -> lines (callable: `for line in lines do`), lines:close()
 --                                       -> {status, signal, stderr, error, code} | nil, msg, code
 --   ctx:df(target, path)                -> {filesystem, size_kb, used_kb, avail_kb, use_pct, mount}
@@ -210,6 +213,12 @@ local function docker_result(r, spec)
 end
 
 local function run_service(ctx, spec, argv, o)
+  if not o.stdin and not ctx:service(spec).process then
+    -- the Engine API back end runs it without a docker CLI (false: the CLI must)
+    local r, msg, code = require("runbook.prim.docker").exec(ctx, spec, argv,
+      { timeout = ctx:timeout(o.timeout), max_output = o.max_output or M.MAX_OUTPUT })
+    if r ~= false then return r, msg, code end
+  end
   local hostname, full, code = service_argv(ctx, spec, argv, o.stdin ~= nil)
   if not hostname then return nil, full, code end
   local r, msg
