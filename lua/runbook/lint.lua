@@ -40,58 +40,64 @@ function M.tokens(text)
     return b + 1, a - 1, at + #eq + 2
   end
   if text:sub(1, 1) == "#" then i = (text:find("\n", 1, true) or len + 1) end   -- #! line
-  while i <= len do
-    local c = text:sub(i, i)
-    if c == "\n" then line = line + 1; i = i + 1
-    elseif c:match("%s") then i = i + 1
-    elseif text:sub(i, i + 1) == "--" then
+  local find, sub, byte, match = string.find, string.sub, string.byte, string.match
+  while true do
+    i = find(text, "[^ \t\r\f\v]", i)
+    if not i then break end
+    local b = byte(text, i)
+    local b2 = byte(text, i + 1)
+    if b == 10 then line = line + 1; i = i + 1
+    elseif b == 45 and b2 == 45 then                                   -- a comment
       local nexti = long_bracket(i + 2)
       if nexti then
-        local _, nl = text:sub(i, nexti - 1):gsub("\n", "")
+        local _, nl = sub(text, i, nexti - 1):gsub("\n", "")
         line = line + nl; i = nexti
       else
-        i = text:find("\n", i, true) or len + 1
+        i = find(text, "\n", i, true) or len + 1
       end
-    elseif c == "[" and text:match("^%[=*%[", i) then
+    elseif b == 91 and (b2 == 91 or b2 == 61) and match(text, "^%[=*%[", i) then   -- [[long string]]
       local nexti, last, first = long_bracket(i)
-      local body = text:sub(first, last)
-      add("str", body, line)
-      local _, nl = text:sub(i, nexti - 1):gsub("\n", "")
+      add("str", sub(text, first, last), line)
+      local _, nl = sub(text, i, nexti - 1):gsub("\n", "")
       line = line + nl; i = nexti
-    elseif c == '"' or c == "'" then
+    elseif b == 34 or b == 39 then                                     -- "string" / 'string'
+      local c = b == 34 and '"' or "'"
       local j, buf, startline, esc = i + 1, {}, line, false
+      local stop = b == 34 and '["\\\n]' or "['\\\n]"
       while j <= len do
-        local d = text:sub(j, j)
+        local k = find(text, stop, j)
+        if not k then j = len + 1; break end
+        if k > j then buf[#buf + 1] = sub(text, j, k - 1); j = k end
+        local d = sub(text, j, j)
         if d == c then break end
         if d == "\\" then
           esc = true
-          local e = text:sub(j + 1, j + 1)
+          local e = sub(text, j + 1, j + 1)
           if e == "\n" then line = line + 1 end
           if e == "z" then
-            local ws = text:match("^%s*", j + 2)
+            local ws = match(text, "^%s*", j + 2)
             local _, nl = ws:gsub("\n", "")
             line = line + nl; j = j + 2 + #ws
           else
             buf[#buf + 1] = "\\" .. e; j = j + 2
           end
-        elseif d == "\n" then break   -- unterminated: the loader refused it already
-        else buf[#buf + 1] = d; j = j + 1 end
+        else break end   -- a newline: unterminated, the loader refused it already
       end
-      local tk = { t = "str", v = table.concat(buf), line = startline, esc = esc }
-      n = n + 1; toks[n] = tk
+      n = n + 1; toks[n] = { t = "str", v = table.concat(buf), line = startline, esc = esc }
       i = j + 1
-    elseif c:match("%d") or (c == "." and text:match("^%.%d", i)) then
-      local num = text:match("^0[xX][%x%.]*[pP][+-]?%d+", i) or text:match("^0[xX][%x%.]*", i)
-        or text:match("^%d*%.?%d*[eE][+-]?%d+", i) or text:match("^%d*%.?%d*", i)
+    elseif (b >= 48 and b <= 57) or (b == 46 and b2 and b2 >= 48 and b2 <= 57) then   -- a number
+      local num = match(text, "^0[xX][%x%.]*[pP][+-]?%d+", i) or match(text, "^0[xX][%x%.]*", i)
+        or match(text, "^%d*%.?%d*[eE][+-]?%d+", i) or match(text, "^%d*%.?%d*", i)
       add("num", num, line); i = i + #num
-    elseif c:match("[%a_]") then
-      local w = text:match("^[%w_]+", i)
-      add(KEYWORDS[w] and "kw" or "name", w, line); i = i + #w
+    elseif b == 95 or (b >= 65 and b <= 90) or (b >= 97 and b <= 122) then   -- a name
+      local _, e = find(text, "^[%w_]+", i)
+      local w = sub(text, i, e)
+      add(KEYWORDS[w] and "kw" or "name", w, line); i = e + 1
     else
-      local three, two = text:sub(i, i + 2), text:sub(i, i + 1)
+      local three, two = sub(text, i, i + 2), sub(text, i, i + 1)
       if OPS3[three] then add("op", three, line); i = i + 3
       elseif OPS2[two] then add("op", two, line); i = i + 2
-      else add("op", c, line); i = i + 1 end
+      else add("op", sub(text, i, i), line); i = i + 1 end
     end
   end
   add("eof", "", line)
