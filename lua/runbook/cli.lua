@@ -237,7 +237,7 @@ local function cmd_list(argv)
     if fmt == "json" then
       local rec = { name = p:match("([^/]+)%.lua$"), path = p }
       if rb then
-        rec.description, rec.kind = rb.description, rb.kind
+        rec.description, rec.kind, rec.needs = rb.description, rb.kind, rb.needs
         rec.args = {}
         for _, s in ipairs(rb.args) do
           rec.args[#rec.args + 1] = { name = s.name, type = s.type, required = s.required or false,

@@ -106,6 +106,17 @@ r = rb { "describe", own }
 t.like(r.stdout, "needs sql: reports", "describe lists what the runbook needs")
 t.like(r.stdout, "needs hosts: dell, @mx", "... hosts include the services' hosts")
 
+do
+  local l = rb({ "list", "--format", "json" }, { env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = TMP } })
+  local rec
+  for line in l.stdout:gmatch("[^\n]+") do
+    local x = require("runbook.json").decode(line)
+    if type(x) == "table" and x.name == "own" then rec = x end
+  end
+  t.ok(rec and rec.needs and rec.needs.sql and rec.needs.sql[1] == "reports" and rec.needs.http[1] == "@usermgmt",
+    "list --format json carries what each runbook needs")
+end
+
 -- the needs check comes after the arguments: a bad argument is reported first, as before
 r = rb { "run", "user-enable", "--addr", "not-an-address", "-i", bare }
 t.is(r.status, 2, "a bad argument with a lacking inventory: exit 2")
