@@ -11,7 +11,9 @@
  *                                   the file block by block (at most 1 MiB each, read straight into
  *                                   the scanner's history); more = false after the last block
  *   sc:flush() -> {record...}       the partial last line
- *   sc:watch(key)                   report lines of this queue id / session from now on
+ *   sc:watch(key) -> {record...}    report lines of this queue id / session from now on; returns
+ *                                   the lines of it read before and kept (context): a session
+ *                                   in Dovecot's own log read before the Postfix log naming it
  *   sc:stats() -> {bytes=, lines=, mail_lines=, matched=, reported=, context_dropped=, truncated=,
  *                  unreadable=}
  *   sc:close()                      also __gc and __close
@@ -399,8 +401,9 @@ static int scanner_watch(lua_State *L)
 	scanner_ud *u = check_open(L);
 	size_t n;
 	const char *k = luaL_checklstring(L, 2, &n);
-	ml_scanner_watch(u->s, k, n);
-	return 0;
+	emit_ctx c = begin_out(L, u);
+	ml_scanner_watch_replay(u->s, k, n, emit_record, &c);
+	return 1;
 }
 
 static int scanner_stats(lua_State *L)

@@ -100,6 +100,13 @@ void ml_scanner_free(ml_scanner *s);
 int ml_scanner_add_needle(ml_scanner *s, const char *needle, size_t n);
 /* Watch a queue id, Dovecot session id or message-id: its lines are reported from now on. */
 void ml_scanner_watch(ml_scanner *s, const char *key, size_t n);
+/* The same, and first reports (as context, oldest first) the lines of key this scanner has
+ * already read and kept without reporting them: a Dovecot session in Dovecot's own log, read
+ * before the Postfix log whose LMTP reply names it. From the ring without needles or with
+ * per_line (queue ids and sessions); in find-first mode from a look-back in the history
+ * (sessions only: the lines of a queue id there may have been reported). Nothing when key is
+ * watched already. Returns 0, or the callback's non-zero value. */
+int ml_scanner_watch_replay(ml_scanner *s, const char *key, size_t n, ml_emit_fn fn, void *ud);
 /* Feed raw bytes; a partial last line is kept for the next call. Returns 0, or the non-zero
  * value the callback returned. */
 int ml_scanner_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, void *ud);

@@ -345,3 +345,14 @@ int mls_fast_flush(ml_scanner *s, ml_emit_fn fn, void *ud)
 	s->hskip = 0;
 	return fast_region(s, s->hlen, fn, ud);
 }
+
+int mls_lookback_read(ml_scanner *s, ml_str key, int family, ml_emit_fn fn, void *ud)
+{
+	int rc;
+	if (s->cur) /* called while a region is processed: from the current line */
+		return mls_lookback(s, key, family, (size_t)-1, fn, ud);
+	s->cur = s->hist + s->hproc;
+	rc = mls_lookback(s, key, family, (size_t)-1, fn, ud);
+	s->cur = NULL;
+	return rc;
+}

@@ -216,6 +216,21 @@ void ml_scanner_watch(ml_scanner *s, const char *key, size_t n)
 	set_watched(s, k, key, n, 1);
 }
 
+static int replay(ml_scanner *s, key_slot *k, ml_emit_fn fn, void *ud);
+
+int ml_scanner_watch_replay(ml_scanner *s, const char *key, size_t n, ml_emit_fn fn, void *ud)
+{
+	if (n == 0)
+		return 0;
+	key_slot *k = mls_slot_find(s, key_hash(key, n), 1);
+	if (k->watched)
+		return 0;
+	set_watched(s, k, key, n, 1);
+	if (s->hist)
+		return mls_lookback_read(s, (ml_str){ key, n }, ML_DOVECOT, fn, ud);
+	return k->last ? replay(s, k, fn, ud) : 0;
+}
+
 static void unwatch(ml_scanner *s, key_slot *k)
 {
 	if (k->watched == 1)

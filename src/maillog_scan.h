@@ -102,6 +102,8 @@ int mls_fast_feed(ml_scanner *s, const char *buf, size_t len, ml_emit_fn fn, voi
 int mls_fast_flush(ml_scanner *s, ml_emit_fn fn, void *ud);
 /* Reports, oldest first, the lines of key in the history before the current line. */
 int mls_lookback(ml_scanner *s, ml_str key, int family, size_t reach, ml_emit_fn fn, void *ud);
+/* The same from the end of what has been read (between feeds), as far back as the history goes. */
+int mls_lookback_read(ml_scanner *s, ml_str key, int family, ml_emit_fn fn, void *ud);
 
 /* ----------------------------------------------------------- maillog_simd.c */
 /* First case-insensitive occurrence of needle nd in [b, e), or NULL. Two bytes of the needle

@@ -204,9 +204,14 @@ function Tracker:watch(key)
 	if old then self.watched[old] = nil end
 	self.watch_ring[slot] = key
 	self.watched[key] = true
-	-- the scanner that reported the record has followed the id itself (and may have seen it end)
+	-- the scanner that reported the record has followed the id itself (and may have seen it end);
+	-- another returns the lines of it read before (Dovecot's own log fed before Postfix's)
+	local feeding = self.feeding
 	for _, sc in ipairs(self.scanner_list) do
-		if sc ~= self.feeding then sc:watch(key) end
+		if sc ~= feeding then
+			local recs = sc:watch(key)
+			for i = 1, #recs do self:add(recs[i]) end
+		end
 	end
 end
 

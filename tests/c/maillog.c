@@ -357,12 +357,49 @@ static void test_head_agrees(void)
 	}
 }
 
+/* ------------------------------------ watch with replay: a session read before its reply */
+/* Dovecot's own log read first (its session lines name only `info`), then the key is watched
+ * (the tracker learned it from the Postfix log's LMTP reply): the kept lines are reported. */
+static void test_watch_replay(void)
+{
+	static const char *const dove =
+		"Nov 28 14:00:01 dell dovecot: lmtp(400): Connect from local\n"
+		"Nov 28 14:00:01 dell dovecot: lmtp(info)<400><Pq1LA3mXBmZ2BQAA0J78UA>: Info: msgid=<short-1@outside.test>: saved mail to INBOX\n"
+		"Nov 28 14:00:01 dell dovecot: lmtp(400): Disconnect from local: Client has quit the connection (state=READY)\n";
+	static const char *const session = "Pq1LA3mXBmZ2BQAA0J78UA";
+	for (int per_line = 0; per_line < 2; per_line++) {
+		ml_scanner_opts o;
+		char name[96];
+		memset(&o, 0, sizeof o);
+		o.since = o.until = NAN;
+		o.per_line = per_line;
+		o.time.year = 2026;
+		ml_scanner *s = ml_scanner_new(&o);
+		sink k = { 0, 0, "" };
+		ml_scanner_add_needle(s, "info@toyota-phv.test", 20);
+		ml_scanner_feed(s, dove, strlen(dove), collect, &k);
+		snprintf(name, sizeof name, "%s: the session lines alone are not reported", per_line ? "per-line" : "find-first");
+		ok(k.n == 0, name);
+		ml_scanner_watch_replay(s, session, strlen(session), collect, &k);
+		snprintf(name, sizeof name, "%s: watching the session replays its saved line as context", per_line ? "per-line" : "find-first");
+		ok(k.n == 1 && k.context == 1 && strstr(k.last, "saved mail to INBOX") != NULL, name);
+		ml_scanner_watch_replay(s, session, strlen(session), collect, &k);
+		snprintf(name, sizeof name, "%s: watching it again replays nothing", per_line ? "per-line" : "find-first");
+		ok(k.n == 1, name);
+		ml_scanner_watch_replay(s, "ABCDEF0123", 10, collect, &k);
+		snprintf(name, sizeof name, "%s: a key never seen replays nothing", per_line ? "per-line" : "find-first");
+		ok(k.n == 1, name);
+		ml_scanner_free(s);
+	}
+}
+
 int main(void)
 {
 	test_headers();
 	test_fields();
 	test_scanner();
 	test_head_agrees();
+	test_watch_replay();
 	printf("1..%d\n", n_tests);
 	return n_failed ? 1 : 0;
 }

@@ -3,12 +3,13 @@
  * The input is a log: every line goes through ml_parse_line (with and without a fixed year) and
  * ml_parse_head; then the whole input through scanners: the find-first and the per-line one with
  * the same needles (the property below), one with needles fed in chunks whose size the first
- * byte picks (lines split anywhere) with queue ids watched on the way, and one unfiltered with a
- * time window fed in one piece; all with small bounds, so an input that fills the history, the
- * ring or the key table is cheap to find. Every reported line is read to its last byte so ASan
- * sees an out-of-bounds span. Properties (a violation aborts): every line the full parser takes
- * for a mail line the scanner's head parser takes too; a complete line with a needle that the
- * full parser calls a mail line is reported by the find-first and by the per-line scanner.
+ * byte picks (lines split anywhere) with keys watched on the way (their kept lines replayed),
+ * and one unfiltered with a time window fed in one piece; all with small bounds, so an input
+ * that fills the history, the ring or the key table is cheap to find. Every reported line is
+ * read to its last byte so ASan sees an out-of-bounds span. Properties (a violation aborts):
+ * every line the full parser takes for a mail line the scanner's head parser takes too; a
+ * complete line with a needle that the full parser calls a mail line is reported by the
+ * find-first and by the per-line scanner.
  * Depends on: maillog.h. */
 #include <math.h>
 #include <stddef.h>
@@ -180,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			size_t n = size - i < chunk ? size - i : chunk;
 			ml_scanner_feed(s, text + i, n, emit, NULL);
 			if (n >= 11)
-				ml_scanner_watch(s, text + i, 11);
+				ml_scanner_watch_replay(s, text + i, 11, emit, NULL);
 			i += n;
 		}
 		ml_scanner_flush(s, emit, NULL);

@@ -4,7 +4,7 @@
 -- delivery attempt, D4 Postfix's final status stands unless Dovecot logged a failure (sieve
 -- fileinto recognised, the folder reported), D5 the sender's NDR as bounce_id, D6 stamps without
 -- a zone next to stamps with one, D7 a Dovecot session logged before the LMTP reply that names
--- it, and the "also" items (sender/message-id from later hops, rsyslog repeats, unreadable lines).
+-- it (also in Dovecot's own log, fed before the Postfix log), and the "also" items (sender/message-id from later hops, rsyslog repeats, unreadable lines).
 local t = require "tap"
 local maillog = require "runbook.maillog"
 
@@ -155,6 +155,36 @@ do
 	for i = 1, #data, 5 do tr7:feed(data:sub(i, i + 4), { host = "dell" }) end
 	local m = tr7:messages()[1]
 	t.ok(m and #m.hops == 2 and m.hops[2].status == "saved", "D7: same result fed in 5-byte chunks")
+end
+
+-- D7, two logs: Dovecot's lines in a log of their own, fed BEFORE the Postfix log whose LMTP
+-- reply names the session (the session was lost: its lines name only `info`, so no filter
+-- reported them, and the Postfix log came too late). Every filter, find-first and per-line.
+do
+	local f = assert(io.open(dir .. "d7-short-user.log", "rb"))
+	local all = f:read("a")
+	f:close()
+	local dove, post = {}, {}
+	for line in all:gmatch("[^\n]+") do
+		local list = line:find(" dovecot: ", 1, true) and dove or post
+		list[#list + 1] = line
+	end
+	t.ok(#dove == 3 and #post == 5, "D7 two logs: the fixture splits into 3 Dovecot and 5 Postfix lines")
+	for _, filter in ipairs { {}, { addr = "info@toyota-phv.test" }, { domain = "toyota-phv.test" },
+		{ addr = "info@toyota-phv.test", per_line = true } } do
+		local label = (filter.addr and "address filter" or filter.domain and "domain filter" or "no filter")
+			.. (filter.per_line and ", per_line" or "")
+		filter.year = 2026
+		local tr7 = maillog.tracker(filter)
+		tr7:feed(table.concat(dove, "\n") .. "\n", { host = "dell", source = "dovecot" })
+		tr7:feed(table.concat(post, "\n") .. "\n", { host = "dell", source = "postfix" })
+		local msgs7 = tr7:messages()
+		local m = msgs7[1]
+		local last = m and m.hops[#m.hops] or {}
+		t.ok(#msgs7 == 1 and #m.hops == 2 and last.kind == "dovecot" and last.status == "saved" and last.mailbox == "INBOX"
+			and last.linked_by == "session", "D7 two logs, Dovecot's first: the session is found (" .. label .. ")")
+		t.is(last.lines and #last.lines, 1, "D7 two logs: its saved line once, not twice (" .. label .. ")")
+	end
 end
 
 -- also: sender and message-id from later hops; rsyslog repeats; unreadable lines counted
