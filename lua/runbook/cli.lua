@@ -17,6 +17,7 @@ Usage:
   runbook list [--format json]                     runbooks on the search path, with their arguments
   runbook describe RUNBOOK                         a runbook's full declaration and help
   runbook check RUNBOOK...                         load, validate and lint runbooks; runs nothing
+  runbook doc [METHOD]                             the runbook API: every ctx method, or one in full
   runbook lua FILE [ARG]...                        run a trusted Lua script with the engine's
                                                    modules (tests, experiments); not sandboxed
   runbook help | --help | --version
@@ -606,6 +607,7 @@ function M.main(argv)
     elseif cmd == "describe" then return cmd_describe(argv)
     elseif cmd == "check" then return cmd_check(argv)
     elseif cmd == "lua" then return cmd_lua(argv)
+    elseif cmd == "doc" then return require("runbook.doc").main(argv)
     end
     return usage(("unknown command %q"):format(cmd))
   end, debug.traceback)

@@ -8,6 +8,8 @@
 --     is in ErrCode;
 --   * the README's and the man page's API sections are exactly what api.lua generates, and
 --     tests/tools/gen-api-doc.lua (make doc) rewrites stale copies to them;
+--   * `runbook doc`, `runbook doc METHOD`, `runbook doc codes`; an unknown method is exit 2
+--     with the nearest names;
 --   * the file is never loaded as code by the engine, and loading it anyway does nothing;
 --   * controls: each check finds the fault in a copy of api.lua with an entry removed, an
 --     entry added, a parameter renamed, a code not in ErrCode, and in a stale README.
@@ -17,7 +19,8 @@ local context = require "runbook.context"
 local rbrun = require "rbrun"
 
 local ROOT = os.getenv("RUNBOOK_ROOT") or "."
-local rb = rbrun.runner { timeout = 20 }
+-- the binary reads the tree under test (RUNBOOK_HOME), wherever it was built
+local rb = rbrun.runner { timeout = 20, env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_HOME = ROOT } }
 
 local function slurp(p)
   local f = assert(io.open(p, "r"))
@@ -196,6 +199,48 @@ do
   t.ok(slurp(dir .. "/runbook.1") == man, "it rewrites a stale man page to the committed one")
   exec.run({ "rm", "-rf", "--", dir }, { timeout = 5 })
 end
+
+-- ---------------------------------------------------------------- runbook doc
+
+local r = rb { "doc" }
+t.is(r.status, 0, "runbook doc: exit 0")
+local missing = {}
+for _, n in ipairs(public) do
+  if not r.stdout:find("\n  " .. n .. " ", 1, true) then missing[#missing + 1] = n end
+end
+t.is(table.concat(missing, " "), "", "runbook doc lists every public method with its summary")
+t.like(r.stdout, "\n  ctx%.args ", "runbook doc lists the fields")
+
+r = rb { "doc", "sql" }
+t.is(r.status, 0, "runbook doc sql: exit 0")
+t.like(r.stdout, "^ctx:sql%(db, query, %.%.%.%) %-> result | nil, message, code\n", "its signature")
+t.like(r.stdout, "\nParameters:\n  db ", "its parameters")
+t.like(r.stdout, "\nReturns:\n  result ", "its return values")
+t.like(r.stdout, "\n  sql         the database refused the statement", "its error codes, with their meaning")
+t.like(r.stdout, "\nExample:\n  local r, msg, code = ctx:sql%(", "its example")
+t.is(rb({ "doc", "ctx:sql" }).stdout, r.stdout, "runbook doc ctx:sql is the same entry")
+
+r = rb { "doc", "stpe" }
+t.is(r.status, 2, "runbook doc stpe: exit 2")
+t.like(r.stderr, 'no ctx method or field "stpe"; did you mean: [^\n]*step', "it names the nearest methods")
+t.is(r.stdout, "", "and prints nothing on stdout")
+r = rb { "doc", "postqueue_flsh" }
+t.like(r.stderr, "did you mean: postqueue_flush", "a near miss of a long name finds it")
+r = rb { "doc", "sql", "x" }
+t.is(r.status, 2, "runbook doc with two names: exit 2")
+
+r = rb { "doc", "codes" }
+t.is(r.status, 0, "runbook doc codes: exit 0")
+for _, c in ipairs(api.codes) do
+  if not r.stdout:find("\n  " .. c.name .. " ", 1, true) then t.ok(false, "runbook doc codes lists " .. c.name) end
+end
+t.like(r.stdout, "\n  notty       a prompt was asked for but there is no terminal", "runbook doc codes says what each means")
+
+r = rb { "doc", "--markdown" }
+t.is(r.stdout, section, "runbook doc --markdown prints the README section")
+
+r = rb { "doc", "step" }
+t.like(r.stdout, "^ctx:step%(name, fn %[, title%]%) %-> %.%.%.\n", "runbook doc step")
 
 -- ---------------------------------------------------------------- never run
 
