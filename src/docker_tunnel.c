@@ -204,7 +204,7 @@ void dk_tunnel_close(struct dk_tunnel *t)
 {
 	if (t->ch && !session_gone(t)) {
 		/* bounded: a stalled session is closed rather than waited for */
-		double dl = ssh_now() + 1.0;
+		double dl = rb_mono_now() + 1.0;
 		int rc;
 		while ((rc = libssh2_channel_free(t->ch)) == LIBSSH2_ERROR_EAGAIN)
 			if (ssh_wait(t->S, dl) != SSH_WAIT_OK) {

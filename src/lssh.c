@@ -66,7 +66,7 @@ static int ssh_connect(lua_State *L)
 	char msg[512], name[300];
 
 	luaL_checktype(L, 1, LUA_TTABLE);
-	ssh_check_options(L, 1, allowed);
+	rb_check_keys(L, 1, allowed, NULL);
 	host = opt_string(L, 1, "host", 1);
 	user = opt_string(L, 1, "user", 1);
 	key = opt_string(L, 1, "key", 0);
@@ -80,7 +80,7 @@ static int ssh_connect(lua_State *L)
 		return luaL_error(L, "option 'port' must be in 1..65535");
 	agent = opt_bool(L, 1, "agent");
 	accept_new = opt_bool(L, 1, "accept_new");
-	timeout = ssh_opt_seconds(L, 1, "timeout", 10);
+	timeout = rb_opt_timeout(L, 1, "timeout", 10);
 	if (!key && !agent)
 		return luaL_error(L, "ssh.connect: give 'key' or 'agent = true'");
 
@@ -91,7 +91,7 @@ static int ssh_connect(lua_State *L)
 	snprintf(S->label, sizeof S->label, "%s@%s:%d", user, host, port);
 	luaL_setmetatable(L, SSH_SESSION_MT);
 
-	dl = ssh_now() + timeout;
+	dl = rb_mono_now() + timeout;
 	S->fd = ssh_tcp_connect(host, port, dl, &code, msg, sizeof msg);
 	if (S->fd < 0)
 		return ssh_fail(L, S, code, "%s", msg);
@@ -201,11 +201,11 @@ static int sess_tcp_check(lua_State *L)
 	int rc;
 
 	luaL_argcheck(L, port >= 1 && port <= 65535, 3, "port must be in 1..65535");
-	ssh_check_options(L, 4, allowed);
-	timeout = ssh_opt_seconds(L, 4, "timeout", 10);
+	rb_check_keys(L, 4, allowed, NULL);
+	timeout = rb_opt_timeout(L, 4, "timeout", 10);
 	if (S->s == NULL)
 		return ssh_fail(L, S, "closed", "session is closed");
-	t0 = ssh_now();
+	t0 = rb_mono_now();
 	dl = t0 + timeout;
 	for (;;) {
 		ch = libssh2_channel_direct_tcpip_ex(S->s, host, (int)port, "127.0.0.1", 0);
@@ -241,7 +241,7 @@ static int sess_tcp_check(lua_State *L)
 		return ssh_fail(L, S, "timeout", "tcp_check %s:%d: channel close timed out", host, (int)port);
 	}
 	lua_createtable(L, 0, 1);
-	lua_pushnumber(L, (ssh_now() - t0) * 1000.0);
+	lua_pushnumber(L, (rb_mono_now() - t0) * 1000.0);
 	lua_setfield(L, -2, "ms");
 	return 1;
 }

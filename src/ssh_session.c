@@ -1,9 +1,10 @@
 /* ssh_session.c: the session side of the ssh family, below its Lua binding (lssh.c) and its
  * channels (sshchan.c): the monotonic clock, bounded waits on the session socket, the one
- * idempotent close, failure results, option checks, and the pieces of ssh.connect (TCP connect,
+ * idempotent close, failure results, and the pieces of ssh.connect (TCP connect through rbaux,
  * strict host-key check against known_hosts, ssh-agent authentication).
  * Never calls back into lssh.c or sshchan.c.
- * Depends on: sshint.h, libssh2, OpenSSL (base64), Lua 5.4. */
+ * Clock, waits, TCP connect and option checks are rbaux.c's (every wait ends by the run deadline).
+ * Depends on: sshint.h, rbaux.c, libssh2, OpenSSL (base64), Lua 5.4. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -20,30 +21,8 @@
 #include <lauxlib.h>
 #include <openssl/evp.h>
 
+#include "rbaux.h"
 #include "sshint.h"
-
-double ssh_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int poll_until(int fd, short events, double deadline)
-{
-	struct pollfd p = { fd, events, 0 };
-	for (;;) {
-		double left = deadline - ssh_now();
-		int r;
-		if (left <= 0)
-			return SSH_WAIT_TIMEOUT;
-		r = poll(&p, 1, (int)(left * 1000.0) + 1);
-		if (r > 0)
-			return SSH_WAIT_OK;
-		if (r < 0 && errno != EINTR)
-			return SSH_WAIT_ERROR;
-	}
-}
 
 int ssh_wait(ssh_session *S, double deadline)
 {
@@ -53,14 +32,15 @@ int ssh_wait(ssh_session *S, double deadline)
 		ev |= POLLIN;
 	if (dir & LIBSSH2_SESSION_BLOCK_OUTBOUND)
 		ev |= POLLOUT;
-	return poll_until(S->fd, ev ? ev : POLLIN, deadline);
+	int r = rb_wait_fd(S->fd, ev ? ev : POLLIN, deadline);   /* ends by the run deadline too */
+	return r > 0 ? SSH_WAIT_OK : r == 0 ? SSH_WAIT_TIMEOUT : SSH_WAIT_ERROR;
 }
 
 void ssh_session_close(ssh_session *S, int polite)
 {
 	if (S->s) {
 		if (polite) {
-			double dl = ssh_now() + 1.0;
+			double dl = rb_mono_now() + 1.0;
 			int rc;
 			SSH_NB(S, dl, rc, libssh2_session_disconnect(S->s, "bye"));
 			(void)rc;
@@ -93,102 +73,20 @@ int ssh_fail(lua_State *L, ssh_session *S, const char *code, const char *fmt, ..
 	return 3;
 }
 
-void ssh_check_options(lua_State *L, int idx, const char *const *allowed)
-{
-	if (lua_isnoneornil(L, idx))
-		return;
-	luaL_checktype(L, idx, LUA_TTABLE);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		const char *k;
-		int ok = 0;
-		lua_pop(L, 1);
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "options: keys must be strings");
-		k = lua_tostring(L, -1);
-		for (const char *const *a = allowed; *a; a++)
-			if (strcmp(*a, k) == 0)
-				ok = 1;
-		if (!ok)
-			luaL_error(L, "unknown option '%s'", k);
-	}
-}
-
-double ssh_opt_seconds(lua_State *L, int idx, const char *name, double dflt)
-{
-	double v = dflt;
-	if (lua_isnoneornil(L, idx))
-		return dflt;
-	if (lua_getfield(L, idx, name) != LUA_TNIL) {
-		int isnum;
-		v = lua_tonumberx(L, -1, &isnum);
-		if (!isnum || !(v > 0) || v > 86400)
-			luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", name);
-	}
-	lua_pop(L, 1);
-	return v;
-}
-
 /* ---------------------------------------------------------------- connect */
 
-static const char *errno_code(int e)
-{
-	switch (e) {
-	case ECONNREFUSED: return "refused";
-	case ENETUNREACH: case EHOSTUNREACH: case EHOSTDOWN: case ENETDOWN: return "unreachable";
-	case ETIMEDOUT: return "timeout";
-	default: return "io";
-	}
-}
-
-/* Returns a connected non-blocking socket, or -1 with *code and msg set. */
+/* rb_tcp_connect, with the ssh family's answer to a name: it is never resolved here. */
 int ssh_tcp_connect(const char *host, int port, double deadline, const char **code,
-                       char *msg, size_t n)
+                    char *msg, size_t n)
 {
-	struct addrinfo hints, *ai = NULL;
-	char sport[16];
-	int fd, one = 1, err = 0, rc;
-	socklen_t len = sizeof err;
-
-	memset(&hints, 0, sizeof hints);
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-	snprintf(sport, sizeof sport, "%d", port);
-	if (getaddrinfo(host, sport, &hints, &ai) != 0 || ai == NULL) {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	if (rb_ip_addr(host, port, &ss, &len) != 0) {
 		*code = "unreachable";
 		snprintf(msg, n, "'%s' is not a numeric address (no name resolution here)", host);
 		return -1;
 	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		freeaddrinfo(ai);
-		*code = "io";
-		snprintf(msg, n, "socket: %s", strerror(errno));
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-	freeaddrinfo(ai);
-	if (rc < 0 && errno != EINPROGRESS) {
-		err = errno;
-	} else if (rc < 0) {
-		rc = poll_until(fd, POLLOUT, deadline);
-		if (rc == SSH_WAIT_TIMEOUT) {
-			close(fd);
-			*code = "timeout";
-			snprintf(msg, n, "TCP connect timed out");
-			return -1;
-		}
-		if (rc != SSH_WAIT_OK || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno ? errno : EIO;
-	}
-	if (err) {
-		close(fd);
-		*code = errno_code(err);
-		snprintf(msg, n, "connect: %s", strerror(err));
-		return -1;
-	}
-	return fd;
+	return rb_tcp_connect(host, port, NULL, deadline, code, msg, n);
 }
 
 static const char *hostkey_name(int type)

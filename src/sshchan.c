@@ -194,8 +194,8 @@ int ssh_sess_exec(lua_State *L)
 	char sig[32], buf[CHUNK];
 
 	check_command(L, 2, &cmd, &cmdlen);
-	ssh_check_options(L, 3, allowed);
-	timeout = ssh_opt_seconds(L, 3, "timeout", 30);
+	rb_check_keys(L, 3, allowed, NULL);
+	timeout = rb_opt_timeout(L, 3, "timeout", 30);
 	max = opt_size(L, 3, "max_output", 8 << 20, (lua_Integer)1 << 30);
 	if (!lua_isnoneornil(L, 3)) {
 		int t = lua_getfield(L, 3, "stdin");   /* stays on the stack */
@@ -208,7 +208,7 @@ int ssh_sess_exec(lua_State *L)
 		return ssh_fail(L, S, "closed", "session is closed");
 	obuf_init(L, &out, (size_t)max);
 	obuf_init(L, &err, (size_t)max);
-	t0 = ssh_now();
+	t0 = rb_mono_now();
 	dl = t0 + timeout;
 	ch = start(S, cmd, cmdlen, dl, &rc);
 	if (ch == NULL)
@@ -273,7 +273,7 @@ int ssh_sess_exec(lua_State *L)
 	}
 	lua_pushboolean(L, out.truncated || err.truncated);
 	lua_setfield(L, -2, "truncated");
-	lua_pushnumber(L, (ssh_now() - t0) * 1000.0);
+	lua_pushnumber(L, (rb_mono_now() - t0) * 1000.0);
 	lua_setfield(L, -2, "ms");
 	return 1;
 }
@@ -340,8 +340,8 @@ int ssh_sess_open(lua_State *L)
 	int rc;
 
 	check_command(L, 2, &cmd, &cmdlen);
-	ssh_check_options(L, 3, allowed);
-	timeout = ssh_opt_seconds(L, 3, "timeout", 300);
+	rb_check_keys(L, 3, allowed, NULL);
+	timeout = rb_opt_timeout(L, 3, "timeout", 300);
 	errcap = opt_size(L, 3, "max_stderr", 65536, STDERR_CAP_MAX);
 	if (S->s == NULL)
 		return ssh_fail(L, S, "closed", "session is closed");
@@ -350,7 +350,7 @@ int ssh_sess_open(lua_State *L)
 	memset(C, 0, sizeof *C);
 	C->S = S;
 	C->errcap = (size_t)errcap;
-	C->deadline = ssh_now() + timeout;
+	C->deadline = rb_mono_now() + timeout;
 	luaL_setmetatable(L, SSH_CHANNEL_MT);
 	lua_pushvalue(L, 1);
 	lua_setiuservalue(L, -2, 1);
@@ -407,7 +407,7 @@ static int chan_read(lua_State *L)
 static int chan_close(lua_State *L)
 {
 	ssh_channel *C = check_channel(L);
-	double dl = ssh_now() + 2.0;
+	double dl = rb_mono_now() + 2.0;
 	channel_release(C, dl < C->deadline ? dl : C->deadline);
 	if (C->has_status)
 		lua_pushinteger(L, C->status);
@@ -424,7 +424,7 @@ static int chan_close(lua_State *L)
 static int chan_gc(lua_State *L)
 {
 	ssh_channel *C = check_channel(L);
-	channel_release(C, ssh_now() + 1.0);
+	channel_release(C, rb_mono_now() + 1.0);
 	return 0;
 }
 

@@ -4,7 +4,8 @@
  * uses the session handle and ssh_open_streamlocal().
  *
  * Every libssh2 session runs in non-blocking mode; every wait goes through ssh_wait(), a poll()
- * on the session socket bounded by an absolute CLOCK_MONOTONIC deadline, so nothing can hang.
+ * on the session socket bounded by an absolute rb_mono_now() deadline (and the run deadline:
+ * rb_wait_fd), so nothing can hang.
  * A session whose operation timed out in the middle of a libssh2 state machine cannot be
  * resumed safely: it is marked dead and closed, and later calls answer code "closed".
  * Depends on: libssh2 (1.10), Lua 5.4. */
@@ -13,6 +14,8 @@
 
 #include <libssh2.h>
 #include <lua.h>
+
+#include "rbaux.h"
 
 #define SSH_SESSION_MT "runbook.ssh.session"
 #define SSH_CHANNEL_MT "runbook.ssh.channel"
@@ -26,16 +29,11 @@ typedef struct {
 /* ssh_wait results */
 enum { SSH_WAIT_OK = 0, SSH_WAIT_TIMEOUT = -1, SSH_WAIT_ERROR = -2 };
 
-double ssh_now(void);
 int ssh_wait(ssh_session *S, double deadline);
 /* Idempotent: disconnects politely (bounded), frees the session, closes the socket. */
 void ssh_session_close(ssh_session *S, int polite);
 /* Pushes nil, "<label>: <what>", code and returns 3. */
 int ssh_fail(lua_State *L, ssh_session *S, const char *code, const char *fmt, ...);
-/* Rejects option keys not in the NULL-terminated list (raises). */
-void ssh_check_options(lua_State *L, int idx, const char *const *allowed);
-/* Optional positive number field (seconds); dflt when absent. Raises on a bad value. */
-double ssh_opt_seconds(lua_State *L, int idx, const char *name, double dflt);
 
 /* Loop a libssh2 call returning int while it says EAGAIN; rc becomes the result, or
  * LIBSSH2_ERROR_TIMEOUT / LIBSSH2_ERROR_SOCKET_RECV when the wait fails. */
