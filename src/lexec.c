@@ -17,7 +17,9 @@
  * open or the read) and fstat S_ISREG on the opened descriptor (a FIFO, device or directory is
  * refused with code "type"). read_private and append also refuse a symlink as the last component
  * (O_NOFOLLOW) and a file not owned by the running user or open to group/others ("denied").
- * Codes: notfound denied type timeout io cap. Depends on: Lua 5.4, POSIX. */
+ * A command's timeout never reaches past the run deadline. Codes: notfound denied type timeout
+ * io cap. The process machinery (fork, pipes, process groups) is exec_spawn.c.
+ * Depends on: exec_spawn.h, rbaux.h, Lua 5.4, POSIX. */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -36,205 +38,63 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "exec_spawn.h"
 #include "rbaux.h"
 
-#define EXEC_MAX_ARGS 256
 #define PROC_MT "runbook.exec.proc"
 
-static double now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+static const char *const run_keys[] = { "timeout", "max_output", "max_stderr", "cwd", "env", "stdin", NULL };
+static const char *const spawn_keys[] = { "timeout", "max_output", "max_stderr", "cwd", "env", NULL };
 
-static int fail(lua_State *L, const char *code, const char *fmt, const char *a, const char *b)
+/* env = {NAME = value, ...}: at most EXEC_MAX_ENV string pairs, anchored by the options table. */
+static void check_env(lua_State *L, int idx, struct exec_cmd *c)
 {
+	if (lua_type(L, idx) != LUA_TTABLE || lua_getfield(L, idx, "env") == LUA_TNIL) {
+		if (lua_type(L, idx) == LUA_TTABLE)
+			lua_pop(L, 1);
+		return;
+	}
+	luaL_checktype(L, -1, LUA_TTABLE);
 	lua_pushnil(L);
-	lua_pushfstring(L, fmt, a, b);
-	lua_pushstring(L, code);
-	return 3;
+	while (lua_next(L, -2)) {
+		if (c->nenv >= EXEC_MAX_ENV)
+			luaL_error(L, "too many env entries");
+		if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+			luaL_error(L, "env entries must be string = string");
+		c->env_k[c->nenv] = lua_tostring(L, -2);
+		c->env_v[c->nenv] = lua_tostring(L, -1);
+		c->nenv++;
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
 }
 
-/* A dynamic byte buffer owned by C (never by Lua) while children run. */
-struct buf {
-	char *p;
-	size_t n, cap, max;
-	int truncated;
-};
-
-static int buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->n + n > b->max) {
-		b->truncated = 1;
-		n = b->max > b->n ? b->max - b->n : 0;
-	}
-	if (n == 0)
-		return 0;
-	if (b->n + n > b->cap) {
-		size_t nc = b->cap ? b->cap * 2 : 8192;
-		while (nc < b->n + n)
-			nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (np == NULL)
-			return -1;
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	return 0;
-}
-
-/* Collected, checked arguments of run/spawn: everything that can raise is done before fork. */
-struct cmd {
-	const char *argv[EXEC_MAX_ARGS + 1];
-	const char *env_k[64], *env_v[64];
-	int nenv;
-	const char *cwd;
-	const char *stdin_data;
-	size_t stdin_len;
-	double timeout;
-	size_t max_output;
-};
-
-static void check_opts(lua_State *L, int idx, struct cmd *c, int allow_stdin)
+/* argv at 1, options at idx (run: with stdin) into c; raises on anything wrong. */
+static void check_opts(lua_State *L, int idx, struct exec_cmd *c, int allow_stdin)
 {
 	int n = (int)luaL_len(L, 1);
 	luaL_argcheck(L, n >= 1 && n <= EXEC_MAX_ARGS, 1, "argv must hold 1..256 strings");
 	for (int i = 1; i <= n; i++) {
+		size_t len;
+		const char *s;
 		lua_rawgeti(L, 1, i);
 		if (lua_type(L, -1) != LUA_TSTRING)
 			luaL_error(L, "bad argument #1 (argv[%d] must be a string)", i);
-		size_t len;
-		const char *s = lua_tolstring(L, -1, &len);
+		s = lua_tolstring(L, -1, &len);
 		if (strlen(s) != len)
 			luaL_error(L, "bad argument #1 (argv[%d] contains a NUL byte)", i);
 		c->argv[i - 1] = s;     /* anchored by the argv table on the stack */
 		lua_pop(L, 1);
 	}
 	c->argv[n] = NULL;
-	c->timeout = 10;
-	c->max_output = 16 * 1024 * 1024;
-	if (lua_isnoneornil(L, idx))
-		return;
-	luaL_checktype(L, idx, LUA_TTABLE);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-		if (strcmp(k, "timeout") == 0) {
-			c->timeout = luaL_checknumber(L, -1);
-			luaL_argcheck(L, c->timeout > 0, idx, "timeout must be positive");
-		} else if (strcmp(k, "max_output") == 0 || strcmp(k, "max_stderr") == 0) {
-			lua_Integer m = luaL_checkinteger(L, -1);
-			luaL_argcheck(L, m > 0, idx, "max_output must be positive");
-			c->max_output = (size_t)m;
-		} else if (strcmp(k, "cwd") == 0) {
-			c->cwd = luaL_checkstring(L, -1);
-		} else if (strcmp(k, "stdin") == 0 && allow_stdin) {
-			c->stdin_data = luaL_checklstring(L, -1, &c->stdin_len);
-		} else if (strcmp(k, "env") == 0) {
-			luaL_checktype(L, -1, LUA_TTABLE);
-			lua_pushnil(L);
-			while (lua_next(L, -2)) {
-				if (c->nenv >= 64)
-					luaL_error(L, "too many env entries");
-				if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-					luaL_error(L, "env entries must be string = string");
-				c->env_k[c->nenv] = lua_tostring(L, -2);
-				c->env_v[c->nenv] = lua_tostring(L, -1);
-				c->nenv++;
-				lua_pop(L, 1);
-			}
-		} else {
-			luaL_error(L, "unknown option '%s'", k);
-		}
-		lua_pop(L, 1);
-	}
-}
-
-/* Forks the child in its own process group. Returns pid, or -errno on failure (exec errors
- * come back through a CLOEXEC pipe). fds: [0] child's stdin writer (or -1), [1] stdout, [2] stderr. */
-static pid_t start_child(struct cmd *c, int fds[3])
-{
-	int in[2] = {-1, -1}, out[2], err[2], rep[2];
-	pid_t pid;
-	int e = 0;
-
-	if (pipe2(out, O_CLOEXEC) < 0)
-		return -errno;
-	if (pipe2(err, O_CLOEXEC) < 0) {
-		e = errno;
-		close(out[0]); close(out[1]);
-		return -e;
-	}
-	if (pipe2(rep, O_CLOEXEC) < 0 || (c->stdin_data && pipe2(in, O_CLOEXEC) < 0)) {
-		e = errno;
-		close(out[0]); close(out[1]); close(err[0]); close(err[1]);
-		return -e;
-	}
-	pid = fork();
-	if (pid < 0) {
-		e = errno;
-		close(out[0]); close(out[1]); close(err[0]); close(err[1]); close(rep[0]); close(rep[1]);
-		if (in[0] >= 0) { close(in[0]); close(in[1]); }
-		return -e;
-	}
-	if (pid == 0) {
-		int devnull;
-		setpgid(0, 0);
-		signal(SIGPIPE, SIG_DFL);
-		if (in[0] >= 0)
-			dup2(in[0], 0);
-		else if ((devnull = open("/dev/null", O_RDONLY)) >= 0)
-			dup2(devnull, 0);
-		dup2(out[1], 1);
-		dup2(err[1], 2);
-		for (int i = 0; i < c->nenv; i++)
-			setenv(c->env_k[i], c->env_v[i], 1);
-		if (c->cwd && chdir(c->cwd) < 0) {
-			e = errno;
-			if (write(rep[1], &e, sizeof e) < 0) { /* nothing to do */ }
-			_exit(127);
-		}
-		execvp(c->argv[0], (char *const *)c->argv);
-		e = errno;
-		if (write(rep[1], &e, sizeof e) < 0) { /* nothing to do */ }
-		_exit(127);
-	}
-	setpgid(pid, pid);      /* both sides, so the group exists before any kill */
-	close(out[1]); close(err[1]); close(rep[1]);
-	if (in[0] >= 0)
-		close(in[0]);
-	if (read(rep[0], &e, sizeof e) == (ssize_t)sizeof e) {
-		close(rep[0]); close(out[0]); close(err[0]);
-		if (in[1] >= 0)
-			close(in[1]);
-		waitpid(pid, NULL, 0);
-		return -e;
-	}
-	close(rep[0]);
-	fds[0] = in[1];
-	fds[1] = out[0];
-	fds[2] = err[0];
-	return pid;
-}
-
-/* Kills the child's whole group: TERM, a short grace, then KILL; reaps it. */
-static int kill_group(pid_t pid)
-{
-	int status = 0;
-	kill(-pid, SIGTERM);
-	for (int i = 0; i < 20; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			kill(-pid, SIGKILL);   /* stragglers in the group */
-			return status;
-		}
-		usleep(25000);
-	}
-	kill(-pid, SIGKILL);
-	waitpid(pid, &status, 0);
-	return status;
+	rb_check_keys(L, idx, allow_stdin ? run_keys : spawn_keys, allow_stdin ? "exec.run" : "exec.spawn");
+	c->timeout = rb_opt_timeout(L, idx, "timeout", 10);
+	c->max_output = (size_t)rb_opt_int(L, idx, "max_output", 16 * 1024 * 1024, 1, LUA_MAXINTEGER);
+	c->max_output = (size_t)rb_opt_int(L, idx, "max_stderr", (lua_Integer)c->max_output, 1, LUA_MAXINTEGER);
+	c->cwd = rb_opt_string(L, idx, "cwd", NULL);
+	if (allow_stdin)
+		c->stdin_data = rb_opt_lstring(L, idx, "stdin", NULL, &c->stdin_len);
+	check_env(L, idx, c);
 }
 
 static void push_status(lua_State *L, int status)
@@ -250,13 +110,24 @@ static void push_status(lua_State *L, int status)
 	}
 }
 
+/* The message of a timeout: the command's own, or the run deadline when it came first
+ * (deadline was clipped to it). */
+static int push_timeout(lua_State *L, const char *argv0, double timeout, double t0, double deadline)
+{
+	if (deadline < t0 + timeout)
+		return rb_failf(L, "timeout", "%s: the run deadline passed (process group killed)", argv0);
+	lua_pushnil(L);
+	lua_pushfstring(L, "%s: timed out after %f s (process group killed)", argv0, (lua_Number)timeout);
+	lua_pushliteral(L, "timeout");
+	return 3;
+}
+
 /* exec.run(argv, opts) */
 static int exec_run(lua_State *L)
 {
-	struct cmd c;
-	struct buf out = {0}, err = {0};
-	int fds[3], status = 0, timed_out = 0, oom = 0;
-	size_t in_off = 0;
+	struct exec_cmd c;
+	struct exec_buf out = {0}, err = {0};
+	int fds[3], status = 0, r;
 	double t0, deadline;
 	pid_t pid;
 
@@ -264,94 +135,18 @@ static int exec_run(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	check_opts(L, 2, &c, 1);
 	out.max = err.max = c.max_output;
-	t0 = now_mono();
-	deadline = t0 + c.timeout;
-	pid = start_child(&c, fds);
+	t0 = rb_mono_now();
+	deadline = rb_deadline_in(c.timeout);
+	pid = exec_start_child(&c, fds);
 	if (pid < 0)
-		return fail(L, rb_errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
-	if (fds[0] >= 0 && c.stdin_len == 0) {
-		close(fds[0]);
-		fds[0] = -1;
-	}
-	if (fds[0] >= 0)
-		fcntl(fds[0], F_SETFL, O_NONBLOCK);
-	while (fds[1] >= 0 || fds[2] >= 0) {
-		struct pollfd p[3];
-		int np = 0, ms = (int)((deadline - now_mono()) * 1000);
-		if (ms <= 0) {
-			timed_out = 1;
-			break;
-		}
-		for (int i = 0; i < 3; i++)
-			if (fds[i] >= 0) {
-				p[np].fd = fds[i];
-				p[np].events = i == 0 ? POLLOUT : POLLIN;
-				p[np].revents = 0;
-				np++;
-			}
-		int r = poll(p, (nfds_t)np, ms);
-		if (r < 0 && errno == EINTR)
-			continue;
+		return rb_failf(L, rb_errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
+	r = exec_collect(&c, pid, fds, deadline, &out, &err, &status);
+	if (r != 0) {
+		free(out.p);
+		free(err.p);
 		if (r < 0)
-			break;
-		for (int j = 0; j < np; j++) {
-			char chunk[65536];
-			if (!p[j].revents)
-				continue;
-			if (p[j].fd == fds[0]) {
-				ssize_t w = write(fds[0], c.stdin_data + in_off, c.stdin_len - in_off);
-				if (w > 0)
-					in_off += (size_t)w;
-				if (w < 0 && errno != EAGAIN) in_off = c.stdin_len;
-				if (in_off >= c.stdin_len) {
-					close(fds[0]);
-					fds[0] = -1;
-				}
-				continue;
-			}
-			int which = p[j].fd == fds[1] ? 1 : 2;
-			ssize_t n = read(p[j].fd, chunk, sizeof chunk);
-			if (n > 0) {
-				if (buf_add(which == 1 ? &out : &err, chunk, (size_t)n) < 0)
-					oom = 1;
-			} else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-				close(fds[which]);
-				fds[which] = -1;
-			}
-		}
-		if (oom)
-			break;
-	}
-	for (int i = 0; i < 3; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	if (timed_out || oom) {
-		kill_group(pid);
-	} else {
-		/* Pipes closed: the child is exiting; wait for it within what is left of the timeout. */
-		for (;;) {
-			pid_t w = waitpid(pid, &status, WNOHANG);
-			if (w == pid)
-				break;
-			if (now_mono() > deadline) {
-				timed_out = 1;
-				status = kill_group(pid);
-				break;
-			}
-			usleep(2000);
-		}
-		kill(-pid, SIGKILL);   /* no background leftovers of a finished command */
-	}
-	if (oom) {
-		free(out.p); free(err.p);
-		return luaL_error(L, "out of memory collecting output of %s", c.argv[0]);
-	}
-	if (timed_out) {
-		free(out.p); free(err.p);
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: timed out after %f s (process group killed)", c.argv[0], c.timeout);
-		lua_pushliteral(L, "timeout");
-		return 3;
+			return luaL_error(L, "out of memory collecting output of %s", c.argv[0]);
+		return push_timeout(L, c.argv[0], c.timeout, t0, deadline);
 	}
 	lua_createtable(L, 0, 6);
 	lua_pushlstring(L, out.p ? out.p : "", out.n);
@@ -363,7 +158,7 @@ static int exec_run(lua_State *L)
 	push_status(L, status);
 	lua_pushboolean(L, out.truncated || err.truncated);
 	lua_setfield(L, -2, "truncated");
-	lua_pushnumber(L, (now_mono() - t0) * 1000);
+	lua_pushnumber(L, (rb_mono_now() - t0) * 1000);
 	lua_setfield(L, -2, "ms");
 	return 1;
 }
@@ -374,7 +169,7 @@ struct proc {
 	pid_t pid;             /* 0 once closed */
 	int out, err;
 	double deadline;
-	struct buf errbuf;
+	struct exec_buf errbuf;
 	int status, timed_out;
 };
 
@@ -388,7 +183,7 @@ static void proc_drain_err(struct proc *p)
 	char chunk[4096];
 	ssize_t n = -1;
 	while (p->err >= 0 && (n = read(p->err, chunk, sizeof chunk)) > 0)
-		buf_add(&p->errbuf, chunk, (size_t)n);
+		exec_buf_add(&p->errbuf, chunk, (size_t)n);
 	if (p->err >= 0 && n == 0) {
 		close(p->err);
 		p->err = -1;
@@ -407,7 +202,7 @@ static void proc_release(struct proc *p)
 		if (waitpid(p->pid, &st, WNOHANG) == p->pid)
 			kill(-p->pid, SIGKILL);
 		else
-			st = kill_group(p->pid);
+			st = exec_kill_group(p->pid);
 		p->status = st;
 		p->pid = 0;
 	}
@@ -415,7 +210,7 @@ static void proc_release(struct proc *p)
 
 static int exec_spawn(lua_State *L)
 {
-	struct cmd c;
+	struct exec_cmd c;
 	int fds[3];
 	struct proc *p;
 
@@ -426,14 +221,14 @@ static int exec_spawn(lua_State *L)
 	memset(p, 0, sizeof *p);
 	p->out = p->err = -1;
 	luaL_setmetatable(L, PROC_MT);
-	pid_t pid = start_child(&c, fds);
+	pid_t pid = exec_start_child(&c, fds);
 	if (pid < 0)
-		return fail(L, rb_errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
+		return rb_failf(L, rb_errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
 	p->pid = pid;
 	p->out = fds[1];
 	p->err = fds[2];
 	p->errbuf.max = c.max_output < 65536 ? c.max_output : 65536;
-	p->deadline = now_mono() + c.timeout;
+	p->deadline = rb_deadline_in(c.timeout);
 	fcntl(p->err, F_SETFL, O_NONBLOCK);
 	return 1;
 }
@@ -449,14 +244,11 @@ static int proc_read(lua_State *L)
 	}
 	for (;;) {
 		struct pollfd pf[2] = {{p->out, POLLIN, 0}, {p->err, POLLIN, 0}};
-		int ms = (int)((p->deadline - now_mono()) * 1000);
+		int ms = (int)((p->deadline - rb_mono_now()) * 1000);
 		if (ms <= 0) {
 			p->timed_out = 1;
 			proc_release(p);
-			lua_pushnil(L);
-			lua_pushliteral(L, "command timed out (process group killed)");
-			lua_pushliteral(L, "timeout");
-			return 3;
+			return rb_fail(L, "command timed out (process group killed)", "timeout");
 		}
 		int r = poll(pf, p->err >= 0 ? 2 : 1, ms);
 		if (r < 0 && errno == EINTR)
@@ -513,7 +305,7 @@ static int push_stat(lua_State *L, int use_lstat)
 	struct stat st;
 	char perms[8];
 	if ((use_lstat ? lstat(path, &st) : stat(path, &st)) < 0)
-		return fail(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
+		return rb_failf(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
 	struct passwd *pw = getpwuid(st.st_uid);
 	struct group *gr = getgrgid(st.st_gid);
 	lua_createtable(L, 0, 8);
@@ -537,7 +329,7 @@ static int exec_statvfs(lua_State *L)
 	const char *path = luaL_checkstring(L, 1);
 	struct statvfs v;
 	if (statvfs(path, &v) < 0)
-		return fail(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
+		return rb_failf(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
 	double bs = (double)v.f_frsize / 1024.0;
 	double size = (double)v.f_blocks * bs, avail = (double)v.f_bavail * bs;
 	double used = ((double)v.f_blocks - (double)v.f_bfree) * bs;
@@ -563,7 +355,7 @@ static int read_file(lua_State *L, int private_file)
 	int fd;
 	const char *code = rb_open_regular(path, O_RDONLY, private_file, 0, &fd, why, sizeof why);
 	if (code)
-		return fail(L, code, "%s: %s", path, why);
+		return rb_failf(L, code, "%s: %s", path, why);
 	luaL_buffinit(L, &b);   /* a Lua error below would leak fd: only allocation can raise */
 	for (;;) {
 		char *p = luaL_prepbuffer(&b);
@@ -573,14 +365,14 @@ static int read_file(lua_State *L, int private_file)
 		if (n < 0) {
 			int e = errno;
 			close(fd);
-			return fail(L, "io", "%s: %s", path, strerror(e));
+			return rb_failf(L, "io", "%s: %s", path, strerror(e));
 		}
 		if (n == 0)
 			break;
 		luaL_addsize(&b, (size_t)n);
 		if ((lua_Integer)luaL_bufflen(&b) > max) {
 			close(fd);
-			return fail(L, "cap", "%s: larger than %s bytes", path, lua_pushfstring(L, "%I", max));
+			return rb_failf(L, "cap", "%s: larger than %lld bytes", path, (long long)max);
 		}
 	}
 	close(fd);
@@ -603,13 +395,13 @@ static int exec_append(lua_State *L)
 	int fd;
 	const char *code = rb_open_regular(path, O_WRONLY | O_APPEND | O_CREAT, 1, mode & 0700, &fd, why, sizeof why);
 	if (code)
-		return fail(L, code, "%s: %s", path, why);
+		return rb_failf(L, code, "%s: %s", path, why);
 	ssize_t w = write(fd, data, len);
 	int e = errno;
 	if (close(fd) < 0 && w == (ssize_t)len)
-		return fail(L, "io", "%s: %s", path, strerror(errno));
+		return rb_failf(L, "io", "%s: %s", path, strerror(errno));
 	if (w != (ssize_t)len)
-		return fail(L, "io", "%s: %s", path, w < 0 ? strerror(e) : "short write");
+		return rb_failf(L, "io", "%s: %s", path, w < 0 ? strerror(e) : "short write");
 	lua_pushboolean(L, 1);
 	return 1;
 }
@@ -623,19 +415,19 @@ static int exec_writefile(lua_State *L)
 	const char *tmp = lua_pushfstring(L, "%s.runbook-tmp.%d", path, (int)getpid());
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
-		return fail(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
+		return rb_failf(L, rb_errno_code(errno), "%s: %s", path, strerror(errno));
 	ssize_t w = write(fd, data, len);
 	int e = errno;
 	if (w != (ssize_t)len || fsync(fd) < 0) {
 		close(fd);
 		unlink(tmp);
-		return fail(L, "io", "%s: %s", path, w < 0 ? strerror(e) : "short write");
+		return rb_failf(L, "io", "%s: %s", path, w < 0 ? strerror(e) : "short write");
 	}
 	close(fd);
 	if (rename(tmp, path) < 0) {
 		e = errno;
 		unlink(tmp);
-		return fail(L, rb_errno_code(e), "%s: %s", path, strerror(e));
+		return rb_failf(L, rb_errno_code(e), "%s: %s", path, strerror(e));
 	}
 	lua_pushboolean(L, 1);
 	return 1;

@@ -9,6 +9,7 @@ local core = require "runbook.core"
 local smtp = require "runbook.smtp"
 local dns = require "runbook.dns"
 local net = require "runbook.net"
+local exec = require "runbook.exec"
 local S = fx.ADDR
 
 -- Runs f under a run deadline of `secs`; returns f's results (or the error) and the time taken.
@@ -44,6 +45,26 @@ local function body()
   t.ok(took < 3, ("dns.query: the run deadline ends the wait for a reply (%.2fs, timeout 10s)"):format(took))
   t.ok(r[1] == nil, "... and the query did not succeed")
 
+  -- exec: a command that sleeps 5 s with a 10 s timeout, a 0.5 s run deadline
+  r, took = under_deadline(0.5, function() return exec.run({ "sleep", "5" }, { timeout = 10 }) end)
+  t.ok(took < 3, ("exec.run: the run deadline ends the command (%.2fs, timeout 10s)"):format(took))
+  if r[3] then
+    t.is(r[3], "timeout", "... code timeout")
+    t.like(r[2], "run deadline passed", "... the message says it was the run deadline")
+  else
+    t.like(r[2], "deadline exceeded", "... or the deadline hook raised on return")
+  end
+  r, took = under_deadline(0.5, function()
+    local p = exec.spawn({ "sleep", "5" }, { timeout = 10 })
+    local chunk, msg, code = p:read()
+    p:close()
+    return chunk, msg, code
+  end)
+  t.ok(took < 3, ("exec.spawn: the run deadline ends proc:read (%.2fs, timeout 10s)"):format(took))
+  local res0, msg0, code0 = exec.run({ "sleep", "5" }, { timeout = 0.3 })
+  t.is(code0, "timeout", "control: exec.run's own timeout -> 'timeout'")
+  t.like(msg0 or "", "timed out after 0%.3 s", "... and says so")
+
   -- control: without a run deadline the primitive's own timeout still applies
   local t0 = core.now()
   local res, msg, code = smtp.probe { host = S, port = silent.port, timeout = 0.7, stop = "connect" }
@@ -61,6 +82,9 @@ local function body()
   raises(smtp.format_message, { form = "a@b.test" }, "smtp.format_message: unknown option 'form'", "smtp.format_message")
   raises(dns.query, { name = "x.test", sever = S }, "dns.query: unknown option 'sever'", "dns.query")
   raises(net.tcp_check, { host = S, port = 25, tmeout = 1 }, "net.tcp_check: unknown option 'tmeout'", "net.tcp_check")
+  raises(function(o) return exec.run({ "true" }, o) end, { timout = 1 }, "exec.run: unknown option 'timout'", "exec.run")
+  raises(function(o) return exec.spawn({ "true" }, o) end, { stdin = "x" }, "exec.spawn: unknown option 'stdin'", "exec.spawn: no stdin")
+  raises(function(o) return exec.run({ "true" }, o) end, { timeout = -1 }, "option 'timeout' must be a number of seconds", "exec.run: timeout range")
   raises(net.tcp_check, { host = S }, "option 'port' is required", "net.tcp_check: port required")
   raises(dns.query, { name = "x.test", server = S, port = 0 }, "option 'port' must be an integer in 1..65535", "dns.query: port range")
 end
