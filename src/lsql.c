@@ -22,213 +22,22 @@
  * Timeouts are whole seconds for libmariadb (rounded up); read_timeout bounds each network read.
  * The password is never part of a returned message. Every C resource lives in a userdata with a
  * __gc, so a Lua error (even out of memory) cannot leak it.
- * This file: connections, error classification, the module table; conn:query is sql_query.c.
- * Depends on: Lua 5.4, libmariadb, sqlint.h, ljson.h (the shared null sentinel). */
-#include <arpa/inet.h>
-#include <errno.h>
+ * This file is the binding: options, connections, the module table. conn:query is sql_query.c;
+ * error classification and what both share is sql_conn.c (sqlint.h).
+ * Depends on: Lua 5.4, libmariadb, rbaux.h, sqlint.h, ljson.h (the shared null sentinel). */
 #include <math.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <errmsg.h>
 #include <mysql.h>
-#include <mysqld_error.h>
 
 #include "ljson.h"
+#include "rbaux.h"
 #include "sqlint.h"
 
-double sql_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-int sql_is_null(lua_State *L, int idx)
-{
-	int eq;
-	if (lua_type(L, idx) != LUA_TUSERDATA)
-		return 0;
-	idx = lua_absindex(L, idx);
-	rb_push_null(L);
-	eq = lua_rawequal(L, idx, -1);
-	lua_pop(L, 1);
-	return eq;
-}
-
-/* ------------------------------------------------------------------ error classification */
-
-/* The system errno libmariadb appends to client messages: "... (111)" or "system error: 110". */
-static int message_errno(const char *msg)
-{
-	const char *p = strstr(msg, "system error: ");
-	if (p)
-		return atoi(p + 14);
-	p = strrchr(msg, '(');
-	if (p && p[1] >= '0' && p[1] <= '9')
-		return atoi(p + 1);
-	return 0;
-}
-
-/* libmariadb reports a failed non-blocking connect with errno EINPROGRESS, losing the real
- * reason. On that path only, repeat the TCP connect to a numeric address (never a name) within
- * `secs` and return the socket error it gets (0 if it connects now). */
-static int probe_connect_errno(const char *host, unsigned port, double secs)
-{
-	struct sockaddr_in a4;
-	struct sockaddr_in6 a6;
-	struct sockaddr *sa;
-	socklen_t len;
-	int fd, err = 0, r;
-	socklen_t elen = sizeof err;
-	struct pollfd p;
-
-	memset(&a4, 0, sizeof a4);
-	memset(&a6, 0, sizeof a6);
-	if (host && inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
-		a4.sin_family = AF_INET;
-		a4.sin_port = htons((unsigned short)port);
-		sa = (struct sockaddr *)&a4, len = sizeof a4;
-	} else if (host && inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
-		a6.sin6_family = AF_INET6;
-		a6.sin6_port = htons((unsigned short)port);
-		sa = (struct sockaddr *)&a6, len = sizeof a6;
-	} else {
-		return 0;
-	}
-	if ((fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
-		return 0;
-	if (connect(fd, sa, len) == 0) {
-		close(fd);
-		return 0;
-	}
-	if (errno != EINPROGRESS) {
-		err = errno;
-		close(fd);
-		return err;
-	}
-	p.fd = fd;
-	p.events = POLLOUT;
-	do
-		r = poll(&p, 1, (int)(secs * 1000));
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		err = ETIMEDOUT;
-	else if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
-		err = 0;
-	close(fd);
-	return err;
-}
-
-/* Classify a failed connect/query. `waited` is how long the blocking call took and `limit` the
- * timeout that bounded it: libmariadb reports a timed-out read as a lost connection. */
-static const char *error_code(unsigned err, double waited, double limit, int sys)
-{
-	switch (err) {
-	case ER_ACCESS_DENIED_ERROR: case ER_DBACCESS_DENIED_ERROR:
-	case ER_ACCESS_DENIED_NO_PASSWORD_ERROR: case ER_HOST_NOT_PRIVILEGED:
-	case ER_NOT_SUPPORTED_AUTH_MODE:
-		return "auth";
-	case CR_SSL_CONNECTION_ERROR:
-		return "tls";
-	case CR_UNKNOWN_HOST:
-		return "unreachable";
-	case CR_CONN_HOST_ERROR: case CR_CONNECTION_ERROR:
-		if (sys == ECONNREFUSED || sys == ENOENT)
-			return "refused";
-		if (sys == ETIMEDOUT || sys == EAGAIN || waited >= limit - 0.2)
-			return "timeout";
-		if (sys == EHOSTUNREACH || sys == ENETUNREACH || sys == EADDRNOTAVAIL)
-			return "unreachable";
-		return "refused";   /* fast failure, no recoverable reason: nothing accepted us */
-	case CR_SERVER_LOST: case CR_SERVER_GONE_ERROR: case CR_SERVER_LOST_EXTENDED:
-		if (sys == ETIMEDOUT || sys == EAGAIN || (limit > 0 && waited >= limit - 0.2))
-			return "timeout";
-		return "closed";
-	default:
-		return err >= 2000 && err < 3000 ? "closed" : "sql";
-	}
-}
-
-/* Push `s` with every occurrence of `secret` replaced by "***". */
-static void push_scrubbed(lua_State *L, const char *s, const char *secret)
-{
-	size_t n = secret ? strlen(secret) : 0;
-	const char *hit;
-	luaL_Buffer b;
-
-	luaL_buffinit(L, &b);
-	while (n > 0 && (hit = strstr(s, secret)) != NULL) {
-		luaL_addlstring(&b, s, (size_t)(hit - s));
-		luaL_addstring(&b, "***");
-		s = hit + n;
-	}
-	luaL_addstring(&b, s);
-	luaL_pushresult(&b);
-}
-
-/* nil, "<where>: ERROR errno (SQLSTATE): message", code */
-int sql_push_failure(lua_State *L, const char *where, unsigned err, const char *state,
-                     const char *msg, const char *secret, double waited, double limit)
-{
-	const char *code = error_code(err, waited, limit, message_errno(msg));
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: ERROR %d (%s): ", where, (int)err, state);
-	push_scrubbed(L, msg, secret);
-	lua_concat(L, 2);
-	lua_pushstring(L, code);
-	return 3;
-}
-
-/* ------------------------------------------------------------------ options */
-
-
-static const char *opt_string(lua_State *L, int idx, const char *k, const char *def)
-{
-	const char *v = def;
-	lua_getfield(L, idx, k);
-	if (!lua_isnil(L, -1)) {
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "option '%s' must be a string", k);
-		v = lua_tostring(L, -1);
-	}
-	lua_pop(L, 1);   /* the string stays referenced by the options table */
-	return v;
-}
-
-/* A timeout in seconds (>0, <= one day) rounded up to libmariadb's whole seconds. */
-static unsigned opt_seconds(lua_State *L, int idx, const char *k, unsigned def)
-{
-	unsigned v = def;
-	lua_getfield(L, idx, k);
-	if (!lua_isnil(L, -1)) {
-		int ok;
-		double d = lua_tonumberx(L, -1, &ok);
-		if (!ok || !(d > 0) || d > 86400)
-			luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", k);
-		v = (unsigned)ceil(d);
-	}
-	lua_pop(L, 1);
-	return v;
-}
-
 /* ------------------------------------------------------------------ connection handle */
-
-struct sql_conn *sql_check_conn(lua_State *L)
-{
-	struct sql_conn *c = luaL_checkudata(L, 1, SQL_CONN);
-	if (c->my == NULL)
-		luaL_error(L, "attempt to use a closed sql connection");
-	return c;
-}
 
 static int conn_close(lua_State *L)
 {
@@ -248,6 +57,12 @@ static int conn_tostring(lua_State *L)
 	return 1;
 }
 
+/* A timeout in seconds (>0, <= one day) rounded up to libmariadb's whole seconds. */
+static unsigned opt_seconds(lua_State *L, int idx, const char *k, double def)
+{
+	return (unsigned)ceil(rb_opt_timeout(L, idx, k, def));
+}
+
 static const char *const connect_keys[] = {
 	"host", "port", "user", "password", "database", "unix_socket", "tls", "tls_ca",
 	"connect_timeout", "read_timeout", "write_timeout", NULL
@@ -258,7 +73,7 @@ static int sql_connect(lua_State *L)
 {
 	const char *host, *user, *password, *database, *sock, *ca;
 	unsigned ct, rt, wt, zero = 0;
-	lua_Integer port = 3306;
+	lua_Integer port;
 	int tls = 0, verify = 0;
 	struct sql_conn *c;
 	my_bool off = 0, on = 1;
@@ -267,12 +82,12 @@ static int sql_connect(lua_State *L)
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	rb_check_keys(L, 1, connect_keys, "sql.connect");
-	host = opt_string(L, 1, "host", NULL);
-	user = opt_string(L, 1, "user", NULL);
-	password = opt_string(L, 1, "password", "");
-	database = opt_string(L, 1, "database", NULL);
-	sock = opt_string(L, 1, "unix_socket", NULL);
-	ca = opt_string(L, 1, "tls_ca", NULL);
+	host = rb_opt_string(L, 1, "host", NULL);
+	user = rb_opt_string(L, 1, "user", NULL);
+	password = rb_opt_string(L, 1, "password", "");
+	database = rb_opt_string(L, 1, "database", NULL);
+	sock = rb_opt_string(L, 1, "unix_socket", NULL);
+	ca = rb_opt_string(L, 1, "tls_ca", NULL);
 	ct = opt_seconds(L, 1, "connect_timeout", 10);
 	rt = opt_seconds(L, 1, "read_timeout", 30);
 	wt = opt_seconds(L, 1, "write_timeout", 30);
@@ -280,12 +95,7 @@ static int sql_connect(lua_State *L)
 		luaL_error(L, "option 'host' or 'unix_socket' is required");
 	if (user == NULL)
 		luaL_error(L, "option 'user' is required");
-	lua_getfield(L, 1, "port");
-	if (!lua_isnil(L, -1)) {
-		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > 65535)
-			luaL_error(L, "option 'port' must be an integer in 1..65535");
-		port = lua_tointeger(L, -1);
-	}
+	port = rb_opt_int(L, 1, "port", 3306, 1, 65535);
 	lua_getfield(L, 1, "tls");
 	if (lua_type(L, -1) == LUA_TBOOLEAN)
 		tls = lua_toboolean(L, -1);
@@ -326,59 +136,26 @@ static int sql_connect(lua_State *L)
 		if (ca)
 			mysql_options(c->my, MYSQL_OPT_SSL_CA, ca);
 	}
-	t0 = sql_now();
+	t0 = rb_mono_now();
 	/* client flags: no CLIENT_MULTI_STATEMENTS, no CLIENT_LOCAL_FILES */
 	if (mysql_real_connect(c->my, sock ? NULL : host, user, password, database,
 	                       (unsigned)port, sock, 0) == NULL) {
-		unsigned e = mysql_errno(c->my);
-		const char *msg = mysql_error(c->my);
-		double waited = sql_now() - t0;
-		int sys = message_errno(msg);
-		if ((e == CR_CONN_HOST_ERROR || e == CR_CONNECTION_ERROR) && sock == NULL &&
-		    (sys == EINPROGRESS || sys == 0) && waited < ct - 0.2)
-			sys = probe_connect_errno(host, (unsigned)port, ct - waited);
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: ERROR %d (%s): ", c->where, (int)e, mysql_sqlstate(c->my));
-		push_scrubbed(L, msg, password);
-		if (sys != 0 && sys != message_errno(msg))
-			lua_pushfstring(L, " [%s]", strerror(sys));
-		else
-			lua_pushliteral(L, "");
-		lua_concat(L, 3);
-		lua_pushstring(L, error_code(e, waited, ct, sys));
+		int n = sql_push_connect_failure(L, c, sock ? NULL : host, (unsigned)port, password,
+		                                 rb_mono_now() - t0, ct);
 		mysql_close(c->my);
 		c->my = NULL;
-		return 3;
+		return n;
 	}
 	/* libmariadb's ENFORCE alone goes on in plaintext when the server has no TLS ("verify"
 	 * refuses before authenticating): refuse here, before any query */
 	if (tls && mysql_get_ssl_cipher(c->my) == NULL) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: TLS required (tls=true) but the server did not negotiate it",
-		                c->where);
-		lua_pushliteral(L, "tls");
+		rb_failf(L, "tls", "%s: TLS required (tls=true) but the server did not negotiate it",
+		         c->where);
 		mysql_close(c->my);
 		c->my = NULL;
 		return 3;
 	}
 	return 1;
-}
-
-/* A failure that leaves the connection unusable marks it dead. */
-void sql_note_dead(struct sql_conn *c, lua_State *L)
-{
-	const char *code = lua_tostring(L, -1);
-	if (strcmp(code, "timeout") == 0 || strcmp(code, "closed") == 0)
-		c->dead = 1;
-}
-
-int sql_dead_failure(lua_State *L, struct sql_conn *c)
-{
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: the connection was lost earlier (timeout or closed by the server)",
-	                c->where);
-	lua_pushliteral(L, "closed");
-	return 3;
 }
 
 /* conn:is_open() -> boolean */
@@ -393,12 +170,12 @@ static int conn_is_open(lua_State *L)
 static int conn_ping(lua_State *L)
 {
 	struct sql_conn *c = sql_check_conn(L);
-	double t0 = sql_now();
+	double t0 = rb_mono_now();
 	if (c->dead)
 		return sql_dead_failure(L, c);
 	if (mysql_ping(c->my) != 0) {
 		int n = sql_push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
-		                     mysql_error(c->my), NULL, sql_now() - t0, c->read_timeout);
+		                     mysql_error(c->my), NULL, rb_mono_now() - t0, c->read_timeout);
 		sql_note_dead(c, L);
 		return n;
 	}

@@ -162,6 +162,7 @@ int rb_tcp_connect(const char *host, int port, const char *bind_addr, double dea
 	if (rb_ip_addr(host, port, &ss, &sl) != 0) {
 		*code = "io";
 		snprintf(msg, msglen, "%s:%d: not an IP address", host, port);
+		errno = EINVAL;
 		return -1;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -169,6 +170,7 @@ int rb_tcp_connect(const char *host, int port, const char *bind_addr, double dea
 		err = errno;
 		*code = rb_errno_code(err);
 		snprintf(msg, msglen, "%s:%d: socket: %s", host, port, strerror(err));
+		errno = err;
 		return -1;
 	}
 	if (bind_addr) {
@@ -177,6 +179,7 @@ int rb_tcp_connect(const char *host, int port, const char *bind_addr, double dea
 			*code = "io";
 			snprintf(msg, msglen, "%s:%d: bind address is not an IP address of the same family",
 				 host, port);
+			errno = EINVAL;
 			return -1;
 		}
 		if (bind(fd, (struct sockaddr *)&ls, ll) != 0) {
@@ -184,6 +187,7 @@ int rb_tcp_connect(const char *host, int port, const char *bind_addr, double dea
 			close(fd);
 			*code = "io";
 			snprintf(msg, msglen, "cannot bind %s: %s", bind_addr, strerror(err));
+			errno = err;
 			return -1;
 		}
 	}
@@ -201,6 +205,7 @@ int rb_tcp_connect(const char *host, int port, const char *bind_addr, double dea
 			*code = "timeout";
 			snprintf(msg, msglen, "connect to %s:%d: %s", host, port,
 				 by_run ? "the run deadline passed" : "no answer before the timeout");
+			errno = ETIMEDOUT;
 			return -1;
 		}
 		if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
@@ -213,6 +218,7 @@ fail:
 	close(fd);
 	*code = rb_errno_code(err);
 	snprintf(msg, msglen, "connect to %s:%d: %s", host, port, strerror(err));
+	errno = err;
 	return -1;
 }
 

@@ -58,7 +58,8 @@ int rb_wait_fd(int fd, short events, double deadline);
 /* Connects a TCP socket to host:port (numeric), optionally bound to the local address
  * bind_addr (numeric, same family, or NULL), before deadline (and the run deadline).
  * Returns the fd (non-blocking, close-on-exec, TCP_NODELAY), or -1 with *code (timeout
- * refused unreachable denied io) and msg ("connect to HOST:PORT: reason") set. */
+ * refused unreachable denied io), msg ("connect to HOST:PORT: reason") and errno (the reason;
+ * ETIMEDOUT for a timeout) set. */
 int rb_tcp_connect(const char *host, int port, const char *bind_addr, double deadline,
 		   const char **code, char *msg, size_t msglen);
 

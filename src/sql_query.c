@@ -5,7 +5,9 @@
  * LONGLONG (unsigned kept), FLOAT/DOUBLE as double, everything else as the server's text or
  * bytes; a value longer than the first buffer is fetched again with mysql_stmt_fetch_column.
  * The statement, its metadata and every bind array live in userdata on the Lua stack, so a Lua
- * error cannot leak them. Depends on: Lua 5.4, libmariadb, sqlint.h, ljson.h. */
+ * error cannot leak them. conn:query runs as named steps: query_args, prepare_statement,
+ * push_write_result (no result set) or bind_columns + fetch_rows.
+ * Depends on: Lua 5.4, libmariadb, rbaux.h, sqlint.h (sql_conn.c), ljson.h. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include <mysql.h>
 
 #include "ljson.h"
+#include "rbaux.h"
 #include "sqlint.h"
 
 #define SQL_STRBUF 256          /* first buffer per text column; longer values are re-fetched */
@@ -50,7 +53,7 @@ static void stmt_release(lua_State *L, int idx)
 static int stmt_failure(lua_State *L, struct sql_conn *c, struct sql_stmt *s, int sidx, double t0)
 {
 	int n = sql_push_failure(L, c->where, mysql_stmt_errno(s->st), mysql_stmt_sqlstate(s->st),
-	                     mysql_stmt_error(s->st), NULL, sql_now() - t0, c->read_timeout);
+	                     mysql_stmt_error(s->st), NULL, rb_mono_now() - t0, c->read_timeout);
 	sql_note_dead(c, L);
 	stmt_release(L, sidx);
 	return n;
@@ -177,45 +180,30 @@ static int push_value(lua_State *L, MYSQL_STMT *st, MYSQL_BIND *rb, struct sql_c
 
 static const char *const query_keys[] = { "max_rows", NULL };
 
-/* conn:query(sql_text [, params [, opts]]) -> result | nil, msg, code */
-int sql_conn_query(lua_State *L)
+/* Checks params (3) and opts (4) before any I/O; returns max_rows, *nparam the param count. */
+static lua_Integer query_args(lua_State *L, lua_Integer *nparam)
 {
-	struct sql_conn *c = sql_check_conn(L);
-	size_t qlen;
-	const char *q = luaL_checklstring(L, 2, &qlen);
-	lua_Integer nparam = 0, max_rows = SQL_DEFAULT_MAX_ROWS, nrows = 0;
-	struct sql_stmt *s;
-	MYSQL_BIND *pb = NULL, *rb;
-	struct sql_col *col;
-	MYSQL_FIELD *f;
-	unsigned ncol;
-	int truncated = 0, sidx;
-	double t0 = sql_now();
-
+	lua_Integer max_rows;
+	*nparam = 0;
 	if (!lua_isnoneornil(L, 3)) {
 		luaL_checktype(L, 3, LUA_TTABLE);
-		nparam = (lua_Integer)lua_rawlen(L, 3);
-		check_params(L, 3, nparam);
+		*nparam = (lua_Integer)lua_rawlen(L, 3);
+		check_params(L, 3, *nparam);
 	}
-	if (!lua_isnoneornil(L, 4)) {
+	if (!lua_isnoneornil(L, 4))
 		luaL_checktype(L, 4, LUA_TTABLE);
-		rb_check_keys(L, 4, query_keys, "query");
-		lua_getfield(L, 4, "max_rows");
-		if (!lua_isnil(L, -1)) {
-			if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-				luaL_error(L, "option 'max_rows' must be a non-negative integer");
-			max_rows = lua_tointeger(L, -1);
-		}
-	}
+	rb_check_keys(L, 4, query_keys, "query");
+	max_rows = rb_opt_int(L, 4, "max_rows", SQL_DEFAULT_MAX_ROWS, 0, LUA_MAXINTEGER);
 	lua_settop(L, 3);
-	if (c->dead)
-		return sql_dead_failure(L, c);
+	return max_rows;
+}
 
-	s = lua_newuserdatauv(L, sizeof *s, 0);
-	s->st = NULL;
-	s->meta = NULL;
-	luaL_setmetatable(L, SQL_STMT);
-	sidx = lua_gettop(L);
+/* Prepares q and binds the params at 3 (their buffers in userdata on the stack). Returns 0, or
+ * the number of values pushed for a failure (nil, msg, code). Raises when the placeholder count
+ * differs from the param count, after releasing the statement. */
+static int prepare_statement(lua_State *L, struct sql_conn *c, struct sql_stmt *s, int sidx,
+                             const char *q, size_t qlen, lua_Integer nparam, double t0)
+{
 	if ((s->st = mysql_stmt_init(c->my)) == NULL)
 		return sql_push_failure(L, c->where, mysql_errno(c->my), mysql_sqlstate(c->my),
 		                    mysql_error(c->my), NULL, 0, 0);
@@ -228,76 +216,129 @@ int sql_conn_query(lua_State *L)
 		                  "%d parameters given)", (int)want, (int)nparam);
 	}
 	if (nparam > 0) {
-		union sql_scalar *val;
-		unsigned long *len;
-		pb = lua_newuserdatauv(L, (size_t)nparam * sizeof *pb, 0);
-		val = lua_newuserdatauv(L, (size_t)nparam * sizeof *val, 0);
-		len = lua_newuserdatauv(L, (size_t)nparam * sizeof *len, 0);
+		MYSQL_BIND *pb = lua_newuserdatauv(L, (size_t)nparam * sizeof *pb, 0);
+		union sql_scalar *val = lua_newuserdatauv(L, (size_t)nparam * sizeof *val, 0);
+		unsigned long *len = lua_newuserdatauv(L, (size_t)nparam * sizeof *len, 0);
 		memset(pb, 0, (size_t)nparam * sizeof *pb);
 		bind_params(L, 3, pb, val, len, nparam);
 		if (mysql_stmt_bind_param(s->st, pb) != 0)
 			return stmt_failure(L, c, s, sidx, t0);
 	}
-	t0 = sql_now();
+	return 0;
+}
+
+/* The result of a statement without a result set (INSERT, UPDATE, DELETE ...). */
+static int push_write_result(lua_State *L, struct sql_stmt *s, int sidx)
+{
+	lua_createtable(L, 0, 6);
+	lua_newtable(L);
+	lua_setfield(L, -2, "columns");
+	lua_newtable(L);
+	lua_setfield(L, -2, "rows");
+	lua_pushinteger(L, (lua_Integer)mysql_stmt_affected_rows(s->st));
+	lua_setfield(L, -2, "affected");
+	lua_pushinteger(L, (lua_Integer)mysql_stmt_insert_id(s->st));
+	lua_setfield(L, -2, "insert_id");
+	lua_pushinteger(L, (lua_Integer)mysql_stmt_warning_count(s->st));
+	lua_setfield(L, -2, "warnings");
+	stmt_release(L, sidx);
+	return 1;
+}
+
+/* Per-column result buffers, left on the stack until the query ends. */
+struct sql_cols {
+	unsigned n;
+	MYSQL_FIELD *f;
+	MYSQL_BIND *rb;
+	struct sql_col *col;
+};
+
+static int bind_columns(lua_State *L, struct sql_conn *c, struct sql_stmt *s, int sidx, double t0,
+                        struct sql_cols *k)
+{
+	k->n = mysql_num_fields(s->meta);
+	k->f = mysql_fetch_fields(s->meta);
+	k->rb = lua_newuserdatauv(L, k->n * sizeof *k->rb, 0);
+	k->col = lua_newuserdatauv(L, k->n * sizeof *k->col, 0);
+	memset(k->rb, 0, k->n * sizeof *k->rb);
+	memset(k->col, 0, k->n * sizeof *k->col);
+	bind_results(k->f, k->n, k->rb, k->col);
+	if (mysql_stmt_bind_result(s->st, k->rb) != 0)
+		return stmt_failure(L, c, s, sidx, t0);
+	return 0;
+}
+
+/* Fetches up to max_rows rows into the rows table on top of the result table. Returns 0 with
+ * *truncated set, or the number of values pushed for a failure. */
+static int fetch_rows(lua_State *L, struct sql_conn *c, struct sql_stmt *s, int sidx,
+                      const struct sql_cols *k, lua_Integer max_rows, int *truncated)
+{
+	lua_Integer nrows = 0;
+	*truncated = 0;
+	for (;;) {
+		double t0 = rb_mono_now();
+		int rc = mysql_stmt_fetch(s->st);
+		if (rc == MYSQL_NO_DATA)
+			return 0;
+		if (rc == 1)
+			return stmt_failure(L, c, s, sidx, t0);
+		if (nrows == max_rows) {
+			*truncated = 1;   /* closing the statement discards the rest */
+			return 0;
+		}
+		lua_createtable(L, 0, (int)k->n);
+		for (unsigned i = 0; i < k->n; i++) {
+			if (push_value(L, s->st, k->rb, k->col, i) != 0)
+				return stmt_failure(L, c, s, sidx, t0);
+			lua_setfield(L, -2, k->f[i].name);
+		}
+		lua_rawseti(L, -2, ++nrows);
+	}
+}
+
+/* conn:query(sql_text [, params [, opts]]) -> result | nil, msg, code */
+int sql_conn_query(lua_State *L)
+{
+	struct sql_conn *c = sql_check_conn(L);
+	size_t qlen;
+	const char *q = luaL_checklstring(L, 2, &qlen);
+	lua_Integer nparam, max_rows = query_args(L, &nparam);
+	struct sql_stmt *s;
+	struct sql_cols k;
+	int truncated, sidx, n;
+	double t0 = rb_mono_now();
+
+	if (c->dead)
+		return sql_dead_failure(L, c);
+	s = lua_newuserdatauv(L, sizeof *s, 0);
+	s->st = NULL;
+	s->meta = NULL;
+	luaL_setmetatable(L, SQL_STMT);
+	sidx = lua_gettop(L);
+	if ((n = prepare_statement(L, c, s, sidx, q, qlen, nparam, t0)) != 0)
+		return n;
+	t0 = rb_mono_now();
 	if (mysql_stmt_execute(s->st) != 0)
 		return stmt_failure(L, c, s, sidx, t0);
-
 	s->meta = mysql_stmt_result_metadata(s->st);
 	if (s->meta == NULL) {
 		if (mysql_stmt_errno(s->st) != 0)
 			return stmt_failure(L, c, s, sidx, t0);
-		lua_createtable(L, 0, 6);
-		lua_newtable(L);
-		lua_setfield(L, -2, "columns");
-		lua_newtable(L);
-		lua_setfield(L, -2, "rows");
-		lua_pushinteger(L, (lua_Integer)mysql_stmt_affected_rows(s->st));
-		lua_setfield(L, -2, "affected");
-		lua_pushinteger(L, (lua_Integer)mysql_stmt_insert_id(s->st));
-		lua_setfield(L, -2, "insert_id");
-		lua_pushinteger(L, (lua_Integer)mysql_stmt_warning_count(s->st));
-		lua_setfield(L, -2, "warnings");
-		stmt_release(L, sidx);
-		return 1;
+		return push_write_result(L, s, sidx);
 	}
-	ncol = mysql_num_fields(s->meta);
-	f = mysql_fetch_fields(s->meta);
-	rb = lua_newuserdatauv(L, ncol * sizeof *rb, 0);    /* stay on the stack until the end */
-	col = lua_newuserdatauv(L, ncol * sizeof *col, 0);
-	memset(rb, 0, ncol * sizeof *rb);
-	memset(col, 0, ncol * sizeof *col);
-	bind_results(f, ncol, rb, col);
-	if (mysql_stmt_bind_result(s->st, rb) != 0)
-		return stmt_failure(L, c, s, sidx, t0);
+	if ((n = bind_columns(L, c, s, sidx, t0, &k)) != 0)
+		return n;
 
 	lua_createtable(L, 0, 6);                            /* result */
-	lua_createtable(L, (int)ncol, 0);
-	for (unsigned i = 0; i < ncol; i++) {
-		lua_pushstring(L, f[i].name);
+	lua_createtable(L, (int)k.n, 0);
+	for (unsigned i = 0; i < k.n; i++) {
+		lua_pushstring(L, k.f[i].name);
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_setfield(L, -2, "columns");
 	lua_newtable(L);                                     /* rows */
-	for (;;) {
-		int rc;
-		t0 = sql_now();
-		rc = mysql_stmt_fetch(s->st);
-		if (rc == MYSQL_NO_DATA)
-			break;
-		if (rc == 1)
-			return stmt_failure(L, c, s, sidx, t0);
-		if (nrows == max_rows) {
-			truncated = 1;   /* closing the statement discards the rest */
-			break;
-		}
-		lua_createtable(L, 0, (int)ncol);
-		for (unsigned i = 0; i < ncol; i++) {
-			if (push_value(L, s->st, rb, col, i) != 0)
-				return stmt_failure(L, c, s, sidx, t0);
-			lua_setfield(L, -2, f[i].name);
-		}
-		lua_rawseti(L, -2, ++nrows);
-	}
+	if ((n = fetch_rows(L, c, s, sidx, &k, max_rows, &truncated)) != 0)
+		return n;
 	lua_setfield(L, -2, "rows");
 	lua_pushinteger(L, 0);
 	lua_setfield(L, -2, "affected");
@@ -309,6 +350,6 @@ int sql_conn_query(lua_State *L)
 		lua_pushboolean(L, 1);
 		lua_setfield(L, -2, "truncated");
 	}
-	stmt_release(L, sidx);   /* f (field names) belongs to meta: not used past this point */
+	stmt_release(L, sidx);   /* k.f (field names) belongs to meta: not used past this point */
 	return 1;
 }

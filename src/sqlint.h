@@ -1,4 +1,6 @@
-/* sqlint.h: what lsql.c (runbook.sql: connections) and sql_query.c (prepared statements) share.
+/* sqlint.h: the sql family's insides. lsql.c (the binding: runbook.sql, connections) uses
+ * sql_conn.c (error classification, connection state) and sql_query.c (conn:query, prepared
+ * statements); sql_query.c uses sql_conn.c; nothing calls back into lsql.c.
  * Depends on: Lua 5.4, libmariadb. */
 #ifndef RUNBOOK_SQLINT_H
 #define RUNBOOK_SQLINT_H
@@ -15,24 +17,25 @@ struct sql_conn {
 	char where[300];            /* "host:port" or the socket path, for messages */
 };
 
-/* Monotonic clock, seconds. */
-double sql_now(void);
+/* sql_conn.c: */
 /* Is the value at idx sql.NULL (the shared null sentinel)? */
 int sql_is_null(lua_State *L, int idx);
-/* Raises on a key of the options table at idx that is not in the NULL-terminated list. */
-#include "options.h"
 /* The open connection at argument 1; raises when it was closed. */
 struct sql_conn *sql_check_conn(lua_State *L);
 /* Pushes nil, "<where>: ERROR errno (SQLSTATE): message" (secret scrubbed), code; returns 3.
  * waited/limit let a lost connection that hit its timeout be reported as "timeout". */
 int sql_push_failure(lua_State *L, const char *where, unsigned err, const char *state,
                      const char *msg, const char *secret, double waited, double limit);
+/* The same for a failed mysql_real_connect on c (host NULL for a unix socket): the TCP reason
+ * libmariadb lost is recovered by one more connect within what is left of connect_timeout. */
+int sql_push_connect_failure(lua_State *L, struct sql_conn *c, const char *host, unsigned port,
+                             const char *password, double waited, unsigned connect_timeout);
 /* After sql_push_failure: a timeout or lost connection marks the handle dead. */
 void sql_note_dead(struct sql_conn *c, lua_State *L);
 /* nil, msg, "closed" for a handle already marked dead; returns 3. */
 int sql_dead_failure(lua_State *L, struct sql_conn *c);
 
-/* conn:query (sql_query.c) and the __gc of its per-query userdata. */
+/* sql_query.c: conn:query and the __gc of its per-query userdata (registered by lsql.c). */
 int sql_conn_query(lua_State *L);
 int sql_stmt_gc(lua_State *L);
 #endif
