@@ -14,7 +14,9 @@
  * line and headers as sent ("> ") and the response status and headers ("< ") for --trace, with
  * Authorization/Cookie values replaced by "***"; it never holds a body.
  * Every C resource lives in a userdata with a __gc, so a Lua error cannot leak it.
- * Depends on: Lua 5.4, libcurl >= 7.85 (CURLOPT_PROTOCOLS_STR). */
+ * `timeout` never reaches past the run deadline. http_request runs as named steps: read_options,
+ * build_headers, setup_transfer, then push_response or push_failure.
+ * Depends on: Lua 5.4, rbaux.h, libcurl >= 7.85 (CURLOPT_PROTOCOLS_STR). */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -25,7 +27,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "options.h"
+#include "rbaux.h"
 
 #define HTTP_REQ "runbook.http.req"
 #define HTTP_DEFAULT_MAX_BODY (8 * 1024 * 1024)
@@ -165,35 +167,6 @@ static const char *const request_keys[] = {
 	"max_body", "unix_socket", NULL
 };
 
-static const char *opt_string(lua_State *L, int idx, const char *k, const char *def, size_t *len)
-{
-	const char *v = def;
-	if (len)
-		*len = def ? strlen(def) : 0;
-	lua_getfield(L, idx, k);
-	if (!lua_isnil(L, -1)) {
-		if (lua_type(L, -1) != LUA_TSTRING)
-			luaL_error(L, "option '%s' must be a string", k);
-		v = lua_tolstring(L, -1, len);
-	}
-	lua_pop(L, 1);   /* still referenced by the options table */
-	return v;
-}
-
-static double opt_seconds(lua_State *L, int idx, const char *k, double def)
-{
-	double v = def;
-	lua_getfield(L, idx, k);
-	if (!lua_isnil(L, -1)) {
-		int ok;
-		v = lua_tonumberx(L, -1, &ok);
-		if (!ok || !(v > 0) || v > 86400)
-			luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", k);
-	}
-	lua_pop(L, 1);
-	return v;
-}
-
 static int valid_method(const char *m)
 {
 	static const char *const ok[] = { "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
@@ -227,12 +200,11 @@ static const char *curl_code(struct http_req *r, CURLcode rc, long oserr)
 	switch (rc) {
 	case CURLE_OPERATION_TIMEDOUT:
 		return "timeout";
-	case CURLE_COULDNT_CONNECT:
-		if (oserr == ETIMEDOUT)
-			return "timeout";
-		if (oserr == EHOSTUNREACH || oserr == ENETUNREACH || oserr == EADDRNOTAVAIL)
-			return "unreachable";
-		return "refused";
+	case CURLE_COULDNT_CONNECT: {
+		/* nothing accepted us: refused, unless the OS says it timed out or had no route */
+		const char *code = rb_errno_code((int)oserr);
+		return strcmp(code, "timeout") == 0 || strcmp(code, "unreachable") == 0 ? code : "refused";
+	}
 	case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_RESOLVE_PROXY:
 		return "unreachable";
 	case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION:
@@ -282,145 +254,143 @@ static void push_headers(lua_State *L, const struct bytes *h)
 	}
 }
 
-/* http.request(opts) -> response | nil, msg, code */
-static int http_request(lua_State *L)
-{
+/* The checked options of one request; strings stay referenced by the options table. */
+struct http_opts {
 	const char *method, *url, *body, *cainfo, *sock;
-	size_t body_len = 0;
+	size_t body_len;
 	double timeout, connect_timeout;
-	lua_Integer max_body = HTTP_DEFAULT_MAX_BODY;
-	int verify = 1;
-	struct http_req *r;
-	CURLcode rc;
-	long status = 0, oserr = 0;
-	curl_off_t us = 0;
-	char errbuf[CURL_ERROR_SIZE];
+	lua_Integer max_body;
+	int verify;
+};
 
+/* Checks every option of the table at 1 before anything is acquired; leaves the headers
+ * table (or nil) at index 2. */
+static void read_options(lua_State *L, struct http_opts *o)
+{
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	rb_check_keys(L, 1, request_keys, "http.request");
-	method = opt_string(L, 1, "method", "GET", NULL);
-	url = opt_string(L, 1, "url", NULL, NULL);
-	body = opt_string(L, 1, "body", NULL, &body_len);
-	cainfo = opt_string(L, 1, "cainfo", NULL, NULL);
-	sock = opt_string(L, 1, "unix_socket", NULL, NULL);
-	timeout = opt_seconds(L, 1, "timeout", 30);
-	connect_timeout = opt_seconds(L, 1, "connect_timeout", 10);
-	if (url == NULL)
-		return luaL_error(L, "option 'url' is required");
-	if (strncasecmp(url, "http://", 7) != 0 && strncasecmp(url, "https://", 8) != 0)
-		return luaL_error(L, "option 'url' must start with http:// or https://");
-	if (!valid_method(method))
-		return luaL_error(L, "option 'method' must be one of GET HEAD POST PUT PATCH DELETE "
-		                  "OPTIONS, got '%s'", method);
-	if (body && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0))
-		return luaL_error(L, "option 'body' is not allowed with %s", method);
-	lua_getfield(L, 1, "verify");
-	if (!lua_isnil(L, -1)) {
-		if (!lua_isboolean(L, -1))
-			return luaL_error(L, "option 'verify' must be a boolean");
-		verify = lua_toboolean(L, -1);
-	}
-	lua_getfield(L, 1, "max_body");
-	if (!lua_isnil(L, -1)) {
-		if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
-			return luaL_error(L, "option 'max_body' must be a non-negative integer");
-		max_body = lua_tointeger(L, -1);
-	}
-	lua_getfield(L, 1, "headers");           /* index 4 */
-	if (!lua_isnil(L, -1)) {
-		luaL_checktype(L, 4, LUA_TTABLE);
+	o->method = rb_opt_string(L, 1, "method", "GET");
+	o->url = rb_opt_required(L, 1, "url");
+	o->body = rb_opt_lstring(L, 1, "body", NULL, &o->body_len);
+	o->cainfo = rb_opt_string(L, 1, "cainfo", NULL);
+	o->sock = rb_opt_string(L, 1, "unix_socket", NULL);
+	o->timeout = rb_opt_timeout(L, 1, "timeout", 30);
+	o->connect_timeout = rb_opt_timeout(L, 1, "connect_timeout", 10);
+	o->verify = rb_opt_bool(L, 1, "verify", 1);
+	o->max_body = rb_opt_int(L, 1, "max_body", HTTP_DEFAULT_MAX_BODY, 0, LUA_MAXINTEGER);
+	if (strncasecmp(o->url, "http://", 7) != 0 && strncasecmp(o->url, "https://", 8) != 0)
+		luaL_error(L, "option 'url' must start with http:// or https://");
+	if (!valid_method(o->method))
+		luaL_error(L, "option 'method' must be one of GET HEAD POST PUT PATCH DELETE "
+		           "OPTIONS, got '%s'", o->method);
+	if (o->body && (strcmp(o->method, "GET") == 0 || strcmp(o->method, "HEAD") == 0))
+		luaL_error(L, "option 'body' is not allowed with %s", o->method);
+	lua_getfield(L, 1, "headers");           /* index 2 */
+	if (!lua_isnil(L, 2)) {
+		luaL_checktype(L, 2, LUA_TTABLE);
 		lua_pushnil(L);
-		while (lua_next(L, 4) != 0) {
+		while (lua_next(L, 2) != 0) {
 			size_t vlen;
 			const char *v;
 			if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-				return luaL_error(L, "option 'headers' must map strings to strings");
+				luaL_error(L, "option 'headers' must map strings to strings");
 			v = lua_tolstring(L, -1, &vlen);
 			check_header(L, lua_tostring(L, -2), v, vlen);
 			lua_pop(L, 1);
 		}
 	}
+}
 
-	r = lua_newuserdatauv(L, sizeof *r, 0);  /* index 5: created empty, acquired second */
-	memset(r, 0, sizeof *r);
-	r->max_body = (size_t)max_body;
-	luaL_setmetatable(L, HTTP_REQ);
-	if ((r->curl = curl_easy_init()) == NULL)
-		return luaL_error(L, "http.request: out of memory");
-	if (lua_istable(L, 4)) {
+/* The request headers: the caller's (table at hidx, checked) and "Expect:" (no 100-continue). */
+static void build_headers(lua_State *L, struct http_req *r, int hidx)
+{
+	struct curl_slist *n;
+	if (lua_istable(L, hidx)) {
 		lua_pushnil(L);
-		while (lua_next(L, 4) != 0) {
-			struct curl_slist *n;
+		while (lua_next(L, hidx) != 0) {
 			lua_pushvalue(L, -2);
 			lua_pushliteral(L, ": ");
 			lua_pushvalue(L, -3);
 			lua_concat(L, 3);
 			if ((n = curl_slist_append(r->hdrs, lua_tostring(L, -1))) == NULL)
-				return luaL_error(L, "http.request: out of memory");
+				luaL_error(L, "http.request: out of memory");
 			r->hdrs = n;
 			lua_pop(L, 2);
 		}
 	}
-	{
-		struct curl_slist *n = curl_slist_append(r->hdrs, "Expect:");   /* no 100-continue */
-		if (n == NULL)
-			return luaL_error(L, "http.request: out of memory");
-		r->hdrs = n;
-	}
+	if ((n = curl_slist_append(r->hdrs, "Expect:")) == NULL)
+		luaL_error(L, "http.request: out of memory");
+	r->hdrs = n;
+}
+
+/* Milliseconds for libcurl: whole, never 0 (0 would mean "no timeout"), never past the run
+ * deadline. */
+static long timeout_ms(double seconds)
+{
+	double left = rb_deadline_in(seconds) - rb_mono_now();
+	return left > 0.001 ? (long)ceil(left * 1000) : 1L;
+}
+
+static void setup_transfer(struct http_req *r, const struct http_opts *o, char *errbuf)
+{
+	CURL *e = r->curl;
 	errbuf[0] = '\0';
-	curl_easy_setopt(r->curl, CURLOPT_URL, url);
-	curl_easy_setopt(r->curl, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(r->curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(r->curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(r->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(r->curl, CURLOPT_PROXY, "");
-	/* whole milliseconds, never 0 (0 would mean "no timeout" to libcurl) */
-	curl_easy_setopt(r->curl, CURLOPT_TIMEOUT_MS, (long)ceil(timeout * 1000));
-	curl_easy_setopt(r->curl, CURLOPT_CONNECTTIMEOUT_MS, (long)ceil(connect_timeout * 1000));
-	curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L);
-	curl_easy_setopt(r->curl, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
-	if (cainfo)
-		curl_easy_setopt(r->curl, CURLOPT_CAINFO, cainfo);
-	if (sock)
-		curl_easy_setopt(r->curl, CURLOPT_UNIX_SOCKET_PATH, sock);
-	curl_easy_setopt(r->curl, CURLOPT_USERAGENT, "runbook/" RUNBOOK_VERSION);
-	curl_easy_setopt(r->curl, CURLOPT_HTTPHEADER, r->hdrs);
-	curl_easy_setopt(r->curl, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(r->curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(r->curl, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(r->curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(r->curl, CURLOPT_HEADERDATA, r);
-	curl_easy_setopt(r->curl, CURLOPT_DEBUGFUNCTION, on_debug);
-	curl_easy_setopt(r->curl, CURLOPT_DEBUGDATA, r);
-	curl_easy_setopt(r->curl, CURLOPT_VERBOSE, 1L);
-	if (strcmp(method, "HEAD") == 0) {
-		curl_easy_setopt(r->curl, CURLOPT_NOBODY, 1L);
-	} else if (strcmp(method, "GET") != 0) {
-		curl_easy_setopt(r->curl, CURLOPT_CUSTOMREQUEST, method);
-		if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
-		    strcmp(method, "PATCH") == 0) {
-			curl_easy_setopt(r->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-			curl_easy_setopt(r->curl, CURLOPT_POSTFIELDS, body ? body : "");
+	curl_easy_setopt(e, CURLOPT_URL, o->url);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms(o->timeout));
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms(o->connect_timeout));
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o->verify ? 1L : 0L);
+	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o->verify ? 2L : 0L);
+	if (o->cainfo)
+		curl_easy_setopt(e, CURLOPT_CAINFO, o->cainfo);
+	if (o->sock)
+		curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, o->sock);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "runbook/" RUNBOOK_VERSION);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+	curl_easy_setopt(e, CURLOPT_DEBUGFUNCTION, on_debug);
+	curl_easy_setopt(e, CURLOPT_DEBUGDATA, r);
+	curl_easy_setopt(e, CURLOPT_VERBOSE, 1L);
+	if (strcmp(o->method, "HEAD") == 0) {
+		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(o->method, "GET") != 0) {
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
+		if (o->body || strcmp(o->method, "POST") == 0 || strcmp(o->method, "PUT") == 0 ||
+		    strcmp(o->method, "PATCH") == 0) {
+			curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
+			curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body ? o->body : "");
 		}
 	}
+}
 
-	rc = curl_easy_perform(r->curl);   /* the body string stays referenced by the options */
-	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
+static int push_failure(lua_State *L, struct http_req *r, const struct http_opts *o, CURLcode rc,
+                        const char *errbuf)
+{
+	long oserr = 0;
 	curl_easy_getinfo(r->curl, CURLINFO_OS_ERRNO, &oserr);
+	if (r->capped)
+		return rb_failf(L, "cap", "%s: response body larger than max_body (%lld bytes)", o->url,
+		                (long long)o->max_body);
+	return rb_failf(L, curl_code(r, rc, oserr), "%s: %s", o->url,
+	                errbuf[0] ? errbuf : curl_easy_strerror(rc));
+}
+
+/* {status, headers, body, ms, transcript}; releases the request (at ridx) at once. */
+static int push_response(lua_State *L, struct http_req *r, int ridx)
+{
+	long status = 0;
+	curl_off_t us = 0;
+	curl_easy_getinfo(r->curl, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(r->curl, CURLINFO_TOTAL_TIME_T, &us);
-	if (r->body.oom || r->head.oom || r->trace.oom)
-		return luaL_error(L, "http.request: out of memory");
-	if (rc != CURLE_OK) {
-		lua_pushnil(L);
-		if (r->capped)
-			lua_pushfstring(L, "%s: response body larger than max_body (%I bytes)", url,
-			                max_body);
-		else
-			lua_pushfstring(L, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		lua_pushstring(L, curl_code(r, rc, oserr));
-		return 3;
-	}
 	lua_createtable(L, 0, 5);
 	lua_pushinteger(L, status);
 	lua_setfield(L, -2, "status");
@@ -433,9 +403,34 @@ static int http_request(lua_State *L)
 	lua_pushlstring(L, r->trace.p ? r->trace.p : "", r->trace.n);
 	lua_setfield(L, -2, "transcript");
 	lua_pushcfunction(L, req_gc);    /* release now rather than at the next collection */
-	lua_pushvalue(L, 5);
+	lua_pushvalue(L, ridx);
 	lua_call(L, 1, 0);
 	return 1;
+}
+
+/* http.request(opts) -> response | nil, msg, code */
+static int http_request(lua_State *L)
+{
+	struct http_opts o;
+	struct http_req *r;
+	CURLcode rc;
+	char errbuf[CURL_ERROR_SIZE];
+
+	read_options(L, &o);                     /* headers at 2 */
+	r = lua_newuserdatauv(L, sizeof *r, 0);  /* index 3: created empty, acquired second */
+	memset(r, 0, sizeof *r);
+	r->max_body = (size_t)o.max_body;
+	luaL_setmetatable(L, HTTP_REQ);
+	if ((r->curl = curl_easy_init()) == NULL)
+		return luaL_error(L, "http.request: out of memory");
+	build_headers(L, r, 2);
+	setup_transfer(r, &o, errbuf);
+	rc = curl_easy_perform(r->curl);   /* the body string stays referenced by the options */
+	if (r->body.oom || r->head.oom || r->trace.oom)
+		return luaL_error(L, "http.request: out of memory");
+	if (rc != CURLE_OK)
+		return push_failure(L, r, &o, rc, errbuf);
+	return push_response(L, r, 3);
 }
 
 /* http.escape(s): percent-encode every byte but ALPHA DIGIT - . _ ~ (curl_easy_escape's set),

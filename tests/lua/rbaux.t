@@ -1,10 +1,11 @@
 -- rbaux.t: what the shared C helpers (src/rbaux.c) give every family, seen from Lua: the run
--- deadline bounds a primitive's wait even when the primitive's own timeout is longer (SMTP reply,
--- DNS over UDP), and every options table of these families rejects an unknown key, naming the
--- function. Private peers on 127.0.0.34 (tests/lib/netfix.lua); the unit tests of the helpers
--- themselves are tests/c/rbaux.c.
+-- deadline bounds a primitive's wait even when the primitive's own timeout is longer (SMTP
+-- reply, DNS over UDP, HTTP, a local command), and every options table of these families
+-- rejects an unknown key, naming the function. Private peers on 127.0.0.34 (tests/lib/netfix.lua)
+-- and 127.0.0.32 (tests/lib/fixture_sqlhttp.lua); the helpers' own unit tests are tests/c/rbaux.c.
 local t = require "tap"
 local fx = require("netfix").new("rbaux")
+local F = require "fixture_sqlhttp"
 local core = require "runbook.core"
 local smtp = require "runbook.smtp"
 local dns = require "runbook.dns"
@@ -44,6 +45,17 @@ local function body()
   end)
   t.ok(took < 3, ("dns.query: the run deadline ends the wait for a reply (%.2fs, timeout 10s)"):format(took))
   t.ok(r[1] == nil, "... and the query did not succeed")
+
+  -- HTTP: a server that answers after 60 s (tests/lib/fixture_httpd.py on 127.0.0.32), 10 s for
+  -- the exchange, a 0.5 s run deadline
+  local http = require "runbook.http"
+  local hport = F.httpd()
+  r, took = under_deadline(0.5, function()
+    return http.request { url = ("http://127.0.0.32:%d/slow/60"):format(hport), timeout = 10 }
+  end)
+  t.ok(took < 3, ("http.request: the run deadline bounds the exchange (%.2fs, timeout 10s)"):format(took))
+  t.ok(r[1] == nil, "... and the request did not succeed")
+  if r[3] then t.is(r[3], "timeout", "... code timeout") end
 
   -- exec: a command that sleeps 5 s with a 10 s timeout, a 0.5 s run deadline
   r, took = under_deadline(0.5, function() return exec.run({ "sleep", "5" }, { timeout = 10 }) end)
@@ -85,11 +97,13 @@ local function body()
   raises(function(o) return exec.run({ "true" }, o) end, { timout = 1 }, "exec.run: unknown option 'timout'", "exec.run")
   raises(function(o) return exec.spawn({ "true" }, o) end, { stdin = "x" }, "exec.spawn: unknown option 'stdin'", "exec.spawn: no stdin")
   raises(function(o) return exec.run({ "true" }, o) end, { timeout = -1 }, "option 'timeout' must be a number of seconds", "exec.run: timeout range")
+  raises(require("runbook.http").request, { url = "http://127.0.0.34/", timout = 1 }, "http.request: unknown option 'timout'", "http.request")
   raises(net.tcp_check, { host = S }, "option 'port' is required", "net.tcp_check: port required")
   raises(dns.query, { name = "x.test", server = S, port = 0 }, "option 'port' must be an integer in 1..65535", "dns.query: port range")
 end
 
 local ok, err = xpcall(body, debug.traceback)
 fx:cleanup()
+F.cleanup()
 if not ok then t.ok(false, "test body raised: " .. tostring(err)) end
 t.done()
