@@ -208,23 +208,13 @@ void dk_http_error(const char *body, long status, const char **code, char *msg, 
 
 /* ---------------------------------------------------------------- one request */
 
+static void req_release(struct dreq *r);
+
 static int req_gc(lua_State *L)
 {
 	struct dreq *r = luaL_checkudata(L, 1, DK_REQ_MT);
-	if (r->attached)
-		curl_multi_remove_handle(r->multi, r->easy);
-	r->attached = 0;
-	if (r->easy)
-		curl_easy_cleanup(r->easy);
-	if (r->multi)
-		curl_multi_cleanup(r->multi);
-	if (r->hdrs)
-		curl_slist_free_all(r->hdrs);
-	dk_tunnel_close(&r->tun);
+	req_release(r);
 	free(r->body);
-	r->easy = NULL;
-	r->multi = NULL;
-	r->hdrs = NULL;
 	r->body = NULL;
 	return 0;
 }
@@ -263,10 +253,39 @@ struct dreq *dk_req_new(lua_State *L)
 	return r;
 }
 
+static void req_release(struct dreq *r)
+{
+	if (r->attached)
+		curl_multi_remove_handle(r->multi, r->easy);
+	r->attached = 0;
+	if (r->easy)
+		curl_easy_cleanup(r->easy);
+	if (r->multi)
+		curl_multi_cleanup(r->multi);
+	if (r->hdrs)
+		curl_slist_free_all(r->hdrs);
+	r->easy = NULL;
+	r->multi = NULL;
+	r->hdrs = NULL;
+	dk_tunnel_close(&r->tun);
+}
+
+static int req_run(struct dreq *r, const struct dk_conn *conn, const char *method, const char *path,
+		   const char *json, double timeout);
+
 /* Performs method path (json: the request body, or NULL) within timeout. Returns 0 with
- * r->status and r->body set, or -1 with r->code and r->msg set. */
+ * r->status and r->body set, or -1 with r->code and r->msg set. The connection (and over SSH
+ * its channel) is closed before it returns; only the body stays in the box. */
 int dk_req_run(struct dreq *r, const struct dk_conn *conn, const char *method, const char *path,
 	       const char *json, double timeout)
+{
+	int rc = req_run(r, conn, method, path, json, timeout);
+	req_release(r);
+	return rc;
+}
+
+static int req_run(struct dreq *r, const struct dk_conn *conn, const char *method, const char *path,
+		   const char *json, double timeout)
 {
 	char url[1024];
 	CURLcode rc = CURLE_OK;

@@ -39,7 +39,7 @@ static void tunnel_fail(struct dk_tunnel *t, const char *code, const char *msg)
 
 static int session_gone(struct dk_tunnel *t)
 {
-	if (t->ch && (t->S->s == NULL || t->S->s != t->sess))
+	if (t->ch && (t->S == NULL || t->S->s == NULL || t->S->s != t->sess))
 		t->ch = NULL;   /* libssh2 freed it with its session */
 	return t->ch == NULL;
 }
@@ -213,6 +213,7 @@ void dk_tunnel_close(struct dk_tunnel *t)
 			}
 	}
 	t->ch = NULL;
+	t->S = NULL;   /* never consulted again: the session may be gone before this box is */
 	if (t->fd_listen >= 0)
 		close(t->fd_listen);
 	if (t->fd_ours >= 0)

@@ -139,6 +139,20 @@ echo "err: Permission denied" >&2; ]] .. forever)
   t.like(select(2, pcall(docker.exec, with { container = "rb-mix", argv = {} })), "argv", "exec: empty argv raises")
   t.like(select(2, pcall(docker.ping, { socket = S, ssh = "x" })), "ssh", "ssh = a non-session raises")
 
+  -- each request closes its channel and its sockets when it returns, not when Lua collects it
+  local function nfds()
+    local n, p = 0, io.popen("ls /proc/" .. fix.pid .. "/fd")
+    for _ in p:lines() do n = n + 1 end
+    p:close()
+    return n
+  end
+  collectgarbage("stop")
+  local before = nfds()
+  for _ = 1, 40 do assert(docker.inspect(with { container = "rb-mix" })) end
+  local after = nfds()
+  collectgarbage("restart")
+  t.ok(after <= before + 1, ("40 requests through SSH leave no descriptor open (%d -> %d)"):format(before, after))
+
   -- the daemon is a socket path on the server: one that is not there is refused by sshd
   local _, pm, pc = docker.ping(with { socket = d.dir .. "/nothing.sock" })
   t.is(pc, "denied", "a socket that is not there: the channel is refused, code denied (" .. tostring(pm) .. ")")
