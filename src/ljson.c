@@ -25,6 +25,7 @@
 #include <lua.h>
 
 #include "ljson.h"
+#include "rbaux.h"
 
 #define NULL_KEY "runbook.null"
 
@@ -536,27 +537,17 @@ static void encode_value(struct encoder *e, int idx)
 	}
 }
 
-/* Reads {pretty=, sort_keys=} at index idx; unknown keys and wrong types raise. */
+static const char *const encode_keys[] = { "pretty", "sort_keys", NULL };
+
+/* Reads {pretty=, sort_keys=} at index idx over the defaults in e; unknown keys and wrong types
+ * raise. */
 static void encode_options(lua_State *L, int idx, struct encoder *e)
 {
-	if (lua_isnoneornil(L, idx))
-		return;
-	luaL_checktype(L, idx, LUA_TTABLE);
-	lua_pushnil(L);
-	while (lua_next(L, idx)) {
-		const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-		int *slot = NULL;
-		if (k && strcmp(k, "pretty") == 0)
-			slot = &e->pretty;
-		else if (k && strcmp(k, "sort_keys") == 0)
-			slot = &e->sort_keys;
-		else
-			luaL_error(L, "unknown option '%s'", k ? k : luaL_typename(L, -2));
-		if (!lua_isboolean(L, -1))
-			luaL_error(L, "option '%s' must be a boolean", k);
-		*slot = lua_toboolean(L, -1);
-		lua_pop(L, 1);
-	}
+	if (!lua_isnoneornil(L, idx))
+		luaL_checktype(L, idx, LUA_TTABLE);
+	rb_check_keys(L, idx, encode_keys, "json.encode");
+	e->pretty = rb_opt_bool(L, idx, "pretty", e->pretty);
+	e->sort_keys = rb_opt_bool(L, idx, "sort_keys", e->sort_keys);
 }
 
 /* json.encode(value [, opts]) -> string */

@@ -1,6 +1,6 @@
 /* smtp_msg.c: the probe message (headers that make it findable in the logs: a unique
  * Message-ID and X-Runbook-Probe), DATA dot-stuffing, and validation of command parts.
- * Depends on: Lua 5.4 (luaL_Buffer: everything here runs where raising is safe). */
+ * Depends on: Lua 5.4 (luaL_Buffer: everything here runs where raising is safe), rbaux.h. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "rbaux.h"
 #include "smtp_msg.h"
 
 void smtp_check_address(lua_State *L, const char *s, int empty_ok, const char *what)
@@ -39,18 +40,11 @@ void smtp_check_header(lua_State *L, const char *s, const char *what)
 /* A string option that must not contain NUL: lua strings can, C strings cannot. */
 static const char *opt_cstring(lua_State *L, int idx, const char *key)
 {
-	const char *s = NULL;
 	size_t len;
-	int t = lua_getfield(L, idx, key);
-	if (t == LUA_TSTRING) {
-		s = lua_tolstring(L, -1, &len);
-		if (strlen(s) != len)
-			luaL_error(L, "option '%s': NUL byte", key);
-	} else if (t != LUA_TNIL) {
-		luaL_error(L, "option '%s' must be a string (got %s)", key, lua_typename(L, t));
-	}
-	lua_pop(L, 1);
-	return s;   /* anchored by the options table */
+	const char *s = rb_opt_lstring(L, idx, key, NULL, &len);   /* anchored by the options table */
+	if (s && strlen(s) != len)
+		luaL_error(L, "option '%s': NUL byte", key);
+	return s;
 }
 
 void smtp_read_message_options(lua_State *L, int idx, struct smtp_msg *m, int need_rcpt)
