@@ -13,29 +13,6 @@
 #include "exec_spawn.h"
 #include "rbaux.h"
 
-int exec_buf_add(struct exec_buf *b, const char *s, size_t n)
-{
-	if (b->n + n > b->max) {
-		b->truncated = 1;
-		n = b->max > b->n ? b->max - b->n : 0;
-	}
-	if (n == 0)
-		return 0;
-	if (b->n + n > b->cap) {
-		size_t nc = b->cap ? b->cap * 2 : 8192;
-		while (nc < b->n + n)
-			nc *= 2;
-		char *np = realloc(b->p, nc);
-		if (np == NULL)
-			return -1;
-		b->p = np;
-		b->cap = nc;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	return 0;
-}
-
 pid_t exec_start_child(const struct exec_cmd *c, int fds[3])
 {
 	int in[2] = {-1, -1}, out[2], err[2], rep[2];
@@ -132,12 +109,12 @@ static void feed_stdin(const struct exec_cmd *c, int fds[3], size_t *in_off)
 }
 
 /* Reads what fds[which] has into b; closes it at EOF or on an error. Returns -1 out of memory. */
-static int drain(int fds[3], int which, struct exec_buf *b)
+static int drain(int fds[3], int which, struct rb_buf *b)
 {
 	char chunk[65536];
 	ssize_t n = read(fds[which], chunk, sizeof chunk);
 	if (n > 0)
-		return exec_buf_add(b, chunk, (size_t)n);
+		return rb_buf_add(b, chunk, (size_t)n);
 	if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
 		close(fds[which]);
 		fds[which] = -1;
@@ -146,8 +123,8 @@ static int drain(int fds[3], int which, struct exec_buf *b)
 }
 
 /* The pipes: 0 both output pipes closed, 1 the deadline passed, -1 out of memory. */
-static int pump(const struct exec_cmd *c, int fds[3], double deadline, struct exec_buf *out,
-		struct exec_buf *err)
+static int pump(const struct exec_cmd *c, int fds[3], double deadline, struct rb_buf *out,
+		struct rb_buf *err)
 {
 	size_t in_off = 0;
 	while (fds[1] >= 0 || fds[2] >= 0) {
@@ -180,7 +157,7 @@ static int pump(const struct exec_cmd *c, int fds[3], double deadline, struct ex
 }
 
 int exec_collect(const struct exec_cmd *c, pid_t pid, int fds[3], double deadline,
-		 struct exec_buf *out, struct exec_buf *err, int *status)
+		 struct rb_buf *out, struct rb_buf *err, int *status)
 {
 	int r;
 	if (fds[0] >= 0 && c->stdin_len == 0) {

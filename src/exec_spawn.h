@@ -7,19 +7,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "rbaux.h"
+
 #define EXEC_MAX_ARGS 256
 #define EXEC_MAX_ENV 64
-
-/* A dynamic byte buffer owned by C (never by Lua) while children run; bytes past max are
- * dropped and counted as truncated. */
-struct exec_buf {
-	char *p;
-	size_t n, cap, max;
-	int truncated;
-};
-
-/* Appends n bytes (up to max). Returns 0, or -1 when memory ran out. */
-int exec_buf_add(struct exec_buf *b, const char *s, size_t n);
 
 /* Collected, checked arguments of run/spawn: everything that can raise is done before fork.
  * The strings stay referenced by the caller's Lua tables. */
@@ -42,11 +33,12 @@ pid_t exec_start_child(const struct exec_cmd *c, int fds[3]);
 /* Kills the child's whole group: TERM, a short grace, then KILL; reaps it. Returns its status. */
 int exec_kill_group(pid_t pid);
 
-/* Feeds c->stdin_data and collects stdout/stderr into out/err until both close or the
+/* Feeds c->stdin_data and collects stdout/stderr into out/err (C-owned, capped by their max)
+ * until both close or the
  * deadline (absolute, rb_mono_now() seconds) passes, then reaps the child, killing its group on
  * a timeout or when memory ran out. Closes fds. Returns 0 with *status set, 1 timed out, or
  * -1 out of memory. */
 int exec_collect(const struct exec_cmd *c, pid_t pid, int fds[3], double deadline,
-		 struct exec_buf *out, struct exec_buf *err, int *status);
+		 struct rb_buf *out, struct rb_buf *err, int *status);
 
 #endif

@@ -126,7 +126,7 @@ static int push_timeout(lua_State *L, const char *argv0, double timeout, double 
 static int exec_run(lua_State *L)
 {
 	struct exec_cmd c;
-	struct exec_buf out = {0}, err = {0};
+	struct rb_buf out = {0}, err = {0};
 	int fds[3], status = 0, r;
 	double t0, deadline;
 	pid_t pid;
@@ -142,8 +142,8 @@ static int exec_run(lua_State *L)
 		return rb_failf(L, rb_errno_code((int)-pid), "%s: %s", c.argv[0], strerror((int)-pid));
 	r = exec_collect(&c, pid, fds, deadline, &out, &err, &status);
 	if (r != 0) {
-		free(out.p);
-		free(err.p);
+		rb_buf_free(&out);
+		rb_buf_free(&err);
 		if (r < 0)
 			return luaL_error(L, "out of memory collecting output of %s", c.argv[0]);
 		return push_timeout(L, c.argv[0], c.timeout, t0, deadline);
@@ -153,8 +153,8 @@ static int exec_run(lua_State *L)
 	lua_setfield(L, -2, "stdout");
 	lua_pushlstring(L, err.p ? err.p : "", err.n);
 	lua_setfield(L, -2, "stderr");
-	free(out.p);
-	free(err.p);
+	rb_buf_free(&out);
+	rb_buf_free(&err);
 	push_status(L, status);
 	lua_pushboolean(L, out.truncated || err.truncated);
 	lua_setfield(L, -2, "truncated");
@@ -169,7 +169,7 @@ struct proc {
 	pid_t pid;             /* 0 once closed */
 	int out, err;
 	double deadline;
-	struct exec_buf errbuf;
+	struct rb_buf errbuf;
 	int status, timed_out;
 };
 
@@ -183,7 +183,7 @@ static void proc_drain_err(struct proc *p)
 	char chunk[4096];
 	ssize_t n = -1;
 	while (p->err >= 0 && (n = read(p->err, chunk, sizeof chunk)) > 0)
-		exec_buf_add(&p->errbuf, chunk, (size_t)n);
+		rb_buf_add(&p->errbuf, chunk, (size_t)n);
 	if (p->err >= 0 && n == 0) {
 		close(p->err);
 		p->err = -1;
@@ -282,9 +282,7 @@ static int proc_close(lua_State *L)
 	lua_setfield(L, -2, "stderr");
 	lua_pushboolean(L, p->timed_out);
 	lua_setfield(L, -2, "timed_out");
-	free(p->errbuf.p);
-	p->errbuf.p = NULL;
-	p->errbuf.n = p->errbuf.cap = 0;
+	rb_buf_free(&p->errbuf);
 	return 1;
 }
 
@@ -292,8 +290,7 @@ static int proc_gc(lua_State *L)
 {
 	struct proc *p = check_proc(L);
 	proc_release(p);
-	free(p->errbuf.p);
-	p->errbuf.p = NULL;
+	rb_buf_free(&p->errbuf);
 	return 0;
 }
 

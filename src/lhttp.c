@@ -32,17 +32,10 @@
 #define HTTP_REQ "runbook.http.req"
 #define HTTP_DEFAULT_MAX_BODY (8 * 1024 * 1024)
 
-/* A growable byte buffer owned by the request userdata. */
-struct bytes {
-	char *p;
-	size_t n, cap;
-	int oom;
-};
-
 struct http_req {
 	CURL *curl;
 	struct curl_slist *hdrs;
-	struct bytes body, head, trace;
+	struct rb_buf body, head, trace;   /* owned by the request userdata */
 	size_t max_body;
 	int capped;
 };
@@ -50,28 +43,6 @@ struct http_req {
 static int ascii_alnum(unsigned char c)
 {
 	return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static int bytes_add(struct bytes *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return -1;
-	if (b->n + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *p;
-		while (cap < b->n + n + 1)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL) {
-			b->oom = 1;
-			return -1;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, s, n);
-	b->n += n;
-	b->p[b->n] = '\0';
-	return 0;
 }
 
 static int req_gc(lua_State *L)
@@ -83,12 +54,9 @@ static int req_gc(lua_State *L)
 	}
 	curl_slist_free_all(r->hdrs);
 	r->hdrs = NULL;
-	free(r->body.p);
-	free(r->head.p);
-	free(r->trace.p);
-	memset(&r->body, 0, sizeof r->body);
-	memset(&r->head, 0, sizeof r->head);
-	memset(&r->trace, 0, sizeof r->trace);
+	rb_buf_free(&r->body);
+	rb_buf_free(&r->head);
+	rb_buf_free(&r->trace);
 	return 0;
 }
 
@@ -100,7 +68,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 		r->capped = 1;
 		return 0;   /* aborts the transfer with CURLE_WRITE_ERROR */
 	}
-	return bytes_add(&r->body, data, n) == 0 ? n : 0;
+	return rb_buf_add(&r->body, data, n) == 0 ? n : 0;
 }
 
 /* Keeps only the last response's header block (a 100 Continue comes first). */
@@ -110,7 +78,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 	size_t n = size * nmemb;
 	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
 		r->head.n = 0;
-	return bytes_add(&r->head, data, n) == 0 ? n : 0;
+	return rb_buf_add(&r->head, data, n) == 0 ? n : 0;
 }
 
 static int secret_header(const char *line, size_t n)
@@ -126,7 +94,7 @@ static int secret_header(const char *line, size_t n)
 }
 
 /* Appends header text to the transcript, one prefixed line at a time, secrets masked. */
-static void trace_lines(struct bytes *t, const char *prefix, const char *s, size_t n)
+static void trace_lines(struct rb_buf *t, const char *prefix, const char *s, size_t n)
 {
 	while (n > 0) {
 		const char *nl = memchr(s, '\n', n);
@@ -135,14 +103,14 @@ static void trace_lines(struct bytes *t, const char *prefix, const char *s, size
 		while (show > 0 && (s[show - 1] == '\n' || s[show - 1] == '\r'))
 			show--;
 		if (show > 0) {
-			bytes_add(t, prefix, 2);
+			rb_buf_add(t, prefix, 2);
 			if ((k = secret_header(s, show)) > 0) {
-				bytes_add(t, s, (size_t)k);
-				bytes_add(t, " ***", 4);
+				rb_buf_add(t, s, (size_t)k);
+				rb_buf_add(t, " ***", 4);
 			} else {
-				bytes_add(t, s, show);
+				rb_buf_add(t, s, show);
 			}
-			bytes_add(t, "\n", 1);
+			rb_buf_add(t, "\n", 1);
 		}
 		s += len;
 		n -= len;
@@ -219,7 +187,7 @@ static const char *curl_code(struct http_req *r, CURLcode rc, long oserr)
 }
 
 /* Parses the kept header block into a table of lowercased names. */
-static void push_headers(lua_State *L, const struct bytes *h)
+static void push_headers(lua_State *L, const struct rb_buf *h)
 {
 	const char *s = h->p ? h->p : "", *end = s + h->n;
 	lua_newtable(L);

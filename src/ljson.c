@@ -67,49 +67,16 @@ void rb_json_push_array_mt(lua_State *L)
 
 /* ------------------------------------------------------------------ output buffer */
 
-struct jbuf {
-	char *data;
-	size_t len, cap;
-};
-
-static int jbuf_gc(lua_State *L)
+/* The output is an rb_buf boxed in a userdata (rb_buf_box), so a raise cannot leak it. */
+static void jbuf_add(lua_State *L, struct rb_buf *b, const char *s, size_t n)
 {
-	struct jbuf *b = lua_touserdata(L, 1);
-	free(b->data);
-	b->data = NULL;
-	return 0;
-}
-
-static struct jbuf *jbuf_new(lua_State *L)
-{
-	struct jbuf *b = lua_newuserdatauv(L, sizeof *b, 0);
-	b->data = NULL;
-	b->len = b->cap = 0;
-	if (luaL_newmetatable(L, "runbook.json.buffer")) {
-		lua_pushcfunction(L, jbuf_gc);
-		lua_setfield(L, -2, "__gc");
+	if (b->cap - b->n > n) {          /* the common case, without a call (b->max is 0) */
+		memcpy(b->p + b->n, s, n);
+		b->n += n;
+		b->p[b->n] = '\0';
+	} else if (rb_buf_add(b, s, n) != 0) {
+		luaL_error(L, "json.encode: out of memory");
 	}
-	lua_setmetatable(L, -2);
-	return b;
-}
-
-static void jbuf_add(lua_State *L, struct jbuf *b, const char *s, size_t n)
-{
-	if (b->cap - b->len < n) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap - b->len < n) {
-			if (cap > ((size_t)-1) / 2)
-				luaL_error(L, "json.encode: output too large");
-			cap *= 2;
-		}
-		char *p = realloc(b->data, cap);
-		if (!p)
-			luaL_error(L, "json.encode: out of memory");
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
 }
 
 #define jbuf_lit(L, b, s) jbuf_add((L), (b), "" s, sizeof(s) - 1)
@@ -124,7 +91,7 @@ struct path_elem {
 
 struct encoder {
 	lua_State *L;
-	struct jbuf *b;
+	struct rb_buf *b;
 	int pretty, sort_keys;
 	int visiting;          /* stack index of the set of tables being encoded (cycle check) */
 	int depth;
@@ -563,11 +530,10 @@ static int json_encode(lua_State *L)
 	lua_settop(L, 1);
 	lua_newtable(L);
 	e.visiting = lua_gettop(L);
-	e.b = jbuf_new(L);
+	e.b = rb_buf_box(L);
 	encode_value(&e, 1);
-	lua_pushlstring(L, e.b->data ? e.b->data : "", e.b->len);
-	free(e.b->data);
-	e.b->data = NULL;
+	lua_pushlstring(L, e.b->p ? e.b->p : "", e.b->n);
+	rb_buf_free(e.b);
 	return 1;
 }
 

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -247,34 +248,32 @@ void rb_check_keys(lua_State *L, int idx, const char *const allowed[], const cha
 	}
 }
 
-/* Pushes options[key] (nil when idx holds no table) and returns its type. */
-static int get_opt(lua_State *L, int idx, const char *key)
+/* Pushes options[key] and returns 1 when it is present and of type want; returns 0 with nothing
+ * pushed when it is absent (or idx holds no table); raises "option 'KEY' must be WHAT (got
+ * TYPE)" for any other type. */
+static int opt_value(lua_State *L, int idx, const char *key, int want, const char *what)
 {
-	if (lua_type(L, idx) != LUA_TTABLE) {
-		lua_pushnil(L);
-		return LUA_TNIL;
-	}
-	return lua_getfield(L, idx, key);
-}
-
-static void wrong_type(lua_State *L, const char *key, const char *want, int t)
-{
-	luaL_error(L, "option '%s' must be %s (got %s)", key, want, lua_typename(L, t));
+	int t;
+	if (lua_type(L, idx) != LUA_TTABLE)
+		return 0;
+	t = lua_getfield(L, idx, key);
+	if (t == want)
+		return 1;
+	if (t != LUA_TNIL)
+		luaL_error(L, "option '%s' must be %s (got %s)", key, what, lua_typename(L, t));
+	lua_pop(L, 1);
+	return 0;
 }
 
 const char *rb_opt_lstring(lua_State *L, int idx, const char *key, const char *dflt, size_t *len)
 {
 	const char *s = dflt;
-	int t;
-	idx = lua_absindex(L, idx);
-	t = get_opt(L, idx, key);
 	if (len)
 		*len = dflt ? strlen(dflt) : 0;
-	if (t == LUA_TSTRING)
+	if (opt_value(L, lua_absindex(L, idx), key, LUA_TSTRING, "a string")) {
 		s = lua_tolstring(L, -1, len);   /* anchored by the options table */
-	else if (t != LUA_TNIL)
-		wrong_type(L, key, "a string", t);
-	lua_pop(L, 1);
+		lua_pop(L, 1);
+	}
 	return s;
 }
 
@@ -295,64 +294,109 @@ lua_Integer rb_opt_int(lua_State *L, int idx, const char *key, lua_Integer dflt,
 		       lua_Integer min, lua_Integer max)
 {
 	lua_Integer v = dflt;
-	int t, isint;
-	idx = lua_absindex(L, idx);
-	t = get_opt(L, idx, key);
-	if (t != LUA_TNIL) {
+	if (opt_value(L, lua_absindex(L, idx), key, LUA_TNUMBER, "an integer")) {
+		int isint;
 		v = lua_tointegerx(L, -1, &isint);
-		if (t != LUA_TNUMBER || !isint || v < min || v > max)
+		if (!isint || v < min || v > max)
 			luaL_error(L, "option '%s' must be an integer in %I..%I", key, min, max);
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
 	return v;
 }
 
 double rb_opt_number(lua_State *L, int idx, const char *key, double dflt, double min, double max)
 {
 	double v = dflt;
-	int t;
-	idx = lua_absindex(L, idx);
-	t = get_opt(L, idx, key);
-	if (t == LUA_TNUMBER) {
+	if (opt_value(L, lua_absindex(L, idx), key, LUA_TNUMBER, "a number")) {
 		v = lua_tonumber(L, -1);
 		if (!isfinite(v) || v < min || v > max)
 			luaL_error(L, "option '%s' out of range [%s, %s]", key,
 				   lua_pushfstring(L, "%f", (lua_Number)min),
 				   lua_pushfstring(L, "%f", (lua_Number)max));
-	} else if (t != LUA_TNIL) {
-		wrong_type(L, key, "a number", t);
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
 	return v;
 }
 
 int rb_opt_bool(lua_State *L, int idx, const char *key, int dflt)
 {
 	int v = dflt;
-	int t;
-	idx = lua_absindex(L, idx);
-	t = get_opt(L, idx, key);
-	if (t == LUA_TBOOLEAN)
+	if (opt_value(L, lua_absindex(L, idx), key, LUA_TBOOLEAN, "a boolean")) {
 		v = lua_toboolean(L, -1);
-	else if (t != LUA_TNIL)
-		wrong_type(L, key, "a boolean", t);
-	lua_pop(L, 1);
+		lua_pop(L, 1);
+	}
 	return v;
 }
 
 double rb_opt_timeout(lua_State *L, int idx, const char *key, double dflt)
 {
 	double v = dflt;
-	int t;
-	idx = lua_absindex(L, idx);
-	t = get_opt(L, idx, key);
-	if (t != LUA_TNIL) {
+	if (opt_value(L, lua_absindex(L, idx), key, LUA_TNUMBER, "a number of seconds")) {
 		v = lua_tonumber(L, -1);
-		if (t != LUA_TNUMBER || !(v > 0) || v > 86400)
+		if (!(v > 0 && v <= 86400))
 			luaL_error(L, "option '%s' must be a number of seconds in (0, 86400]", key);
+		lua_pop(L, 1);
 	}
-	lua_pop(L, 1);
 	return v;
+}
+
+/* ---------------------------------------------------------------- buffers */
+
+int rb_buf_add(struct rb_buf *b, const void *s, size_t n)
+{
+	if (b->oom)
+		return -1;
+	if (b->max && n > b->max - (b->n < b->max ? b->n : b->max)) {
+		b->truncated = 1;
+		n = b->max > b->n ? b->max - b->n : 0;
+	}
+	if (n == 0)
+		return 0;
+	if (n >= (size_t)-1 / 2 - b->n) {
+		b->oom = 1;
+		return -1;
+	}
+	if (b->n + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *p;
+		while (cap < b->n + n + 1)
+			cap *= 2;
+		if ((p = realloc(b->p, cap)) == NULL) {
+			b->oom = 1;
+			return -1;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->n, s, n);
+	b->n += n;
+	b->p[b->n] = '\0';
+	return 0;
+}
+
+void rb_buf_free(struct rb_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->n = b->cap = 0;
+}
+
+static int buf_box_gc(lua_State *L)
+{
+	rb_buf_free(lua_touserdata(L, 1));
+	return 0;
+}
+
+struct rb_buf *rb_buf_box(lua_State *L)
+{
+	struct rb_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+	memset(b, 0, sizeof *b);
+	if (luaL_newmetatable(L, "runbook.buffer")) {
+		lua_pushcfunction(L, buf_box_gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return b;
 }
 
 /* ---------------------------------------------------------------- files */

@@ -4,6 +4,7 @@
  *   clocks     rb_mono_now, the run deadline (armed by lcore.c) and rb_deadline_in
  *   sockets    rb_ip_addr, rb_wait_fd, rb_tcp_connect (numeric hosts only, deadline-bound)
  *   options    rb_check_keys (unknown keys raise) and the typed getters rb_opt_*
+ *   buffers    struct rb_buf, a growable C byte buffer (optionally boxed in a Lua userdata)
  *   files      rb_type_name, rb_open_regular
  * Depends on: POSIX, Lua 5.4. */
 #ifndef RUNBOOK_RBAUX_H
@@ -85,6 +86,25 @@ double rb_opt_number(lua_State *L, int idx, const char *key, double dflt, double
 int rb_opt_bool(lua_State *L, int idx, const char *key, int dflt);
 /* Seconds in (0, 86400]. */
 double rb_opt_timeout(lua_State *L, int idx, const char *key, double dflt);
+
+/* ---------------------------------------------------------------- buffers */
+
+/* A growable byte buffer owned by C (so it can fill while no Lua call may raise), kept
+ * NUL-terminated once it holds a byte. max > 0: bytes past max are dropped and truncated is
+ * set. A failed allocation sets oom; every later add fails too. Zero-initialise it. */
+struct rb_buf {
+	char *p;
+	size_t n, cap, max;
+	int truncated, oom;
+};
+
+/* Appends n bytes. Returns 0 (also when they were dropped past max), or -1 out of memory. */
+int rb_buf_add(struct rb_buf *b, const void *s, size_t n);
+/* Frees the bytes and empties b; idempotent. */
+void rb_buf_free(struct rb_buf *b);
+/* Pushes a userdata holding an empty rb_buf whose __gc frees it, so a Lua error cannot leak
+ * the bytes; returns the buffer. */
+struct rb_buf *rb_buf_box(lua_State *L);
 
 /* ---------------------------------------------------------------- files */
 

@@ -104,7 +104,7 @@ static void test_options(void)
 		"option 'port' must be an integer in 1..65535",
 		"option 'port' must be an integer in 1..65535",
 		"option 'timeout' must be a number of seconds in (0, 86400]",
-		"option 'timeout' must be a number of seconds in (0, 86400]",
+		"option 'timeout' must be a number of seconds (got string)",
 		"option 'tls' must be a boolean (got string)",
 		"option 'ratio' out of range [0.0, 1.0]",
 		"option 'ratio' out of range [0.0, 1.0]",
@@ -237,8 +237,35 @@ static void test_deadline(void)
 	close(sv[1]);
 }
 
+static void test_buf(void)
+{
+	struct rb_buf b = {0}, capped = {0};
+	char big[1000];
+	int r = 0;
+
+	memset(big, 'x', sizeof big);
+	for (int i = 0; i < 100; i++)
+		r |= rb_buf_add(&b, big, sizeof big);
+	ok(r == 0 && b.n == 100000 && b.p[b.n] == '\0' && !b.truncated && !b.oom,
+	   "rb_buf: 100 x 1000 bytes, NUL-terminated, no max");
+	capped.max = 1500;
+	rb_buf_add(&capped, big, sizeof big);
+	r = rb_buf_add(&capped, "abcdefghij", 10);
+	ok(r == 0 && capped.n == 1010 && !capped.truncated, "rb_buf: under max: kept");
+	r = rb_buf_add(&capped, big, sizeof big);
+	ok(r == 0 && capped.n == 1500 && capped.truncated, "rb_buf: past max: cut at max, truncated set");
+	r = rb_buf_add(&capped, "y", 1);
+	ok(r == 0 && capped.n == 1500 && strncmp(capped.p + 1000, "abcdefghij", 10) == 0,
+	   "rb_buf: at max: further bytes dropped, the kept ones intact");
+	rb_buf_free(&b);
+	rb_buf_free(&b);
+	ok(b.p == NULL && b.n == 0, "rb_buf_free: empties, idempotent");
+	rb_buf_free(&capped);
+}
+
 int main(void)
 {
+	test_buf();
 	test_errno();
 	test_options();
 	test_connect();
