@@ -2,14 +2,15 @@
 -- description of the runbook API, lua/runbook/api.lua (LuaLS definitions, never run).
 --
 --   doc.parse(text) -> api | nil, msg       api = { methods = {entry...}, by_name = {}, fields =
---       {{name, type, desc}...}, codes = {{name, meaning}...}, code_meaning = {}, aliases = {} }
+--       {{name, type, desc}...}, codes = {{name, meaning}...}, code_meaning = {}, aliases = {},
+--       classes = {Name = {name, fields = {{name, type, desc}...}}} }
 --       entry = { name, summary, body = {lines}, params = {{name, type, optional, desc}...},
 --                 returns = {{type, name, desc}...}, codes = {names...}, example = text|nil }
 --   doc.load() -> api | nil, msg            the installed api.lua, found on package.path
 --   doc.check(api, public) -> {problems}    public: list of the method names a real context
 --       exposes. Every public method needs an entry, every entry a public method, every code a
 --       line in ErrCode (and every ErrCode line a method that returns it), every entry a summary
---       and an example.
+--       and an example, every type name a class or alias of api.lua.
 --   doc.signature(entry) -> "ctx:name(a, b [, c]) -> result | nil, message, code"
 --   doc.markdown(api) -> the README's API section (between <!-- api:begin --> and <!-- api:end -->)
 --   doc.roff(api) -> the man page's (src/runbook.1, between .\" api:begin and .\" api:end)
@@ -104,8 +105,30 @@ local function method_entry(name, arglist, block)
 end
 
 function M.parse(text)
-  local api = { methods = {}, by_name = {}, fields = {}, codes = {}, code_meaning = {}, aliases = {} }
+  local api = { methods = {}, by_name = {}, fields = {}, codes = {}, code_meaning = {}, aliases = {},
+                classes = {} }
   local block = {}
+  -- a class other than Ctx: `---@class Name` and its `---@field name type desc` lines
+  local function flush_class()
+    local cname
+    for _, l in ipairs(block) do
+      local c = l:match("^%-%-%-@class%s+([%w_]+)")
+      if c then
+        cname = c
+        api.classes[c] = api.classes[c] or { name = c, fields = {} }
+      elseif cname then
+        local rest = l:match("^%-%-%-@field%s+(.*)$")
+        if rest then
+          local fname, frest = rest:match("^(%S+)%s+(.*)$")
+          if fname then
+            local ftype, fdesc = read_type(frest)
+            local list = api.classes[cname].fields
+            list[#list + 1] = { name = fname, type = ftype, desc = fdesc }
+          end
+        end
+      end
+    end
+  end
   -- an alias is one `---@alias Name type` line, or `---@alias Name` and `---| "x" # meaning` lines
   local function flush_alias()
     local name
@@ -151,6 +174,7 @@ function M.parse(text)
         end
       else
         flush_alias()
+        flush_class()
       end
       block = {}
     end
@@ -232,6 +256,26 @@ function M.check(api, public)
     end
     for _, c in ipairs(e.unknown_codes) do add("ctx:%s returns code %q, which ErrCode does not list", e.name, c) end
     for _, c in ipairs(e.codes) do used[c] = true end
+  end
+  -- every type name an entry or a class uses is defined here (LuaLS: undefined-doc-name)
+  local function names_in(t, out)
+    t = t:gsub('"[^"]*"', "")
+    for n in t:gmatch("[%a_][%w_]*") do
+      if n:match("^%u") and n ~= "Ctx" then out[n] = true end
+    end
+    return out
+  end
+  local function check_type(where, t)
+    for n in pairs(names_in(t, {})) do
+      if not api.classes[n] and not api.aliases[n] then add("%s uses type %s, which api.lua does not define", where, n) end
+    end
+  end
+  for _, e in ipairs(api.methods) do
+    for _, p in ipairs(e.params) do check_type("ctx:" .. e.name, p.type) end
+    for _, r in ipairs(e.returns) do check_type("ctx:" .. e.name, r.type) end
+  end
+  for cname, c in pairs(api.classes) do
+    for _, f in ipairs(c.fields) do check_type("class " .. cname, f.type) end
   end
   for _, c in ipairs(api.codes) do
     if not used[c.name] then add("ErrCode %q is returned by no documented method", c.name) end
@@ -330,6 +374,17 @@ function M.entry_text(api, e)
         out[#out + 1] = ("  %sone of the error codes below; nil on success"):format(pad("code", 10))
       else
         out[#out + 1] = ("  %s%s%s"):format(pad(r.name, 10), r.type, r.desc ~= "" and ("  " .. r.desc) or "")
+      end
+    end
+  end
+  for _, r in ipairs(e.returns) do
+    local cname = r.type:match("^([%u][%w_]*)|nil$") or r.type:match("^([%u][%w_]*)$")
+    local c = cname and api.classes[cname]
+    if c and #c.fields > 0 then
+      out[#out + 1] = ""
+      out[#out + 1] = ("%s (%s) fields:"):format(r.name, cname)
+      for _, f in ipairs(c.fields) do
+        out[#out + 1] = ("  %s%s%s"):format(pad(f.name, 16), f.type, f.desc ~= "" and ("  " .. f.desc) or "")
       end
     end
   end
@@ -441,8 +496,9 @@ local HELP = [[
 Usage: runbook doc [METHOD | codes | --markdown]
 
   runbook doc            every ctx field and method with a one-line summary
-  runbook doc METHOD     one method in full: signature, parameters, returns, error codes, example
-                         (step, ctx:step and sql are all accepted)
+  runbook doc METHOD     one method in full: signature, parameters, returns (and the fields of
+                         the tables it returns), error codes, example (step and ctx:step work)
+  runbook doc TYPE       the fields of a table type the API names (SqlResult, ExecResult, ...)
   runbook doc codes      every error code and what it means
   runbook doc --markdown the README's API section (what `make doc` splices into README.md)
 
@@ -464,6 +520,15 @@ function M.main(argv)
   local name = q:gsub("^[Cc]tx[:.]", ""):gsub("%(.*$", "")
   local e = api.by_name[name]
   if e then io.stdout:write(M.entry_text(api, e)); return 0 end
+  local c = api.classes[q]
+  if c then
+    local out = { ("%s (a table described in api.lua):"):format(c.name) }
+    for _, f in ipairs(c.fields) do
+      out[#out + 1] = ("  %s%s%s"):format(pad(f.name, 16), f.type, f.desc ~= "" and ("  " .. f.desc) or "")
+    end
+    io.stdout:write(table.concat(out, "\n"), "\n")
+    return 0
+  end
   for _, f in ipairs(api.fields) do
     if f.name == name then
       io.stdout:write(("ctx.%s: %s\n\n  %s\n"):format(f.name, f.type, f.desc))

@@ -2,7 +2,8 @@
 -- is written is what exists.
 --   * every public ctx method of a real context, with every primitive family installed, has an
 --     entry, and every entry is a public method, with the same parameters as the function
---     (names from the entry's signature line; their number from debug.getinfo of the method);
+--     (names from the entry's signature line; their number from debug.getinfo of the method),
+--     and every type name it uses defined in api.lua;
 --   * every error code a method's entry names is in ErrCode, every ErrCode is returned by some
 --     method, and every code the Lua engine returns (`return nil, msg, "code"` in lua/runbook)
 --     is in ErrCode;
@@ -140,6 +141,11 @@ do -- a code not in ErrCode
     '---@return "notfound"|"gone"|nil code\nfunction Ctx:file_stat')
   t.ok(has(problems_of(m), 'ctx:file_stat returns code "gone"'), "control: a code missing from ErrCode is reported")
 end
+do -- a type name api.lua does not define (LuaLS would say undefined-doc-name)
+  local m = text:gsub("%-%-%-@return ExecResult|nil result", "---@return ExecResults|nil result", 1)   -- exec's
+  t.ok(m ~= text and has(problems_of(m), "ctx:exec uses type ExecResults, which api.lua does not define"),
+    "control: an undefined type name is reported")
+end
 do -- a code nobody returns
   local m = text:gsub('%-%-%-| "eof"', '---| "eof"         # x\n---| "bogus"  ')
   t.ok(has(problems_of(m), '"bogus" is returned by no documented method'), "control: an ErrCode no method returns is reported")
@@ -219,6 +225,11 @@ t.like(r.stdout, "\nReturns:\n  result ", "its return values")
 t.like(r.stdout, "\n  sql         the database refused the statement", "its error codes, with their meaning")
 t.like(r.stdout, "\nExample:\n  local r, msg, code = ctx:sql%(", "its example")
 t.is(rb({ "doc", "ctx:sql" }).stdout, r.stdout, "runbook doc ctx:sql is the same entry")
+
+t.like(r.stdout, "\nresult %(SqlResult%) fields:\n  columns ", "it shows the fields of the table it returns")
+r = rb { "doc", "ExecResult" }
+t.is(r.status, 0, "runbook doc ExecResult: exit 0")
+t.like(r.stdout, "\n  status          integer|nil  exit status", "it lists the type's fields")
 
 r = rb { "doc", "stpe" }
 t.is(r.status, 2, "runbook doc stpe: exit 2")
