@@ -341,6 +341,7 @@ function M.nearest(api, q, max)
   local names = {}
   for _, e in ipairs(api.methods) do names[#names + 1] = e.name end
   for _, f in ipairs(api.fields) do names[#names + 1] = f.name end
+  for c in pairs(api.classes or {}) do names[#names + 1] = c end
   for _, n in ipairs(names) do
     local d = lev(q, n)
     if n:find(q, 1, true) or q:find(n, 1, true) then d = math.min(d, 2) end
@@ -408,6 +409,17 @@ function M.list_text(api)
   out[#out + 1] = ""
   out[#out + 1] = "Methods (call as ctx:NAME(...)):"
   for _, e in ipairs(api.methods) do out[#out + 1] = ("  %s%s"):format(pad(e.name, 20), e.summary) end
+  out[#out + 1] = ""
+  local types = {}
+  for c in pairs(api.classes) do types[#types + 1] = c end
+  table.sort(types)
+  out[#out + 1] = "Table types (runbook doc TYPE):"
+  local line = " "
+  for _, c in ipairs(types) do
+    if #line + #c + 1 > 98 then out[#out + 1] = line; line = " " end
+    line = line .. " " .. c
+  end
+  out[#out + 1] = line
   out[#out + 1] = ""
   out[#out + 1] = "Operational failures return nil, message, code; `runbook doc codes` lists the codes."
   return table.concat(out, "\n") .. "\n"
@@ -536,7 +548,7 @@ function M.main(argv)
     end
   end
   local near = M.nearest(api, name)
-  io.stderr:write(("runbook: doc: no ctx method or field %q%s\n"):format(q,
+  io.stderr:write(("runbook: doc: no ctx method, field or type %q%s\n"):format(q,
     #near > 0 and ("; did you mean: " .. table.concat(near, ", ") .. "?") or ""))
   io.stderr:write("Try 'runbook doc' for the list.\n")
   return 2
