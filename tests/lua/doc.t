@@ -235,7 +235,7 @@ r = rb { "doc", "stpe" }
 t.is(r.status, 2, "runbook doc stpe: exit 2")
 t.like(r.stderr, 'no ctx method, field or type "stpe"; did you mean: [^\n]*step', "it names the nearest methods")
 t.is(r.stdout, "", "and prints nothing on stdout")
-t.like(rb({ "doc" }).stdout, "\nTable types %(runbook doc TYPE%):\n[^\n]* ExecResult ", "runbook doc names the table types")
+t.like(rb({ "doc" }).stdout, "\nTable types %(runbook doc TYPE%):\n  ArgSpec [^\n]*\n[^\n]*ExecResult ", "runbook doc names the table types")
 t.like(rb({ "doc", "SqlResults" }).stderr, "did you mean: SqlResult", "a near miss of a type name finds it")
 r = rb { "doc", "postqueue_flsh" }
 t.like(r.stderr, "did you mean: postqueue_flush", "a near miss of a long name finds it")
