@@ -22,6 +22,7 @@
 #include <lua.h>
 
 #include "ljson.h"
+#include "rbaux.h"
 
 struct tree_box {
 	cJSON *root;
@@ -39,14 +40,7 @@ static int tree_box_gc(lua_State *L)
 
 static struct tree_box *tree_box_new(lua_State *L)
 {
-	struct tree_box *box = lua_newuserdatauv(L, sizeof *box, 0);
-	box->root = NULL;
-	if (luaL_newmetatable(L, "runbook.json.tree")) {
-		lua_pushcfunction(L, tree_box_gc);
-		lua_setfield(L, -2, "__gc");
-	}
-	lua_setmetatable(L, -2);
-	return box;
+	return rb_box(L, sizeof(struct tree_box), "runbook.json.tree", tree_box_gc);
 }
 
 /* Position of byte offset off in s as 1-based line and column (columns count bytes). */

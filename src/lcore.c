@@ -236,12 +236,8 @@ static int core_sha256_file(lua_State *L)
 	/* a FIFO given as the runbook must not block the run */
 	const char *code = rb_open_regular(path, O_RDONLY, 0, 0, &fd, why, sizeof why);
 
-	if (code) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: %s", path, why);
-		lua_pushstring(L, code);
-		return 3;
-	}
+	if (code)
+		return rb_failf(L, code, "%s: %s", path, why);
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
 		EVP_MD_CTX_free(ctx);
@@ -253,12 +249,8 @@ static int core_sha256_file(lua_State *L)
 	EVP_DigestFinal_ex(ctx, md, &n);
 	EVP_MD_CTX_free(ctx);
 	close(fd);
-	if (r < 0) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: read error", path);
-		lua_pushliteral(L, "io");
-		return 3;
-	}
+	if (r < 0)
+		return rb_failf(L, "io", "%s: read error", path);
 	push_hex(L, md, n);
 	return 1;
 }
@@ -277,10 +269,7 @@ static int core_prompt(lua_State *L)
 	FILE *f;
 
 	if (fd < 0) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "no terminal to ask on");
-		lua_pushliteral(L, "notty");
-		return 3;
+		return rb_fail(L, "no terminal to ask on", "notty");
 	}
 	if (!echo && tcgetattr(fd, &old) == 0) {
 		raw = old;
@@ -299,10 +288,7 @@ static int core_prompt(lua_State *L)
 				if (write(fd, "\n", 1) < 0) { /* best effort */ }
 			}
 			close(fd);
-			lua_pushnil(L);
-			lua_pushliteral(L, "no answer in time");
-			lua_pushliteral(L, "timeout");
-			return 3;
+			return rb_fail(L, "no answer in time", "timeout");
 		}
 	}
 	f = fdopen(fd, "r");
@@ -319,10 +305,7 @@ static int core_prompt(lua_State *L)
 	}
 	fclose(f);
 	if (got == NULL) {
-		lua_pushnil(L);
-		lua_pushliteral(L, "no answer (end of input)");
-		lua_pushliteral(L, "eof");
-		return 3;
+		return rb_fail(L, "no answer (end of input)", "eof");
 	}
 	line[strcspn(line, "\r\n")] = '\0';
 	lua_pushstring(L, line);
@@ -373,10 +356,7 @@ static int core_realpath(lua_State *L)
 	char out[PATH_MAX];
 	if (realpath(p, out) == NULL) {
 		int e = errno;
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: %s", p, strerror(e));
-		lua_pushstring(L, e == ENOENT ? "notfound" : "io");
-		return 3;
+		return rb_failf(L, rb_errno_code(e), "%s: %s", p, strerror(e));
 	}
 	lua_pushstring(L, out);
 	return 1;

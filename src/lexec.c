@@ -116,10 +116,8 @@ static int push_timeout(lua_State *L, const char *argv0, double timeout, double 
 {
 	if (deadline < t0 + timeout)
 		return rb_failf(L, "timeout", "%s: the run deadline passed (process group killed)", argv0);
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: timed out after %f s (process group killed)", argv0, (lua_Number)timeout);
-	lua_pushliteral(L, "timeout");
-	return 3;
+	return rb_failf(L, "timeout", "%s: timed out after %s s (process group killed)", argv0,
+	                lua_pushfstring(L, "%f", (lua_Number)timeout));   /* Lua's number format */
 }
 
 /* exec.run(argv, opts) */
@@ -451,14 +449,7 @@ static const luaL_Reg proc_methods[] = {
 
 int luaopen_runbook_exec(lua_State *L)
 {
-	luaL_newmetatable(L, PROC_MT);
-	luaL_newlib(L, proc_methods);
-	lua_setfield(L, -2, "__index");
-	lua_pushcfunction(L, proc_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pushcfunction(L, proc_gc);
-	lua_setfield(L, -2, "__close");
-	lua_pop(L, 1);
+	rb_handle_type(L, PROC_MT, proc_methods, proc_gc);
 	luaL_newlib(L, exec_funcs);
 	return 1;
 }

@@ -385,10 +385,8 @@ static int http_request(lua_State *L)
 	char errbuf[CURL_ERROR_SIZE];
 
 	read_options(L, &o);                     /* headers at 2 */
-	r = lua_newuserdatauv(L, sizeof *r, 0);  /* index 3: created empty, acquired second */
-	memset(r, 0, sizeof *r);
+	r = rb_box(L, sizeof *r, HTTP_REQ, req_gc);   /* index 3: created empty, acquired second */
 	r->max_body = (size_t)o.max_body;
-	luaL_setmetatable(L, HTTP_REQ);
 	if ((r->curl = curl_easy_init()) == NULL)
 		return luaL_error(L, "http.request: out of memory");
 	build_headers(L, r, 2);
@@ -435,10 +433,6 @@ int luaopen_runbook_http(lua_State *L)
 {
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return luaL_error(L, "curl_global_init failed");
-	luaL_newmetatable(L, HTTP_REQ);
-	lua_pushcfunction(L, req_gc);
-	lua_setfield(L, -2, "__gc");
-	lua_pop(L, 1);
 	luaL_newlib(L, http_funcs);
 	lua_pushstring(L, curl_version());
 	lua_setfield(L, -2, "curl_version");

@@ -192,14 +192,6 @@ static const luaL_Reg conn_methods[] = {
 	{NULL, NULL}
 };
 
-static const luaL_Reg conn_meta[] = {
-	{"__gc", conn_close},
-	{"__close", conn_close},
-	{"__tostring", conn_tostring},
-	{"__index", NULL},
-	{NULL, NULL}
-};
-
 static const luaL_Reg sql_funcs[] = {
 	{"connect", sql_connect},
 	{"NULL", NULL},
@@ -209,14 +201,10 @@ static const luaL_Reg sql_funcs[] = {
 
 int luaopen_runbook_sql(lua_State *L)
 {
-	luaL_newmetatable(L, SQL_CONN);
-	luaL_setfuncs(L, conn_meta, 0);
-	luaL_newlib(L, conn_methods);
-	lua_setfield(L, -2, "__index");
-	lua_pop(L, 1);
-	luaL_newmetatable(L, SQL_STMT);
-	lua_pushcfunction(L, sql_stmt_gc);
-	lua_setfield(L, -2, "__gc");
+	rb_handle_type(L, SQL_CONN, conn_methods, conn_close);
+	luaL_getmetatable(L, SQL_CONN);
+	lua_pushcfunction(L, conn_tostring);
+	lua_setfield(L, -2, "__tostring");
 	lua_pop(L, 1);
 
 	luaL_newlib(L, sql_funcs);

@@ -32,6 +32,7 @@
 #include <yaml.h>
 
 #include "ljson.h"
+#include "rbaux.h"
 
 #define YAML_MAX_DEPTH 64
 #define YAML_MAX_INPUT (1024 * 1024)
@@ -437,22 +438,13 @@ static int yaml_load(lua_State *L)
 	const char *chunk = luaL_optstring(L, 2, "yaml");
 	lua_settop(L, 2);
 	if (len > YAML_MAX_INPUT) {
-		lua_pushnil(L);
-		lua_pushfstring(L, "%s: input too large (%I bytes, limit %d)", chunk, (lua_Integer)len,
+		return rb_failf(L, "protocol", "%s: input too large (%zu bytes, limit %d)", chunk, len,
 		                YAML_MAX_INPUT);
-		lua_pushliteral(L, "protocol");
-		return 3;
 	}
 	push_weak_registry(L, MARKS_KEY);
 	push_weak_registry(L, KEYMARKS_KEY);
 	rb_push_null(L);
-	struct loader *ld = lua_newuserdatauv(L, sizeof *ld, 0);
-	memset(ld, 0, sizeof *ld);
-	if (luaL_newmetatable(L, "runbook.yaml.loader")) {
-		lua_pushcfunction(L, loader_gc);
-		lua_setfield(L, -2, "__gc");
-	}
-	lua_setmetatable(L, -2);
+	struct loader *ld = rb_box(L, sizeof *ld, "runbook.yaml.loader", loader_gc);
 	ld->L = L;
 	ld->chunk = chunk;
 	ld->text = text;
@@ -469,10 +461,7 @@ static int yaml_load(lua_State *L)
 	loader_free(ld);
 	if (rc) {
 		lua_settop(L, 6);
-		lua_pushnil(L);
-		lua_pushstring(L, ld->err);
-		lua_pushliteral(L, "protocol");
-		return 3;
+		return rb_fail(L, ld->err, "protocol");
 	}
 	return 1;
 }

@@ -340,6 +340,34 @@ double rb_opt_timeout(lua_State *L, int idx, const char *key, double dflt)
 	return v;
 }
 
+/* ---------------------------------------------------------------- userdata */
+
+void *rb_box(lua_State *L, size_t size, const char *tname, lua_CFunction gc)
+{
+	void *p = lua_newuserdatauv(L, size, 0);
+	memset(p, 0, size);
+	if (luaL_newmetatable(L, tname)) {
+		lua_pushcfunction(L, gc);
+		lua_setfield(L, -2, "__gc");
+	}
+	lua_setmetatable(L, -2);
+	return p;
+}
+
+void rb_handle_type(lua_State *L, const char *tname, const luaL_Reg methods[], lua_CFunction close)
+{
+	if (luaL_newmetatable(L, tname)) {
+		lua_newtable(L);
+		luaL_setfuncs(L, methods, 0);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, close);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, close);
+		lua_setfield(L, -2, "__close");
+	}
+	lua_pop(L, 1);
+}
+
 /* ---------------------------------------------------------------- buffers */
 
 int rb_buf_add(struct rb_buf *b, const void *s, size_t n)
@@ -389,14 +417,7 @@ static int buf_box_gc(lua_State *L)
 
 struct rb_buf *rb_buf_box(lua_State *L)
 {
-	struct rb_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
-	memset(b, 0, sizeof *b);
-	if (luaL_newmetatable(L, "runbook.buffer")) {
-		lua_pushcfunction(L, buf_box_gc);
-		lua_setfield(L, -2, "__gc");
-	}
-	lua_setmetatable(L, -2);
-	return b;
+	return rb_box(L, sizeof(struct rb_buf), "runbook.buffer", buf_box_gc);
 }
 
 /* ---------------------------------------------------------------- files */

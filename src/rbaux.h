@@ -5,6 +5,7 @@
  *   sockets    rb_ip_addr, rb_wait_fd, rb_tcp_connect (numeric hosts only, deadline-bound)
  *   options    rb_check_keys (unknown keys raise) and the typed getters rb_opt_*
  *   buffers    struct rb_buf, a growable C byte buffer (optionally boxed in a Lua userdata)
+ *   userdata   rb_box (a C resource freed by __gc), rb_handle_type (a handle's metatable)
  *   files      rb_type_name, rb_open_regular
  * Depends on: POSIX, Lua 5.4. */
 #ifndef RUNBOOK_RBAUX_H
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <lauxlib.h>
 #include <lua.h>
 
 /* ---------------------------------------------------------------- failures */
@@ -86,6 +88,17 @@ double rb_opt_number(lua_State *L, int idx, const char *key, double dflt, double
 int rb_opt_bool(lua_State *L, int idx, const char *key, int dflt);
 /* Seconds in (0, 86400]. */
 double rb_opt_timeout(lua_State *L, int idx, const char *key, double dflt);
+
+/* ---------------------------------------------------------------- userdata */
+
+/* Pushes a new zeroed userdata of size bytes whose metatable tname (created on first use) has
+ * gc as __gc: a C resource boxed this way cannot leak when Lua raises (STYLE.md rule 5). */
+void *rb_box(lua_State *L, size_t size, const char *tname, lua_CFunction gc);
+
+/* Creates the metatable tname of a handle type (once): methods as __index, close as both __gc
+ * and __close, so one idempotent close serves close(), the collector and `<close>` (STYLE.md
+ * rule 4). Leaves the stack as it was. */
+void rb_handle_type(lua_State *L, const char *tname, const luaL_Reg methods[], lua_CFunction close);
 
 /* ---------------------------------------------------------------- buffers */
 

@@ -168,10 +168,7 @@ void sql_note_dead(struct sql_conn *c, lua_State *L)
 
 int sql_dead_failure(lua_State *L, struct sql_conn *c)
 {
-	lua_pushnil(L);
-	lua_pushfstring(L, "%s: the connection was lost earlier (timeout or closed by the server)",
+	return rb_failf(L, "closed", "%s: the connection was lost earlier (timeout or closed by the server)",
 	                c->where);
-	lua_pushliteral(L, "closed");
-	return 3;
 }
 

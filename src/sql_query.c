@@ -29,7 +29,7 @@ struct sql_stmt {
 	MYSQL_RES *meta;
 };
 
-int sql_stmt_gc(lua_State *L)
+static int sql_stmt_gc(lua_State *L)
 {
 	struct sql_stmt *s = luaL_checkudata(L, 1, SQL_STMT);
 	if (s->meta) {
@@ -310,10 +310,7 @@ int sql_conn_query(lua_State *L)
 
 	if (c->dead)
 		return sql_dead_failure(L, c);
-	s = lua_newuserdatauv(L, sizeof *s, 0);
-	s->st = NULL;
-	s->meta = NULL;
-	luaL_setmetatable(L, SQL_STMT);
+	s = rb_box(L, sizeof *s, SQL_STMT, sql_stmt_gc);
 	sidx = lua_gettop(L);
 	if ((n = prepare_statement(L, c, s, sidx, q, qlen, nparam, t0)) != 0)
 		return n;

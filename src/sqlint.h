@@ -35,7 +35,6 @@ void sql_note_dead(struct sql_conn *c, lua_State *L);
 /* nil, msg, "closed" for a handle already marked dead; returns 3. */
 int sql_dead_failure(lua_State *L, struct sql_conn *c);
 
-/* sql_query.c: conn:query and the __gc of its per-query userdata (registered by lsql.c). */
+/* sql_query.c: conn:query. */
 int sql_conn_query(lua_State *L);
-int sql_stmt_gc(lua_State *L);
 #endif

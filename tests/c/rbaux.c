@@ -237,6 +237,78 @@ static void test_deadline(void)
 	close(sv[1]);
 }
 
+/* ---------------------------------------------------------------- userdata */
+
+static int closes, gcs;
+
+static int h_close(lua_State *L)
+{
+	int *open = luaL_checkudata(L, 1, "t.handle");
+	if (*open) {          /* idempotent, as rb_handle_type's contract asks */
+		*open = 0;
+		closes++;
+	}
+	return 0;
+}
+
+static int h_new(lua_State *L)
+{
+	int *open = lua_newuserdatauv(L, sizeof *open, 0);
+	*open = 1;
+	luaL_setmetatable(L, "t.handle");
+	return 1;
+}
+
+static int box_gc(lua_State *L)
+{
+	(void)L;
+	gcs++;
+	return 0;
+}
+
+static int box_new(lua_State *L)
+{
+	int *z = rb_box(L, 64, "t.box", box_gc);
+	int zero = 1;
+	for (int i = 0; i < 16; i++)
+		zero = zero && z[i] == 0;
+	lua_pushboolean(L, zero);
+	return 2;
+}
+
+static void test_userdata(void)
+{
+	static const luaL_Reg methods[] = { { "close", h_close }, { NULL, NULL } };
+	lua_State *L = luaL_newstate();
+	const char *src =
+		"local new, box = ...\n"
+		"do local h <close> = new() end\n"           /* __close */
+		"local h = new(); h:close(); h:close()\n"     /* method, twice: one close */
+		"new()\n"                                      /* dropped: __gc */
+		"local b, zeroed = box(); b = nil\n"
+		"collectgarbage(); collectgarbage()\n"
+		"return zeroed\n";
+	luaL_openlibs(L);
+	rb_handle_type(L, "t.handle", methods, h_close);
+	ok(lua_gettop(L) == 0, "rb_handle_type: leaves the stack as it was");
+	if (luaL_loadstring(L, src) != LUA_OK) {
+		ok(0, lua_tostring(L, -1));
+		lua_close(L);
+		return;
+	}
+	lua_pushcfunction(L, h_new);
+	lua_pushcfunction(L, box_new);
+	if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+		ok(0, lua_tostring(L, -1));
+		lua_close(L);
+		return;
+	}
+	ok(closes == 3, "rb_handle_type: one close serves <close>, the method (idempotent) and __gc");
+	ok(lua_toboolean(L, -1), "rb_box: the userdata starts zeroed");
+	ok(gcs == 1, "rb_box: its __gc runs when it is collected");
+	lua_close(L);
+}
+
 static void test_buf(void)
 {
 	struct rb_buf b = {0}, capped = {0};
@@ -266,6 +338,7 @@ static void test_buf(void)
 int main(void)
 {
 	test_buf();
+	test_userdata();
 	test_errno();
 	test_options();
 	test_connect();
