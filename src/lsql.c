@@ -68,87 +68,111 @@ static const char *const connect_keys[] = {
 	"connect_timeout", "read_timeout", "write_timeout", NULL
 };
 
-/* sql.connect(opts) -> conn | nil, msg, code */
-static int sql_connect(lua_State *L)
-{
+/* The checked options of sql.connect; strings stay referenced by the options table. */
+struct sql_opts {
 	const char *host, *user, *password, *database, *sock, *ca;
-	unsigned ct, rt, wt, zero = 0;
+	unsigned ct, rt, wt;
 	lua_Integer port;
-	int tls = 0, verify = 0;
-	struct sql_conn *c;
-	my_bool off = 0, on = 1;
-	double t0;
+	int tls, verify;
+};
 
+/* Checks every option of the table at 1 before anything is acquired. The connect timeout
+ * never reaches past the run deadline (whole seconds, at least 1). */
+static void read_connect_options(lua_State *L, struct sql_opts *o)
+{
+	double left;
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
 	rb_check_keys(L, 1, connect_keys, "sql.connect");
-	host = rb_opt_string(L, 1, "host", NULL);
-	user = rb_opt_string(L, 1, "user", NULL);
-	password = rb_opt_string(L, 1, "password", "");
-	database = rb_opt_string(L, 1, "database", NULL);
-	sock = rb_opt_string(L, 1, "unix_socket", NULL);
-	ca = rb_opt_string(L, 1, "tls_ca", NULL);
-	ct = opt_seconds(L, 1, "connect_timeout", 10);
-	rt = opt_seconds(L, 1, "read_timeout", 30);
-	wt = opt_seconds(L, 1, "write_timeout", 30);
-	if (host == NULL && sock == NULL)
+	o->host = rb_opt_string(L, 1, "host", NULL);
+	o->user = rb_opt_string(L, 1, "user", NULL);
+	o->password = rb_opt_string(L, 1, "password", "");
+	o->database = rb_opt_string(L, 1, "database", NULL);
+	o->sock = rb_opt_string(L, 1, "unix_socket", NULL);
+	o->ca = rb_opt_string(L, 1, "tls_ca", NULL);
+	o->ct = opt_seconds(L, 1, "connect_timeout", 10);
+	o->rt = opt_seconds(L, 1, "read_timeout", 30);
+	o->wt = opt_seconds(L, 1, "write_timeout", 30);
+	left = rb_deadline_in(o->ct) - rb_mono_now();
+	if (left < o->ct)
+		o->ct = left > 1 ? (unsigned)ceil(left) : 1;
+	if (o->host == NULL && o->sock == NULL)
 		luaL_error(L, "option 'host' or 'unix_socket' is required");
-	if (user == NULL)
+	if (o->user == NULL)
 		luaL_error(L, "option 'user' is required");
-	port = rb_opt_int(L, 1, "port", 3306, 1, 65535);
+	o->port = rb_opt_int(L, 1, "port", 3306, 1, 65535);
+	o->tls = o->verify = 0;
 	lua_getfield(L, 1, "tls");
 	if (lua_type(L, -1) == LUA_TBOOLEAN)
-		tls = lua_toboolean(L, -1);
+		o->tls = lua_toboolean(L, -1);
 	else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "verify") == 0)
-		tls = verify = 1;
+		o->tls = o->verify = 1;
 	else if (!lua_isnil(L, -1))
 		luaL_error(L, "option 'tls' must be false, true or \"verify\"");
 	lua_settop(L, 1);
+}
 
+/* The client's options: timeouts, no LOCAL INFILE, no reconnect, utf8mb4, no authentication
+ * method that sends the password itself, the protocol, TLS. */
+static void set_client_options(MYSQL *my, const struct sql_opts *o)
+{
+	unsigned zero = 0;
+	my_bool off = 0, on = 1;
+	mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &o->ct);
+	mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &o->rt);
+	mysql_options(my, MYSQL_OPT_WRITE_TIMEOUT, &o->wt);
+	mysql_options(my, MYSQL_OPT_LOCAL_INFILE, &zero);
+	mysql_options(my, MYSQL_OPT_RECONNECT, &off);
+	mysql_options(my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+	/* never an authentication method that sends the password itself (mysql_clear_password,
+	 * dialog/PAM), whatever the server asks for */
+	mysql_options(my, MARIADB_OPT_RESTRICTED_AUTH,
+	              "mysql_native_password,client_ed25519,caching_sha2_password,sha256_password");
+	if (o->sock)
+		mysql_options(my, MYSQL_OPT_PROTOCOL, &(unsigned){MYSQL_PROTOCOL_SOCKET});
+	else
+		mysql_options(my, MYSQL_OPT_PROTOCOL, &(unsigned){MYSQL_PROTOCOL_TCP});
+	if (o->tls) {
+		mysql_options(my, MYSQL_OPT_SSL_ENFORCE, &on);
+		mysql_options(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, o->verify ? &on : &off);
+		if (o->ca)
+			mysql_options(my, MYSQL_OPT_SSL_CA, o->ca);
+	}
+}
+
+/* sql.connect(opts) -> conn | nil, msg, code */
+static int sql_connect(lua_State *L)
+{
+	struct sql_opts o;
+	struct sql_conn *c;
+	double t0;
+
+	read_connect_options(L, &o);
 	c = lua_newuserdatauv(L, sizeof *c, 0);   /* created closed, acquired second */
 	c->my = NULL;
 	c->dead = 0;
-	c->read_timeout = rt;
-	if (sock)
-		snprintf(c->where, sizeof c->where, "%s", sock);
+	c->read_timeout = o.rt;
+	if (o.sock)
+		snprintf(c->where, sizeof c->where, "%s", o.sock);
 	else
-		snprintf(c->where, sizeof c->where, "%s:%d", host, (int)port);
+		snprintf(c->where, sizeof c->where, "%s:%d", o.host, (int)o.port);
 	luaL_setmetatable(L, SQL_CONN);
 	if ((c->my = mysql_init(NULL)) == NULL)
 		return luaL_error(L, "sql.connect: out of memory");
-	mysql_options(c->my, MYSQL_OPT_CONNECT_TIMEOUT, &ct);
-	mysql_options(c->my, MYSQL_OPT_READ_TIMEOUT, &rt);
-	mysql_options(c->my, MYSQL_OPT_WRITE_TIMEOUT, &wt);
-	mysql_options(c->my, MYSQL_OPT_LOCAL_INFILE, &zero);
-	mysql_options(c->my, MYSQL_OPT_RECONNECT, &off);
-	mysql_options(c->my, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-	/* never an authentication method that sends the password itself (mysql_clear_password,
-	 * dialog/PAM), whatever the server asks for */
-	mysql_options(c->my, MARIADB_OPT_RESTRICTED_AUTH,
-	              "mysql_native_password,client_ed25519,caching_sha2_password,sha256_password");
-	if (sock)
-		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &(unsigned){MYSQL_PROTOCOL_SOCKET});
-	else
-		mysql_options(c->my, MYSQL_OPT_PROTOCOL, &(unsigned){MYSQL_PROTOCOL_TCP});
-	if (tls) {
-		mysql_options(c->my, MYSQL_OPT_SSL_ENFORCE, &on);
-		mysql_options(c->my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, verify ? &on : &off);
-		if (ca)
-			mysql_options(c->my, MYSQL_OPT_SSL_CA, ca);
-	}
+	set_client_options(c->my, &o);
 	t0 = rb_mono_now();
 	/* client flags: no CLIENT_MULTI_STATEMENTS, no CLIENT_LOCAL_FILES */
-	if (mysql_real_connect(c->my, sock ? NULL : host, user, password, database,
-	                       (unsigned)port, sock, 0) == NULL) {
-		int n = sql_push_connect_failure(L, c, sock ? NULL : host, (unsigned)port, password,
-		                                 rb_mono_now() - t0, ct);
+	if (mysql_real_connect(c->my, o.sock ? NULL : o.host, o.user, o.password, o.database,
+	                       (unsigned)o.port, o.sock, 0) == NULL) {
+		int n = sql_push_connect_failure(L, c, o.sock ? NULL : o.host, (unsigned)o.port,
+		                                 o.password, rb_mono_now() - t0, o.ct);
 		mysql_close(c->my);
 		c->my = NULL;
 		return n;
 	}
 	/* libmariadb's ENFORCE alone goes on in plaintext when the server has no TLS ("verify"
 	 * refuses before authenticating): refuse here, before any query */
-	if (tls && mysql_get_ssl_cipher(c->my) == NULL) {
+	if (o.tls && mysql_get_ssl_cipher(c->my) == NULL) {
 		rb_failf(L, "tls", "%s: TLS required (tls=true) but the server did not negotiate it",
 		         c->where);
 		mysql_close(c->my);

@@ -1,8 +1,9 @@
 -- rbaux.t: what the shared C helpers (src/rbaux.c) give every family, seen from Lua: the run
 -- deadline bounds a primitive's wait even when the primitive's own timeout is longer (SMTP
--- reply, DNS over UDP, HTTP, a local command), and every options table of these families
--- rejects an unknown key, naming the function. Private peers on 127.0.0.34 (tests/lib/netfix.lua)
--- and 127.0.0.32 (tests/lib/fixture_sqlhttp.lua); the helpers' own unit tests are tests/c/rbaux.c.
+-- reply, DNS over UDP, HTTP, an SQL connect, a local command), and every options table of these
+-- families rejects an unknown key, naming the function. Private peers on 127.0.0.34
+-- (tests/lib/netfix.lua) and 127.0.0.32 (tests/lib/fixture_sqlhttp.lua); the helpers' own unit
+-- tests are tests/c/rbaux.c.
 local t = require "tap"
 local fx = require("netfix").new("rbaux")
 local F = require "fixture_sqlhttp"
@@ -56,6 +57,15 @@ local function body()
   t.ok(took < 3, ("http.request: the run deadline bounds the exchange (%.2fs, timeout 10s)"):format(took))
   t.ok(r[1] == nil, "... and the request did not succeed")
   if r[3] then t.is(r[3], "timeout", "... code timeout") end
+
+  -- SQL: the silent server never sends MySQL's greeting; connect_timeout 10 s, a 1.5 s run
+  -- deadline (libmariadb counts whole seconds: the connect ends after 2 s)
+  local sql = require "runbook.sql"
+  r, took = under_deadline(1.5, function()
+    return sql.connect { host = S, port = silent.port, user = "nobody", connect_timeout = 10 }
+  end)
+  t.ok(took < 5, ("sql.connect: the run deadline bounds the connect (%.2fs, connect_timeout 10s)"):format(took))
+  t.ok(r[1] == nil, "... and it did not connect")
 
   -- exec: a command that sleeps 5 s with a 10 s timeout, a 0.5 s run deadline
   r, took = under_deadline(0.5, function() return exec.run({ "sleep", "5" }, { timeout = 10 }) end)
