@@ -24,6 +24,16 @@ local function under_deadline(secs, f)
   return res, took
 end
 
+-- r: what under_deadline returned for a call that the run deadline ended
+local function blames_deadline(r)
+  if r[3] then
+    t.is(r[3], "timeout", "... code timeout")
+    t.like(r[2], "run deadline", "... the message says it was the run deadline")
+  else
+    t.like(r[2], "deadline exceeded", "... or the deadline hook raised on return")
+  end
+end
+
 local function body()
   -- SMTP: a server that accepts and never answers, 10 s per reply, a 0.5 s run deadline
   local silent = fx:peer("silent")
@@ -32,12 +42,7 @@ local function body()
   end)
   t.ok(took < 3, ("smtp.probe: the run deadline ends the wait for a reply (%.2fs, timeout 10s)"):format(took))
   t.ok(r[1] == nil, "... and the probe did not succeed")
-  if r[3] then
-    t.is(r[3], "timeout", "... code timeout")
-    t.like(r[2], "run deadline", "... the message says it was the run deadline")
-  else
-    t.like(r[2], "deadline exceeded", "... or the deadline hook raised on return")
-  end
+  blames_deadline(r)
 
   -- DNS: a UDP server that reads and never replies, 10 s, a 0.5 s run deadline
   local usilent = fx:peer("udpsilent")
@@ -70,12 +75,7 @@ local function body()
   -- exec: a command that sleeps 5 s with a 10 s timeout, a 0.5 s run deadline
   r, took = under_deadline(0.5, function() return exec.run({ "sleep", "5" }, { timeout = 10 }) end)
   t.ok(took < 3, ("exec.run: the run deadline ends the command (%.2fs, timeout 10s)"):format(took))
-  if r[3] then
-    t.is(r[3], "timeout", "... code timeout")
-    t.like(r[2], "run deadline passed", "... the message says it was the run deadline")
-  else
-    t.like(r[2], "deadline exceeded", "... or the deadline hook raised on return")
-  end
+  blames_deadline(r)
   r, took = under_deadline(0.5, function()
     local p = exec.spawn({ "sleep", "5" }, { timeout = 10 })
     local chunk, msg, code = p:read()
