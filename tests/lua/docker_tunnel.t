@@ -188,6 +188,9 @@ echo "err: Permission denied" >&2; ]] .. forever)
        "docker_logs over SSH: streams kept apart (no 'merged')")
   local r = ctx:service_exec("far/postfix", { "cat", "/etc/hostname" })
   t.ok(r and r.status == 0 and #r.stdout > 0, "service_exec over SSH through the API")
+  local nx = ctx:service_exec("far/postfix", { "/no/such/dir/cat", "/etc/hostname" })   -- a read: it runs
+  t.ok(nx and nx.status == 126 and nx.stdout == "" and nx.stderr:find("OCI runtime exec failed", 1, true),
+       "a command the container cannot start: status 126, the reason on stderr as with docker exec")
   local ce = connect_events(events)
   t.is(#ce, 1, "one docker.connect event for the host")
   t.like(ce[1] and ce[1].summary, "^Engine API 1%.%d+ at .* through SSH", "it names the Engine API back end")

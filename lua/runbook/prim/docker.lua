@@ -439,6 +439,9 @@ function M.exec(ctx, spec, argv, o)
   local r
   r, msg, code = be:exec(ctx, container, argv, o)
   if not r then return nil, spec .. ": " .. msg, code end
+  if r.status >= 126 and r.stderr == "" and r.stdout:find("^OCI runtime exec failed") then
+    r.stderr, r.stdout = r.stdout, ""   -- where `docker exec` puts it: a command that cannot start
+  end
   return r
 end
 
