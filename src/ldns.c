@@ -21,7 +21,6 @@
  * to find a server. Private to the engine. Depends on: libldns, rbaux.h, Lua 5.4. */
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,8 +62,7 @@ struct dns_query {
 	/* outcome of the exchange */
 	int server_used, used_tcp;
 	double ms;
-	const char *code;
-	char msg[320];
+	struct rb_err err;
 };
 
 /* A DNS name from a runbook: printable ASCII without spaces, backslashes or control bytes
@@ -81,19 +79,7 @@ static int valid_name(const char *s, size_t len)
 	return 1;
 }
 
-static void query_fail(struct dns_query *q, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void query_fail(struct dns_query *q, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-	q->code = code;
-	va_start(ap, fmt);
-	vsnprintf(q->msg, sizeof q->msg, fmt, ap);
-	va_end(ap);
-}
-
-/* Reads exactly n bytes before the deadline. Returns 0, or -1 with q->code set. */
+/* Reads exactly n bytes before the deadline. Returns 0, or -1 with q->err set. */
 static int tcp_read_full(struct dns_query *q, int fd, uint8_t *p, size_t n, double deadline,
 			 const char *srv)
 {
@@ -105,17 +91,17 @@ static int tcp_read_full(struct dns_query *q, int fd, uint8_t *p, size_t n, doub
 			continue;
 		}
 		if (r == 0) {
-			query_fail(q, "protocol", "%s#%d closed the TCP connection mid-reply", srv, q->port);
+			rb_errf(&q->err, "protocol", "%s#%d closed the TCP connection mid-reply", srv, q->port);
 			return -1;
 		}
 		if (errno == EINTR)
 			continue;
 		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			query_fail(q, rb_errno_code(errno), "%s#%d: %s", srv, q->port, strerror(errno));
+			rb_errf(&q->err, rb_errno_code(errno), "%s#%d: %s", srv, q->port, strerror(errno));
 			return -1;
 		}
 		if (rb_wait_fd(fd, POLLIN, deadline) <= 0) {
-			query_fail(q, "timeout", "no reply from %s#%d (TCP) within %.1fs", srv, q->port,
+			rb_errf(&q->err, "timeout", "no reply from %s#%d (TCP) within %.1fs", srv, q->port,
 				   q->timeout);
 			return -1;
 		}
@@ -133,7 +119,7 @@ static int exchange_tcp(struct dns_query *q, const char *srv, double deadline)
 	int fd = rb_tcp_connect(srv, q->port, NULL, deadline, &code, msg, sizeof msg);
 
 	if (fd < 0) {
-		query_fail(q, code, "DNS over TCP: %s", msg);
+		rb_errf(&q->err, code, "DNS over TCP: %s", msg);
 		return -1;
 	}
 	out[0] = (uint8_t)(q->wirelen >> 8);
@@ -146,13 +132,13 @@ static int exchange_tcp(struct dns_query *q, const char *srv, double deadline)
 		} else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
 			if (rb_wait_fd(fd, POLLOUT, deadline) <= 0) {
 				close(fd);
-				query_fail(q, "timeout", "%s#%d (TCP): write timed out", srv, q->port);
+				rb_errf(&q->err, "timeout", "%s#%d (TCP): write timed out", srv, q->port);
 				return -1;
 			}
 		} else {
 			int err = errno;
 			close(fd);
-			query_fail(q, rb_errno_code(err), "%s#%d (TCP): %s", srv, q->port, strerror(err));
+			rb_errf(&q->err, rb_errno_code(err), "%s#%d (TCP): %s", srv, q->port, strerror(err));
 			return -1;
 		}
 	}
@@ -184,13 +170,13 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
 	rb_ip_addr(srv, q->port, &ss, &sl);
 	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		query_fail(q, "io", "socket: %s", strerror(errno));
+		rb_errf(&q->err, "io", "socket: %s", strerror(errno));
 		return -1;
 	}
 	if (connect(fd, (struct sockaddr *)&ss, sl) != 0 || send(fd, q->wire, q->wirelen, 0) < 0) {
 		int err = errno;
 		close(fd);
-		query_fail(q, rb_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
+		rb_errf(&q->err, rb_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
 		return -1;
 	}
 	for (;;) {
@@ -198,7 +184,7 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
 		int w = rb_wait_fd(fd, POLLIN, deadline);
 		if (w == 0) {
 			close(fd);
-			query_fail(q, "timeout", "no reply from %s#%d within %.1fs", srv, q->port, q->timeout);
+			rb_errf(&q->err, "timeout", "no reply from %s#%d within %.1fs", srv, q->port, q->timeout);
 			return -1;
 		}
 		r = recv(fd, q->reply, DNS_MAX_REPLY, 0);
@@ -208,10 +194,10 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
 			int err = errno;
 			close(fd);
 			if (err == ECONNREFUSED)
-				query_fail(q, "refused", "nothing answers DNS on %s#%d (port unreachable)",
+				rb_errf(&q->err, "refused", "nothing answers DNS on %s#%d (port unreachable)",
 					   srv, q->port);
 			else
-				query_fail(q, rb_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
+				rb_errf(&q->err, rb_errno_code(err), "%s#%d: %s", srv, q->port, strerror(err));
 			return -1;
 		}
 		if (r >= 12 && q->reply[0] == q->wire[0] && q->reply[1] == q->wire[1] &&
@@ -224,7 +210,7 @@ static int exchange_udp(struct dns_query *q, const char *srv, double deadline)
 }
 
 /* Asks each server in turn, sharing the timeout between servers and UDP tries; falls back to
- * TCP when the UDP reply is truncated. Returns 0 with q->reply filled, or -1 with q->code. */
+ * TCP when the UDP reply is truncated. Returns 0 with q->reply filled, or -1 with q->err. */
 static int dns_exchange(struct dns_query *q)
 {
 	double t0 = rb_mono_now(), end = t0 + q->timeout;
@@ -244,7 +230,7 @@ static int dns_exchange(struct dns_query *q)
 				q->ms = (rb_mono_now() - t0) * 1000.0;
 				return 0;
 			}
-			if (strcmp(q->code, "timeout") != 0)
+			if (strcmp(q->err.code, "timeout") != 0)
 				break;   /* refused/unreachable: another try to this server will not help */
 		}
 	}
@@ -364,7 +350,7 @@ static int dns_query_protected(lua_State *L)
 	const char *srv;
 
 	if (dns_exchange(q) != 0)
-		return rb_fail(L, q->msg, q->code);
+		return rb_fail(L, q->err.msg, q->err.code);
 	srv = q->servers[q->server_used];
 	if (ldns_wire2pkt(&q->pkt, q->reply, q->replylen) != LDNS_STATUS_OK)
 		return rb_failf(L, "protocol", "unparseable DNS reply from %s#%d", srv, q->port);

@@ -62,8 +62,8 @@ static int probe_protected(lua_State *L)
 		return 1;
 	}
 	lua_pushnil(L);
-	lua_pushstring(L, p->c.fail_msg);
-	lua_pushstring(L, p->c.fail_code);
+	lua_pushstring(L, p->c.fail.msg);
+	lua_pushstring(L, p->c.fail.code);
 	lua_pushvalue(L, SLOT_RES);
 	return 4;
 }

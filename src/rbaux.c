@@ -59,6 +59,16 @@ int rb_failf(lua_State *L, const char *code, const char *fmt, ...)
 	return 3;
 }
 
+int rb_errf(struct rb_err *e, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	e->code = code;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
 const char *rb_errno_code(int e)
 {
 	switch (e) {

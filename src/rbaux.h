@@ -1,5 +1,6 @@
 /* rbaux.h: the project's small lauxlib, what every primitive family shares:
- *   failures   rb_fail, rb_failf: push nil, message, code (STYLE.md rule 3) and return 3
+ *   failures   rb_fail, rb_failf: push nil, message, code (STYLE.md rule 3) and return 3;
+ *              struct rb_err / rb_errf: the same recorded in C state, pushed later
  *   codes      rb_errno_code: the one errno -> short stable code map
  *   clocks     rb_mono_now, the run deadline (armed by lcore.c) and rb_deadline_in
  *   sockets    rb_ip_addr, rb_wait_fd, rb_tcp_connect (numeric hosts only, deadline-bound)
@@ -23,6 +24,16 @@
 int rb_fail(lua_State *L, const char *msg, const char *code);
 /* The same with a printf-style message of any length. */
 int rb_failf(lua_State *L, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* A failure recorded in C state where no Lua call may run (inside a dialogue, a retry loop),
+ * pushed later with rb_fail(L, e.msg, e.code). */
+struct rb_err {
+	const char *code;          /* NULL: none */
+	char msg[512];
+};
+/* Records code and the formatted message in e; returns -1 (return rb_errf(&e, ...);). */
+int rb_errf(struct rb_err *e, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* The short stable code for an errno, decided once for every family:

@@ -3,7 +3,6 @@
  * errno codes), OpenSSL. */
 #include <errno.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,16 +14,6 @@
 
 #include "rbaux.h"
 #include "smtp_conn.h"
-
-int conn_fail(struct smtp_conn *c, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-	c->fail_code = code;
-	va_start(ap, fmt);
-	vsnprintf(c->fail_msg, sizeof c->fail_msg, fmt, ap);
-	va_end(ap);
-	return -1;
-}
 
 static int tls_fail(struct smtp_conn *c, const char *what)
 {
@@ -38,7 +27,7 @@ static int tls_fail(struct smtp_conn *c, const char *what)
 	else
 		snprintf(e, sizeof e, "%s", errno ? strerror(errno) : "connection closed");
 	ERR_clear_error();
-	return conn_fail(c, "tls", "%s:%d: %s: %s", c->host, c->port, what, e);
+	return rb_errf(&c->fail, "tls", "%s:%d: %s: %s", c->host, c->port, what, e);
 }
 
 /* Waits for what OpenSSL or the socket wants. 0 ready, -1 timeout/error. */
@@ -48,10 +37,10 @@ static int wait_io(struct smtp_conn *c, short ev, double deadline, const char *w
 	if (r > 0)
 		return 0;
 	if (r == 0 && rb_run_deadline_passed())
-		return conn_fail(c, "timeout", "%s:%d: no %s before the run deadline", c->host, c->port, what);
+		return rb_errf(&c->fail, "timeout", "%s:%d: no %s before the run deadline", c->host, c->port, what);
 	if (r == 0)
-		return conn_fail(c, "timeout", "%s:%d: no %s within %.1fs", c->host, c->port, what, c->timeout);
-	return conn_fail(c, "io", "%s:%d: poll: %s", c->host, c->port, strerror(errno));
+		return rb_errf(&c->fail, "timeout", "%s:%d: no %s within %.1fs", c->host, c->port, what, c->timeout);
+	return rb_errf(&c->fail, "io", "%s:%d: poll: %s", c->host, c->port, strerror(errno));
 }
 
 int conn_fill(struct smtp_conn *c, double deadline)
@@ -78,7 +67,7 @@ int conn_fill(struct smtp_conn *c, double deadline)
 				continue;
 			}
 			if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0))
-				return conn_fail(c, "protocol", "%s:%d: connection closed by the server", c->host, c->port);
+				return rb_errf(&c->fail, "protocol", "%s:%d: connection closed by the server", c->host, c->port);
 			return tls_fail(c, "TLS read");
 		} else {
 			ssize_t r = recv(c->fd, c->in + c->rlen, room, 0);
@@ -87,11 +76,11 @@ int conn_fill(struct smtp_conn *c, double deadline)
 				return (int)r;
 			}
 			if (r == 0)
-				return conn_fail(c, "protocol", "%s:%d: connection closed by the server", c->host, c->port);
+				return rb_errf(&c->fail, "protocol", "%s:%d: connection closed by the server", c->host, c->port);
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return conn_fail(c, errno == ECONNRESET ? "protocol" : rb_errno_code(errno),
+				return rb_errf(&c->fail, errno == ECONNRESET ? "protocol" : rb_errno_code(errno),
 						 "%s:%d: %s", c->host, c->port, strerror(errno));
 			if (wait_io(c, POLLIN, deadline, "reply") != 0)
 				return -1;
@@ -126,7 +115,7 @@ int conn_send_all(struct smtp_conn *c, const char *s, size_t len)
 					return -1;
 			} else {
 				int e = errno;
-				return conn_fail(c, e == EPIPE || e == ECONNRESET ? "protocol" : rb_errno_code(e),
+				return rb_errf(&c->fail, e == EPIPE || e == ECONNRESET ? "protocol" : rb_errno_code(e),
 						 "%s:%d: send: %s", c->host, c->port, strerror(e));
 			}
 		}
@@ -141,7 +130,7 @@ int conn_start_tls(struct smtp_conn *c, const char *name, int verify, const char
 	double deadline = rb_deadline_in(c->timeout);
 
 	if (c->rlen > c->rpos)
-		return conn_fail(c, "protocol", "%s:%d: bytes sent ahead of the STARTTLS reply (response injection)",
+		return rb_errf(&c->fail, "protocol", "%s:%d: bytes sent ahead of the STARTTLS reply (response injection)",
 				 c->host, c->port);
 	c->sslctx = SSL_CTX_new(TLS_client_method());
 	if (c->sslctx == NULL)
@@ -175,7 +164,7 @@ int conn_start_tls(struct smtp_conn *c, const char *name, int verify, const char
 		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
 			return tls_fail(c, "TLS handshake");
 		if (rb_wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline) <= 0)
-			return conn_fail(c, "tls", "%s:%d: TLS handshake timed out after %.1fs",
+			return rb_errf(&c->fail, "tls", "%s:%d: TLS handshake timed out after %.1fs",
 					 c->host, c->port, c->timeout);
 	}
 }

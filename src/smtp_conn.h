@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <openssl/ssl.h>
 
+#include "rbaux.h"
+
 struct smtp_conn {
 	const char *host;          /* numeric IP, for messages */
 	int port;
@@ -15,13 +17,8 @@ struct smtp_conn {
 	SSL *ssl;
 	char in[16384];
 	size_t rpos, rlen;         /* unread bytes are in[rpos..rlen) */
-	const char *fail_code;     /* set by every failing call */
-	char fail_msg[512];
+	struct rb_err fail;         /* set by every failing call (rb_errf) */
 };
-
-/* Records a failure and returns -1. */
-int conn_fail(struct smtp_conn *c, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 
 /* Reads more bytes into c->in before the deadline. Returns > 0, or -1 (EOF is "protocol"). */
 int conn_fill(struct smtp_conn *c, double deadline);

@@ -57,7 +57,7 @@ static int command(lua_State *L, struct probe *p, const char *fmt, ...)
 	n = vsnprintf(line, sizeof line - 2, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof line - 2)
-		return conn_fail(&p->c, "io", "command too long");
+		return rb_errf(&p->c.fail, "io", "command too long");
 	transcript_add(L, p, "C", line, (size_t)n, 0);
 	memcpy(line + n, "\r\n", 2);
 	return conn_send_all(&p->c, line, (size_t)n + 2);
@@ -98,7 +98,7 @@ static int read_reply(lua_State *L, struct probe *p, int intermediate_ok)
 		nl = memchr(line, '\n', p->c.rlen - p->c.rpos);
 		if (nl == NULL) {
 			if (p->c.rlen - p->c.rpos >= LINE_MAX_LEN)
-				return conn_fail(&p->c, "protocol", "%s:%d: reply line longer than %d bytes",
+				return rb_errf(&p->c.fail, "protocol", "%s:%d: reply line longer than %d bytes",
 					    p->c.host, p->c.port, LINE_MAX_LEN);
 			if (conn_fill(&p->c, deadline) < 0)
 				return -1;
@@ -111,14 +111,14 @@ static int read_reply(lua_State *L, struct probe *p, int intermediate_ok)
 		if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
 		    line[2] < '0' || line[2] > '9' || (len > 3 && line[3] != ' ' && line[3] != '-') ||
 		    memchr(line, '\0', len))
-			return conn_fail(&p->c, "protocol", "%s:%d: not an SMTP reply: \"%.*s\"", p->c.host, p->c.port,
+			return rb_errf(&p->c.fail, "protocol", "%s:%d: not an SMTP reply: \"%.*s\"", p->c.host, p->c.port,
 				    (int)(len > 80 ? 80 : len), line);
 		code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 		if (p->nlines > 0 && code != p->code)
-			return conn_fail(&p->c, "protocol", "%s:%d: reply code changed inside a multi-line reply",
+			return rb_errf(&p->c.fail, "protocol", "%s:%d: reply code changed inside a multi-line reply",
 				    p->c.host, p->c.port);
 		if (++p->nlines > 200)
-			return conn_fail(&p->c, "protocol", "%s:%d: reply of more than 200 lines", p->c.host, p->c.port);
+			return rb_errf(&p->c.fail, "protocol", "%s:%d: reply of more than 200 lines", p->c.host, p->c.port);
 		p->code = code;
 		if (p->nlines == 1)
 			parse_enhanced(p, line + 4, len > 4 ? len - 4 : 0);
@@ -240,14 +240,14 @@ static void quit(lua_State *L, struct probe *p)
 	if (command(L, p, "QUIT") == 0 && read_reply(L, p, 0) == 0)
 		lua_setfield(L, SLOT_STAGES, "quit");
 	p->c.timeout = saved;
-	p->c.fail_code = NULL;
+	p->c.fail.code = NULL;
 }
 
 /* ---------------------------------------------------------------- the dialogue, stage by stage
  *
  * Each stage reads/writes what it must and stores its table in SLOT_STAGES. It returns
  * STAGE_NEXT (go on), STAGE_DONE (the server said no: stop here, the call still succeeds) or
- * -1 (a connection-level failure, p->c.fail_code set). p->ok is the overall outcome so far. */
+ * -1 (a connection-level failure, p->c.fail set). p->ok is the overall outcome so far. */
 enum { STAGE_NEXT = 0, STAGE_DONE = 1 };
 
 /* Stores the stage table on top of the stack as stages[name]; returns its ok. */
@@ -265,7 +265,7 @@ static int stage_connect(lua_State *L, struct probe *p)
 	socklen_t sl = sizeof ss;
 
 	p->c.fd = rb_tcp_connect(p->c.host, p->c.port, p->bind, rb_deadline_in(p->c.timeout),
-				 &p->c.fail_code, p->c.fail_msg, sizeof p->c.fail_msg);
+				 &p->c.fail.code, p->c.fail.msg, sizeof p->c.fail.msg);
 	if (p->c.fd < 0)
 		return -1;
 	local[0] = '\0';
@@ -319,7 +319,7 @@ static void describe_tls(lua_State *L, struct probe *p)
 static int stage_starttls(lua_State *L, struct probe *p)
 {
 	if (p->tls_mode == TLS_REQUIRED && !p->offered)
-		return conn_fail(&p->c, "tls", "%s:%d does not offer STARTTLS (starttls=required)",
+		return rb_errf(&p->c.fail, "tls", "%s:%d does not offer STARTTLS (starttls=required)",
 				 p->c.host, p->c.port);
 	if (p->tls_mode == TLS_NEVER || !p->offered)
 		return STAGE_NEXT;
@@ -329,7 +329,7 @@ static int stage_starttls(lua_State *L, struct probe *p)
 	if (p->code != 220) {
 		lua_setfield(L, SLOT_STAGES, "starttls");
 		if (p->tls_mode == TLS_REQUIRED)
-			return conn_fail(&p->c, "tls", "%s:%d refused STARTTLS: %.200s", p->c.host, p->c.port,
+			return rb_errf(&p->c.fail, "tls", "%s:%d refused STARTTLS: %.200s", p->c.host, p->c.port,
 					 p->reply);
 		return STAGE_NEXT;
 	}

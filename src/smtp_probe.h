@@ -38,7 +38,7 @@ struct probe {
 enum { SLOT_P = 1, SLOT_RES, SLOT_TRANSCRIPT, SLOT_STAGES };
 
 /* The dialogue up to p->stop, run under lua_pcall with the stack slots above in place.
- * Returns 0 (the server answered, whatever it said) or -1 with p->c.fail_code/fail_msg set for
+ * Returns 0 (the server answered, whatever it said) or -1 with p->c.fail set for
  * a connection-level failure. */
 int smtp_dialogue(lua_State *L, struct probe *p);
 

@@ -171,6 +171,17 @@ static void test_errno(void)
 	is_str(rb_errno_code(ENOENT), "notfound", "errno: ENOENT notfound");
 	is_str(rb_errno_code(EACCES), "denied", "errno: EACCES denied");
 	is_str(rb_errno_code(EIO), "io", "errno: anything else io");
+	{
+		struct rb_err e = { NULL, "" };
+		char longname[1000];
+		memset(longname, 'n', sizeof longname - 1);
+		longname[sizeof longname - 1] = '\0';
+		ok(rb_errf(&e, "protocol", "%s:%d: bad", "127.0.0.1", 25) == -1, "rb_errf returns -1");
+		is_str(e.code, "protocol", "rb_errf: the code is recorded");
+		is_str(e.msg, "127.0.0.1:25: bad", "rb_errf: the message is formatted");
+		rb_errf(&e, "io", "%s", longname);
+		ok(strlen(e.msg) == sizeof e.msg - 1, "rb_errf: a long message is cut to the buffer, terminated");
+	}
 }
 
 /* A listening socket on 127.0.0.1 with a kernel-chosen port. */
