@@ -2,6 +2,7 @@
 -- (`docker compose restart dovecot`), and the same for the MX's Postfix container or any
 -- other container service of the inventory.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 local WAIT_PORT = 20   -- seconds to wait for the daemon to answer after the restart
 
@@ -77,50 +78,41 @@ retry, or flush it with queue-flush.]],
       return
     end
 
-    local outcome = ctx:step("restart", function()
-      if why then
-        ctx:finding { severity = "warn", cause = "service_down", hop = spec, message = ("%s: %s"):format(spec, why) }
-      end
-      ctx:note(("%s: %s -> running (restarted)"):format(spec, st.running and "running" or tostring(st.status)))
-      local r, msg, code = ctx:container_restart(spec)
-      return ops.written(ctx, r, msg, code, "container of " .. spec)
-    end, "docker restart (document: docker compose restart dovecot)")
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = why and "problem" or "healthy", cause = why and "service_down" or nil,
-                      message = ("%s would be restarted; the dry run changed nothing"):format(spec) }
-      end
-      return
-    end
-
-    ctx:step("verify", function()
-      local now, msg, code = ctx:container_state(spec)
-      now = ops.must(now, msg, code, "docker inspect " .. spec)
-      if not now.running then
-        ctx:finding { severity = "fail", cause = "not_fixed", hop = spec,
-                      message = ("%s is %s after the restart (exit %s)"):format(spec, tostring(now.status), tostring(now.exit_code)) }
-        ctx:verdict { status = "escalate", cause = "not_fixed", message = ("%s does not stay up: read its log (docker logs)"):format(spec) }
-        return
-      end
-      if addr then
-        local t0 = ctx:elapsed()
-        local ok, pmsg
-        repeat
-          ok, pmsg = answers()
-          if not ok then
-            ctx:progress(("waiting for %s:%d"):format(addr, port))
-            ops.pause(ctx, 1)
-          end
-        until ok or ctx:elapsed() - t0 > WAIT_PORT
-        if not ok then
-          ctx:finding { severity = "fail", cause = "not_fixed", hop = spec,
-                        message = ("%s runs but does not answer on %s:%d after %ds: %s"):format(spec, addr, port, WAIT_PORT, tostring(pmsg)) }
-          ctx:verdict { status = "problem", cause = "not_fixed", message = ("%s does not answer after the restart"):format(spec) }
-          return
+    return remedy.change(ctx, {
+      step = "restart", title = "docker restart (document: docker compose restart dovecot)",
+      finding = why and { severity = "warn", cause = "service_down", hop = spec, message = ("%s: %s"):format(spec, why) } or nil,
+      change = ("%s: %s -> running (restarted)"):format(spec, st.running and "running" or tostring(st.status)),
+      write = function() return ctx:container_restart(spec) end,
+      what = "container of " .. spec,
+      dry = { status = why and "problem" or "healthy", cause = why and "service_down" or nil,
+              message = ("%s would be restarted"):format(spec) },
+      verify_title = "running again, and answering",
+      verify = function()
+        local now, msg, code = ctx:container_state(spec)
+        now = ops.must(now, msg, code, "docker inspect " .. spec)
+        if not now.running then
+          return { fixed = false, status = "escalate", hop = spec,
+                   why = ("%s is %s after the restart (exit %s)"):format(spec, tostring(now.status), tostring(now.exit_code)),
+                   message = ("%s does not stay up: read its log (docker logs)"):format(spec) }
         end
-      end
-      ctx:verdict { status = "healthy", message = ("%s restarted: running since %s%s"):format(spec, tostring(now.started_at),
-        addr and (", answers on %s:%d"):format(addr, port) or "") }
-    end, "running again, and answering")
+        if addr then
+          local t0 = ctx:elapsed()
+          local ok, pmsg
+          repeat
+            ok, pmsg = answers()
+            if not ok then
+              ctx:progress(("waiting for %s:%d"):format(addr, port))
+              ops.pause(ctx, 1)
+            end
+          until ok or ctx:elapsed() - t0 > WAIT_PORT
+          if not ok then
+            return { fixed = false, hop = spec, message = ("%s does not answer after the restart"):format(spec),
+                     why = ("%s runs but does not answer on %s:%d after %ds: %s"):format(spec, addr, port, WAIT_PORT, tostring(pmsg)) }
+          end
+        end
+        return { fixed = true, message = ("%s restarted: running since %s%s"):format(spec, tostring(now.started_at),
+          addr and (", answers on %s:%d"):format(addr, port) or "") }
+      end,
+    })
   end,
 }

@@ -1,6 +1,7 @@
 -- runbooks/domain-create.lua: the cheat sheet's "domain missing" remedy through the User
 -- Management API (POST /api/domains), checked before and verified after in the database.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 return {
   description = "Create a mail domain through the User Management API (POST /api/domains)",
@@ -56,41 +57,36 @@ Then add users with `runbook run user-create --addr user@D`.]],
     local row = state.row
 
     if row then
-      ctx:verdict { status = "healthy", message = ("domain %s exists (id %s): nothing to do"):format(domain, tostring(row.id)),
-                    evidence = { { host = ops.ms(ctx), source = "sql domains", text = ("id=%s name=%s"):format(tostring(row.id), row.name) } } }
-      return
+      return remedy.nothing_to_do(ctx, ("domain %s exists (id %s): nothing to do"):format(domain, tostring(row.id)),
+        { { host = ops.ms(ctx), source = "sql domains", text = ("id=%s name=%s"):format(tostring(row.id), row.name) } })
     end
 
-    local outcome = ctx:step("create", function()
-      ctx:finding { severity = "warn", cause = "domain_missing", hop = db,
-                    message = ("domain %s is not in the domains table"):format(domain) }
-      ctx:note(('POST /api/domains {"name":"%s"}'):format(domain))
-      local res, msg, code, resp = ctx:http(api, "POST", "/api/domains", { name = domain },
-        { target = ("%s: domain %s"):format(api, domain) })
-      if res == nil and code == "http" and resp and resp.status == 409 then
-        ctx:note("the API answers 409: the domain was created meanwhile")
-        return "applied"
-      end
-      return ops.written(ctx, res, msg, code, "domain " .. domain)
-    end, "POST /api/domains through the User Management API")
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = "problem", cause = "domain_missing",
-                      message = ("domain %s is missing; the dry run changed nothing"):format(domain) }
-      end
-      return
-    end
-
-    ctx:step("verify", function()
-      local again = domain_row()
-      if not again then
-        ctx:finding { severity = "fail", cause = "not_fixed", hop = db,
-                      message = ("the API accepted the request but %s is still not in the domains table"):format(domain) }
-        ctx:verdict { status = "problem", cause = "not_fixed", message = "domain still missing after the API call" }
-        return
-      end
-      ctx:verdict { status = "healthy", message = ("domain %s created (id %s)"):format(domain, tostring(again.id)),
-                    evidence = { { host = ops.ms(ctx), source = "sql domains", text = ("id=%s name=%s"):format(tostring(again.id), again.name) } } }
-    end, "re-read the domain from the database")
+    return remedy.change(ctx, {
+      step = "create", title = "POST /api/domains through the User Management API",
+      finding = { severity = "warn", cause = "domain_missing", hop = db,
+                  message = ("domain %s is not in the domains table"):format(domain) },
+      change = ('POST /api/domains {"name":"%s"}'):format(domain),
+      write = function()
+        local res, msg, code, resp = ctx:http(api, "POST", "/api/domains", { name = domain },
+          { target = ("%s: domain %s"):format(api, domain) })
+        if res == nil and code == "http" and resp and resp.status == 409 then
+          ctx:note("the API answers 409: the domain was created meanwhile")
+          return true
+        end
+        return res, msg, code
+      end,
+      what = "domain " .. domain,
+      dry = { cause = "domain_missing", message = ("domain %s is missing"):format(domain) },
+      verify_title = "re-read the domain from the database",
+      verify = function()
+        local again = domain_row()
+        if not again then
+          return { fixed = false, hop = db, message = "domain still missing after the API call",
+                   why = ("the API accepted the request but %s is still not in the domains table"):format(domain) }
+        end
+        return { fixed = true, message = ("domain %s created (id %s)"):format(domain, tostring(again.id)),
+                 evidence = { { host = ops.ms(ctx), source = "sql domains", text = ("id=%s name=%s"):format(tostring(again.id), again.name) } } }
+      end,
+    })
   end,
 }

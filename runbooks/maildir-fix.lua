@@ -1,6 +1,7 @@
 -- runbooks/maildir-fix.lua: the cheat sheet's "Maildir permissions" remedy: give a domain's
 -- Maildir back to the mail user inside the Dovecot container, and owner rwx where it is missing.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 local SHOW = 10   -- wrong entries listed in the output
 
@@ -137,56 +138,50 @@ delivered at the next queue run (or flush it: runbook run queue-flush --service 
       return
     end
     if #state.list == 0 then
-      ctx:verdict { status = "healthy", message = ("everything under %s is owned by %s:%s with owner rwx: nothing to do"):format(dir, owner, group) }
-      return
+      return remedy.nothing_to_do(ctx, ("everything under %s is owned by %s:%s with owner rwx: nothing to do"):format(dir, owner, group))
     end
 
-    local outcome = ctx:step("fix", function()
-      ctx:finding { severity = "warn", cause = "maildir_permissions", hop = svc,
-                    message = ("%d entr%s under %s: %d with the wrong owner, %d without owner rwx"):format(#state.list,
-                      #state.list == 1 and "y" or "ies", dir, state.n_owner, state.n_mode),
-                    evidence = { { host = ops.ms(ctx), source = "find " .. dir,
-                                   text = ("%s %s %s"):format(state.list[1].owner, state.list[1].mode, state.list[1].path) } } }
-      local result = "applied"
-      if state.n_owner > 0 then
-        local ds = state.dir_stat
-        ctx:note(("owner of %s: %s:%s -> %s:%s"):format(dir, ds.owner, ds.group, owner, group))
-        local r, msg, code = ctx:service_exec(svc, { "chown", "-R", "-P", "-h", owner .. ":" .. group, "--", dir })
-        if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
-        result = ops.written(ctx, r, msg, code, "owner of " .. dir)
-        if result ~= "applied" and result ~= "dryrun" then return result end
-      end
-      if state.n_mode > 0 then
-        ctx:note(("modes under %s: directories -> owner rwx, files -> owner r"):format(dir))
-        local r, msg, code = ctx:service_exec(svc, { "find", "-P", dir,
-          "(", "-type", "d", "!", "-perm", "-u=rwx", "-exec", "chmod", "u+rwx", "{}", "+", ")", "-o",
-          "(", "-type", "f", "!", "-perm", "-u=r", "-exec", "chmod", "u+r", "{}", "+", ")" })
-        if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
-        local res2 = ops.written(ctx, r, msg, code, "modes of " .. dir)
-        if res2 ~= "applied" then result = res2 end
-      end
-      return result
-    end, "chown -R (and chmod where the owner lacks its bits) inside the Dovecot container")
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = "problem", cause = "maildir_permissions",
-                      message = ("%s has wrong owners or modes; the dry run changed nothing"):format(dir) }
-      end
-      return
-    end
-
-    ctx:step("verify", function()
-      show(dir)
-      if user_dir then show(user_dir) end
-      local left = wrong()
-      if #left > 0 then
-        ctx:finding { severity = "fail", cause = "not_fixed", hop = svc,
-                      message = ("%d entr%s still wrong, e.g. %s %s %s"):format(#left, #left == 1 and "y" or "ies",
-                        left[1].owner, left[1].mode, left[1].path) }
-        ctx:verdict { status = "problem", cause = "not_fixed", message = ("%s still has wrong owners or modes"):format(dir) }
-        return
-      end
-      ctx:verdict { status = "healthy", message = ("%s is owned by %s:%s with owner rwx again"):format(dir, owner, group) }
-    end, "list again: nothing may be left")
+    return remedy.change(ctx, {
+      step = "fix", title = "chown -R (and chmod where the owner lacks its bits) inside the Dovecot container",
+      finding = { severity = "warn", cause = "maildir_permissions", hop = svc,
+                  message = ("%d entr%s under %s: %d with the wrong owner, %d without owner rwx"):format(#state.list,
+                    #state.list == 1 and "y" or "ies", dir, state.n_owner, state.n_mode),
+                  evidence = { { host = ops.ms(ctx), source = "find " .. dir,
+                                 text = ("%s %s %s"):format(state.list[1].owner, state.list[1].mode, state.list[1].path) } } },
+      writes = function(written)            -- each change shown right before its command
+        local result = "applied"
+        if state.n_owner > 0 then
+          local ds = state.dir_stat
+          ctx:note(("owner of %s: %s:%s -> %s:%s"):format(dir, ds.owner, ds.group, owner, group))
+          local r, msg, code = ctx:service_exec(svc, { "chown", "-R", "-P", "-h", owner .. ":" .. group, "--", dir })
+          if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
+          result = written(r, msg, code, "owner of " .. dir)
+          if result ~= "applied" and result ~= "dryrun" then return result end
+        end
+        if state.n_mode > 0 then
+          ctx:note(("modes under %s: directories -> owner rwx, files -> owner r"):format(dir))
+          local r, msg, code = ctx:service_exec(svc, { "find", "-P", dir,
+            "(", "-type", "d", "!", "-perm", "-u=rwx", "-exec", "chmod", "u+rwx", "{}", "+", ")", "-o",
+            "(", "-type", "f", "!", "-perm", "-u=r", "-exec", "chmod", "u+r", "{}", "+", ")" })
+          if r and r.status ~= 0 then r, msg, code = nil, (r.stderr or ""):gsub("%s+$", ""), "io" end
+          local res2 = written(r, msg, code, "modes of " .. dir)
+          if res2 ~= "applied" then result = res2 end
+        end
+        return result
+      end,
+      dry = { cause = "maildir_permissions", message = ("%s has wrong owners or modes"):format(dir) },
+      verify_title = "list again: nothing may be left",
+      verify = function()
+        show(dir)
+        if user_dir then show(user_dir) end
+        local left = wrong()
+        if #left > 0 then
+          return { fixed = false, hop = svc, message = ("%s still has wrong owners or modes"):format(dir),
+                   why = ("%d entr%s still wrong, e.g. %s %s %s"):format(#left, #left == 1 and "y" or "ies",
+                     left[1].owner, left[1].mode, left[1].path) }
+        end
+        return { fixed = true, message = ("%s is owned by %s:%s with owner rwx again"):format(dir, owner, group) }
+      end,
+    })
   end,
 }

@@ -1,6 +1,7 @@
 -- runbooks/queue-flush.lua: the cheat sheet's "mail stuck in a queue" remedy: postqueue -i QID
 -- for one message, postqueue -f for all, on the side that holds it; then its new state.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 local WAIT = 10   -- seconds to wait for the queue manager to deliver or defer again
 
@@ -93,64 +94,56 @@ new reason.]],
       end
     end
 
-    local outcome = ctx:step("flush", function()
-      if qid then
-        ctx:finding { severity = "warn", cause = "queued", hop = svc, message = "waiting: " .. entry_line(target, os.time()) }
-        ctx:note(("%s: %s -> retried now (postqueue -i %s)"):format(qid, target.queue_name, qid))
-      else
-        ctx:finding { severity = "warn", cause = "queued", hop = svc, message = ("%d message(s) wait in the queue of %s"):format(#q, svc) }
-        ctx:note(("flushing everything is heavy: all %d message(s) are retried at once; prefer --queue-id QID"):format(#q))
-        ctx:note(("queue of %s: %d waiting -> retried now (postqueue -f)"):format(svc, #q))
-      end
-      local r, msg, code = ctx:postqueue_flush(svc, qid)
-      return ops.written(ctx, r, msg, code, qid and ("message " .. qid) or ("the queue of " .. svc))
-    end, qid and "postqueue -i QID" or "postqueue -f (everything)")
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = "problem", cause = "queued",
-                      message = ("%s waits in %s; the dry run changed nothing"):format(qid or (#q .. " message(s)"), svc) }
-      end
-      return
+    local finding, change
+    if qid then
+      finding = { severity = "warn", cause = "queued", hop = svc, message = "waiting: " .. entry_line(target, os.time()) }
+      change = ("%s: %s -> retried now (postqueue -i %s)"):format(qid, target.queue_name, qid)
+    else
+      finding = { severity = "warn", cause = "queued", hop = svc, message = ("%d message(s) wait in the queue of %s"):format(#q, svc) }
+      change = { ("flushing everything is heavy: all %d message(s) are retried at once; prefer --queue-id QID"):format(#q),
+                 ("queue of %s: %d waiting -> retried now (postqueue -f)"):format(svc, #q) }
     end
-
-    ctx:step("verify", function()
-      local t0 = ctx:elapsed()
-      local now_q, left
-      repeat
-        ops.pause(ctx, 1)
-        now_q = read_queue()
-        if qid then
-          left = find(now_q)
-          -- still active: the queue manager is on it; wait for the outcome
-          if left and left.queue_name ~= "active" and ctx:elapsed() - t0 > 2 then break end
-        else
-          left = nil
-          for _, m in ipairs(now_q) do
-            if m.queue_name == "active" then left = m end
+    return remedy.change(ctx, {
+      step = "flush", title = qid and "postqueue -i QID" or "postqueue -f (everything)",
+      finding = finding, change = change,
+      write = function() return ctx:postqueue_flush(svc, qid) end,
+      what = qid and ("message " .. qid) or ("the queue of " .. svc),
+      dry = { cause = "queued", message = ("%s waits in %s"):format(qid or (#q .. " message(s)"), svc) },
+      verify_title = "read the queue again: left, or deferred again and why",
+      verify = function()
+        local t0 = ctx:elapsed()
+        local now_q, left
+        repeat
+          ops.pause(ctx, 1)
+          now_q = read_queue()
+          if qid then
+            left = find(now_q)
+            -- still active: the queue manager is on it; wait for the outcome
+            if left and left.queue_name ~= "active" and ctx:elapsed() - t0 > 2 then break end
+          else
+            left = nil
+            for _, m in ipairs(now_q) do
+              if m.queue_name == "active" then left = m end
+            end
+            if not left then break end
           end
-          if not left then break end
+        until (qid and not left) or ctx:elapsed() - t0 > WAIT
+        if qid then
+          if not left then
+            return { fixed = true, message = ("%s left the queue of %s (delivered or bounced: trace-message --queue-id %s shows which)"):format(qid, svc, qid) }
+          end
+          return { fixed = false, cause = "deferred_again", hop = svc, why = "still queued: " .. entry_line(left, os.time()),
+                   message = ("%s is %s again in %s: fix the cause first (%s)"):format(qid, tostring(left.queue_name), svc,
+                     tostring((left.recipients[1] or {}).delay_reason or "no reason given")) }
         end
-      until (qid and not left) or ctx:elapsed() - t0 > WAIT
-      if qid then
-        if not left then
-          ctx:verdict { status = "healthy", message = ("%s left the queue of %s (delivered or bounced: trace-message --queue-id %s shows which)"):format(qid, svc, qid) }
-          return
+        for i, m in ipairs(now_q) do if i <= 20 then ctx:note("  " .. entry_line(m, os.time())) end end
+        if #now_q == 0 then
+          return { fixed = true, message = ("the queue of %s is empty after the flush (%d message(s) left it)"):format(svc, #q) }
         end
-        ctx:finding { severity = "fail", cause = "deferred_again", hop = svc, message = "still queued: " .. entry_line(left, os.time()) }
-        ctx:verdict { status = "problem", cause = "deferred_again",
-                      message = ("%s is %s again in %s: fix the cause first (%s)"):format(qid, tostring(left.queue_name), svc,
-                        tostring((left.recipients[1] or {}).delay_reason or "no reason given")) }
-        return
-      end
-      for i, m in ipairs(now_q) do if i <= 20 then ctx:note("  " .. entry_line(m, os.time())) end end
-      if #now_q == 0 then
-        ctx:verdict { status = "healthy", message = ("the queue of %s is empty after the flush (%d message(s) left it)"):format(svc, #q) }
-      else
-        ctx:finding { severity = "fail", cause = "deferred_again", hop = svc,
-                      message = ("%d of %d message(s) still queued after the flush"):format(#now_q, #q) }
-        ctx:verdict { status = "problem", cause = "deferred_again",
-                      message = ("%d message(s) still wait in %s (%d left it): see their reasons above"):format(#now_q, svc, #q - #now_q) }
-      end
-    end, "read the queue again: left, or deferred again and why")
+        return { fixed = false, cause = "deferred_again", hop = svc,
+                 why = ("%d of %d message(s) still queued after the flush"):format(#now_q, #q),
+                 message = ("%d message(s) still wait in %s (%d left it): see their reasons above"):format(#now_q, svc, #q - #now_q) }
+      end,
+    })
   end,
 }

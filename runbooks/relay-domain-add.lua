@@ -2,6 +2,7 @@
 -- remedy: postconf -e "relay_domains = <current>, <domain>" on the MX, plus the Terraform change
 -- that makes it permanent.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 return {
   description = "Add a domain to relay_domains of the MX's Postfix (postconf -e, reload) and show the Terraform fix",
@@ -46,40 +47,33 @@ How to verify: after --apply it re-reads relay_domains and expects the domain in
       return { value = value, list = list }
     end, "relay_domains of the MX (document 2.3: postconf relay_domains)")
     if not state then return end
+    local host = svc:match("^(.-)/")
     if ops.contains(state.list, domain) then
-      ctx:verdict { status = "healthy", message = ("%s is in relay_domains of %s: nothing to do"):format(domain, svc),
-                    evidence = { { host = svc:match("^(.-)/"), source = "postconf", text = "relay_domains = " .. state.value } } }
-      return
+      return remedy.nothing_to_do(ctx, ("%s is in relay_domains of %s: nothing to do"):format(domain, svc),
+        { { host = host, source = "postconf", text = "relay_domains = " .. state.value } })
     end
 
     local new = ops.list_append(state.value, domain)
-    local outcome = ctx:step("add", function()
-      ctx:finding { severity = "warn", cause = "relay_domain_missing", hop = svc,
-                    message = ("%s is not in relay_domains of %s: its mail is refused with 554 Relay access denied"):format(domain, svc),
-                    evidence = { { host = svc:match("^(.-)/"), source = "postconf", text = "relay_domains = " .. state.value } } }
-      ctx:note(("relay_domains: %s -> %s"):format(state.value, new))
-      local r, msg, code = ctx:postconf_set(svc, "relay_domains", new)
-      return ops.written(ctx, r, msg, code, "relay_domains of " .. svc)
-    end, "postconf -e relay_domains, postfix reload")
-    ops.terraform_note(ctx, "relay_domains", state.value, new)
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = "problem", cause = "relay_domain_missing",
-                      message = ("%s is missing from relay_domains of %s; the dry run changed nothing"):format(domain, svc) }
-      end
-      return
-    end
-
-    ctx:step("verify", function()
-      local value, list = ctx:postconf(svc, "relay_domains")
-      if value == nil or not ops.contains(list, domain) then
-        ctx:finding { severity = "fail", cause = "not_fixed", hop = svc,
-                      message = ("relay_domains of %s reads back as %s"):format(svc, tostring(value)) }
-        ctx:verdict { status = "problem", cause = "not_fixed", message = ("%s still not in relay_domains"):format(domain) }
-        return
-      end
-      ctx:verdict { status = "healthy", message = ("%s added to relay_domains of %s (reloaded); make it permanent in Terraform"):format(domain, svc),
-                    evidence = { { host = svc:match("^(.-)/"), source = "postconf", text = "relay_domains = " .. value } } }
-    end, "re-read relay_domains")
+    return remedy.change(ctx, {
+      step = "add", title = "postconf -e relay_domains, postfix reload",
+      finding = { severity = "warn", cause = "relay_domain_missing", hop = svc,
+                  message = ("%s is not in relay_domains of %s: its mail is refused with 554 Relay access denied"):format(domain, svc),
+                  evidence = { { host = host, source = "postconf", text = "relay_domains = " .. state.value } } },
+      change = ("relay_domains: %s -> %s"):format(state.value, new),
+      write = function() return ctx:postconf_set(svc, "relay_domains", new) end,
+      what = "relay_domains of " .. svc,
+      after_write = function() ops.terraform_note(ctx, "relay_domains", state.value, new) end,
+      dry = { cause = "relay_domain_missing", message = ("%s is missing from relay_domains of %s"):format(domain, svc) },
+      verify_title = "re-read relay_domains",
+      verify = function()
+        local value, list = ctx:postconf(svc, "relay_domains")
+        if value == nil or not ops.contains(list, domain) then
+          return { fixed = false, hop = svc, why = ("relay_domains of %s reads back as %s"):format(svc, tostring(value)),
+                   message = ("%s still not in relay_domains"):format(domain) }
+        end
+        return { fixed = true, message = ("%s added to relay_domains of %s (reloaded); make it permanent in Terraform"):format(domain, svc),
+                 evidence = { { host = host, source = "postconf", text = "relay_domains = " .. value } } }
+      end,
+    })
   end,
 }

@@ -1,6 +1,7 @@
 -- runbooks/relay-transport-set.lua: the cheat sheet's "relay_transport unset or wrong" remedy:
 -- postconf -e "relay_transport = lmtp:[<dell>]:2525" on the MX, then check the next hop answers.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 return {
   description = "Set relay_transport of the MX's Postfix (postconf -e, reload) and check the next hop answers",
@@ -72,36 +73,29 @@ server's Dovecot / Postfix: see container-restart).]],
       return
     end
 
-    local outcome = ctx:step("set", function()
-      ctx:finding { severity = "warn", cause = "relay_transport_wrong", hop = svc,
-                    message = ("relay_transport of %s is %q, not %s"):format(svc, state.value, value),
-                    evidence = { { host = mxhost, source = "postconf", text = "relay_transport = " .. state.value } } }
-      ctx:note(("relay_transport: %s -> %s"):format(state.value == "" and "(unset)" or state.value, value))
-      local r, msg, code = ctx:postconf_set(svc, "relay_transport", value)
-      return ops.written(ctx, r, msg, code, "relay_transport of " .. svc)
-    end, "postconf -e relay_transport, postfix reload")
-    ops.terraform_note(ctx, "relay_transport", state.value, value)
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = "problem", cause = "relay_transport_wrong",
-                      message = ("relay_transport of %s is %q, not %s; the dry run changed nothing"):format(svc, state.value, value) }
-      end
-      return
-    end
-
-    ctx:step("verify", function()
-      local cur = ctx:postconf(svc, "relay_transport")
-      if cur == nil or norm(cur) ~= norm(value) then
-        ctx:finding { severity = "fail", cause = "not_fixed", hop = svc, message = ("relay_transport reads back as %s"):format(tostring(cur)) }
-        ctx:verdict { status = "problem", cause = "not_fixed", message = "relay_transport not set" }
-        return
-      end
-      if not next_hop(true) then
-        ctx:verdict { status = "problem", cause = "relay_unreachable",
-                      message = ("relay_transport is %s now, but %s:%d does not answer from %s"):format(value, nh_host, nh_port, mxhost) }
-        return
-      end
-      ctx:verdict { status = "healthy", message = ("relay_transport of %s is %s (reloaded) and the next hop answers; make it permanent in Terraform"):format(svc, value) }
-    end, "re-read relay_transport and dial the next hop from the MX")
+    return remedy.change(ctx, {
+      step = "set", title = "postconf -e relay_transport, postfix reload",
+      finding = { severity = "warn", cause = "relay_transport_wrong", hop = svc,
+                  message = ("relay_transport of %s is %q, not %s"):format(svc, state.value, value),
+                  evidence = { { host = mxhost, source = "postconf", text = "relay_transport = " .. state.value } } },
+      change = ("relay_transport: %s -> %s"):format(state.value == "" and "(unset)" or state.value, value),
+      write = function() return ctx:postconf_set(svc, "relay_transport", value) end,
+      what = "relay_transport of " .. svc,
+      after_write = function() ops.terraform_note(ctx, "relay_transport", state.value, value) end,
+      dry = { cause = "relay_transport_wrong", message = ("relay_transport of %s is %q, not %s"):format(svc, state.value, value) },
+      verify_title = "re-read relay_transport and dial the next hop from the MX",
+      verify = function()
+        local cur = ctx:postconf(svc, "relay_transport")
+        if cur == nil or norm(cur) ~= norm(value) then
+          return { fixed = false, hop = svc, why = ("relay_transport reads back as %s"):format(tostring(cur)),
+                   message = "relay_transport not set" }
+        end
+        if not next_hop(true) then      -- next_hop stated the failing finding
+          return { fixed = false, finding = false, cause = "relay_unreachable",
+                   message = ("relay_transport is %s now, but %s:%d does not answer from %s"):format(value, nh_host, nh_port, mxhost) }
+        end
+        return { fixed = true, message = ("relay_transport of %s is %s (reloaded) and the next hop answers; make it permanent in Terraform"):format(svc, value) }
+      end,
+    })
   end,
 }

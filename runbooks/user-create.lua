@@ -2,6 +2,7 @@
 -- API (POST /api/users), with the password from the environment, a 0600 file or a no-echo
 -- prompt: never from the command line, and masked in every output.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 local USER_SQL = "SELECT u.email, d.name AS domain, u.enabled, u.maildir FROM users u "
   .. "JOIN domains d ON u.domain_id = d.id WHERE u.email = ?"
@@ -67,7 +68,7 @@ and a maildir like domain/user/.]],
       local u = state.user
       local ev = { { host = ops.ms(ctx), source = "sql users", text = ("%s enabled=%s maildir=%s"):format(u.email, tostring(u.enabled), tostring(u.maildir)) } }
       if tonumber(u.enabled) == 1 then
-        ctx:verdict { status = "healthy", message = ("%s exists and is enabled: nothing to do"):format(addr), evidence = ev }
+        remedy.nothing_to_do(ctx, ("%s exists and is enabled: nothing to do"):format(addr), ev)
       else
         ctx:verdict { status = "problem", cause = "user_disabled", evidence = ev,
                       message = ("%s exists but is disabled: enable it instead of creating it"):format(addr),
@@ -93,42 +94,38 @@ and a maildir like domain/user/.]],
       return
     end
 
-    local outcome = ctx:step("create", function()
-      ctx:finding { severity = "warn", cause = "user_missing", hop = db, message = ("user %s does not exist"):format(addr) }
-      ctx:note(('POST /api/users {"email":"%s","password":"***","domain":"%s"}'):format(addr, domain))
-      local res, msg, code, resp = ctx:http(api, "POST", "/api/users",
-        { email = addr, password = password, domain = domain },
-        { target = ("%s: user %s"):format(api, addr) })
-      if res == nil and code == "http" and resp and resp.status == 409 then
-        ctx:note("the API answers 409: the user was created meanwhile")
-        return "applied"
-      end
-      return ops.written(ctx, res, msg, code, "user " .. addr)
-    end, "POST /api/users through the User Management API")
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = "problem", cause = "user_missing",
-                      message = ("user %s is missing; the dry run changed nothing"):format(addr) }
-      end
-      return
-    end
-
-    ctx:step("verify", function()
-      local u, msg, code = ctx:sql(db, USER_SQL, addr)
-      local row = ops.must(u, msg, code, "SELECT from users").rows[1]
-      local want_maildir = ("%s/%s/"):format(domain, addr:match("^(.-)@"))
-      if not row or tonumber(row.enabled) ~= 1 then
-        ctx:finding { severity = "fail", cause = "not_fixed", hop = db,
-                      message = ("after the API call %s is %s"):format(addr, row and "disabled" or "still missing") }
-        ctx:verdict { status = "problem", cause = "not_fixed", message = ("user %s not usable after the API call"):format(addr) }
-        return
-      end
-      if row.maildir ~= want_maildir then
-        ctx:finding { severity = "warn", cause = "maildir_unexpected", hop = db,
-                      message = ("maildir is %q, the document expects %q"):format(tostring(row.maildir), want_maildir) }
-      end
-      ctx:verdict { status = "healthy", message = ("user %s created"):format(addr),
-                    evidence = { { host = ops.ms(ctx), source = "sql users", text = ("%s enabled=%s maildir=%s"):format(row.email, tostring(row.enabled), tostring(row.maildir)) } } }
-    end, "re-read the user from the database")
+    return remedy.change(ctx, {
+      step = "create", title = "POST /api/users through the User Management API",
+      finding = { severity = "warn", cause = "user_missing", hop = db, message = ("user %s does not exist"):format(addr) },
+      change = ('POST /api/users {"email":"%s","password":"***","domain":"%s"}'):format(addr, domain),
+      write = function()
+        local res, msg, code, resp = ctx:http(api, "POST", "/api/users",
+          { email = addr, password = password, domain = domain },
+          { target = ("%s: user %s"):format(api, addr) })
+        if res == nil and code == "http" and resp and resp.status == 409 then
+          ctx:note("the API answers 409: the user was created meanwhile")
+          return true
+        end
+        return res, msg, code
+      end,
+      what = "user " .. addr,
+      dry = { cause = "user_missing", message = ("user %s is missing"):format(addr) },
+      verify_title = "re-read the user from the database",
+      verify = function()
+        local u, msg, code = ctx:sql(db, USER_SQL, addr)
+        local row = ops.must(u, msg, code, "SELECT from users").rows[1]
+        local want_maildir = ("%s/%s/"):format(domain, addr:match("^(.-)@"))
+        if not row or tonumber(row.enabled) ~= 1 then
+          return { fixed = false, hop = db, message = ("user %s not usable after the API call"):format(addr),
+                   why = ("after the API call %s is %s"):format(addr, row and "disabled" or "still missing") }
+        end
+        if row.maildir ~= want_maildir then
+          ctx:finding { severity = "warn", cause = "maildir_unexpected", hop = db,
+                        message = ("maildir is %q, the document expects %q"):format(tostring(row.maildir), want_maildir) }
+        end
+        return { fixed = true, message = ("user %s created"):format(addr),
+                 evidence = { { host = ops.ms(ctx), source = "sql users", text = ("%s enabled=%s maildir=%s"):format(row.email, tostring(row.enabled), tostring(row.maildir)) } } }
+      end,
+    })
   end,
 }

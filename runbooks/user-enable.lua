@@ -1,6 +1,7 @@
 -- runbooks/user-enable.lua: the cheat sheet's "user disabled" remedy through the User
 -- Management API (PATCH /api/users/<email> {"enabled": true}), verified in the database.
 local ops = require "lib.mailops"
+local remedy = require "lib.remedy"
 
 local USER_SQL = "SELECT u.email, d.name AS domain, u.enabled, u.maildir FROM users u "
   .. "JOIN domains d ON u.domain_id = d.id WHERE u.email = ?"
@@ -48,37 +49,31 @@ How to verify: after --apply it re-reads the row and expects enabled=1.]],
       return
     end
     if tonumber(row.enabled) == 1 then
-      ctx:verdict { status = "healthy", message = ("%s is enabled: nothing to do"):format(addr), evidence = evidence(row) }
-      return
+      return remedy.nothing_to_do(ctx, ("%s is enabled: nothing to do"):format(addr), evidence(row))
     end
 
-    local outcome = ctx:step("enable", function()
-      ctx:finding { severity = "warn", cause = "user_disabled", hop = db, evidence = evidence(row),
-                    message = ("%s is disabled (enabled=0): its mail is refused as an unknown user"):format(addr) }
-      ctx:note(("users.enabled of %s: 0 -> 1"):format(addr))
-      ctx:note(('PATCH /api/users/%s {"enabled":true}'):format(ctx:url_escape(addr)))
-      local path = { "api", "users", addr }
-      local res, msg, code = ctx:http(api, "PATCH", path, { enabled = true },
-        { before = path, target = ("%s: user %s enabled"):format(api, addr) })
-      return ops.written(ctx, res, msg, code, "user " .. addr)
-    end, "PATCH /api/users/<email> through the User Management API")
-    if outcome ~= "applied" then
-      if outcome == "dryrun" then
-        ctx:verdict { status = "problem", cause = "user_disabled",
-                      message = ("%s is disabled; the dry run changed nothing"):format(addr) }
-      end
-      return
-    end
-
-    ctx:step("verify", function()
-      local again = user_row()
-      if not again or tonumber(again.enabled) ~= 1 then
-        ctx:finding { severity = "fail", cause = "not_fixed", hop = db,
-                      message = ("after the API call %s is still %s"):format(addr, again and "disabled" or "missing") }
-        ctx:verdict { status = "problem", cause = "not_fixed", message = ("%s is not enabled after the API call"):format(addr) }
-        return
-      end
-      ctx:verdict { status = "healthy", message = ("%s enabled"):format(addr), evidence = evidence(again) }
-    end, "re-read enabled from the database")
+    return remedy.change(ctx, {
+      step = "enable", title = "PATCH /api/users/<email> through the User Management API",
+      finding = { severity = "warn", cause = "user_disabled", hop = db, evidence = evidence(row),
+                  message = ("%s is disabled (enabled=0): its mail is refused as an unknown user"):format(addr) },
+      change = { ("users.enabled of %s: 0 -> 1"):format(addr),
+                 ('PATCH /api/users/%s {"enabled":true}'):format(ctx:url_escape(addr)) },
+      write = function()
+        local path = { "api", "users", addr }
+        return ctx:http(api, "PATCH", path, { enabled = true },
+          { before = path, target = ("%s: user %s enabled"):format(api, addr) })
+      end,
+      what = "user " .. addr,
+      dry = { cause = "user_disabled", message = ("%s is disabled"):format(addr) },
+      verify_title = "re-read enabled from the database",
+      verify = function()
+        local again = user_row()
+        if not again or tonumber(again.enabled) ~= 1 then
+          return { fixed = false, hop = db, message = ("%s is not enabled after the API call"):format(addr),
+                   why = ("after the API call %s is still %s"):format(addr, again and "disabled" or "missing") }
+        end
+        return { fixed = true, message = ("%s enabled"):format(addr), evidence = evidence(again) }
+      end,
+    })
   end,
 }

@@ -9,53 +9,8 @@ local env = lab.locked("exclusive", "remedies.t")
 local t = require "tap"
 local rb = lab.rb
 
--- with_fault(name, fn): fn runs with the fault active; the fault is healed even if fn raises
-local function with_fault(name, fn)
-  local f = lab.lab("fault", name)
-  if not t.ok(f.status == 0, "lab fault " .. name) then t.diag(f.all) end
-  local ok, err = pcall(fn)
-  if not ok then t.ok(false, name .. ": test body raised: " .. tostring(err)) end
-  local h = lab.lab("heal", name)
-  if not t.is(h.status, 0, "lab heal " .. name) then t.diag(h.all) end
-end
-
-local function esc(s) return (s:gsub("%p", "%%%0")) end
-
--- the common shape: dry run (exit 1, shows `pattern`), state unchanged, apply (exit 0),
--- repaired, one audit line, a second apply is a no-op (exit 0, no audit line)
-local function remedy_cycle(o)
-  local before = o.state()
-  local dry = rb(o.args, { env = o.env })
-  if not t.is(dry.status, 1, o.name .. ": dry run on the faulty lab exits 1") then t.diag(dry.all) end
-  for _, p in ipairs(o.shows) do t.like(dry.stdout, p, o.name .. ": dry run shows " .. p) end
-  t.like(dry.stdout, "WOULD ", o.name .. ": dry run has a would-record")
-  t.is(o.state(), before, o.name .. ": dry run changed nothing (" .. tostring(before) .. ")")
-  t.is(#lab.audit(dry.run_id), 0, o.name .. ": dry run journals nothing")
-
-  local args = {}
-  for _, a in ipairs(o.args) do args[#args + 1] = a end
-  args[#args + 1] = "--apply"
-  args[#args + 1] = "--yes"
-  local ap = rb(args, { env = o.env })
-  if not t.is(ap.status, 0, o.name .. ": --apply --yes repairs and verifies (exit 0)") then t.diag(ap.all) end
-  t.like(ap.stdout, "APPLIED%(ok%)", o.name .. ": the change was applied")
-  t.like(ap.stdout, "VERDICT: HEALTHY", o.name .. ": verified healthy after the change")
-  o.fixed()
-  -- each change is journalled twice: the intent before it, the outcome after it
-  local journal, intents = {}, 0
-  for _, l in ipairs(lab.audit(ap.run_id)) do
-    if l.phase == "outcome" then journal[#journal + 1] = l elseif l.phase == "intent" then intents = intents + 1 end
-  end
-  t.is(#journal, o.audit_lines or 1, o.name .. ": one audit outcome line for the change")
-  t.is(intents, #journal, o.name .. ": each outcome line has its intent line")
-  if journal[1] then t.is(journal[1].outcome, "ok", o.name .. ": audit line records outcome ok") end
-
-  local again = rb(args, { env = o.env })
-  if not t.is(again.status, 0, o.name .. ": a second --apply is a clean no-op (exit 0)") then t.diag(again.all) end
-  t.like(again.stdout, "nothing to", o.name .. ": second run says there is nothing to do")
-  t.is(#lab.audit(again.run_id), 0, o.name .. ": the no-op journals nothing")
-  return dry, ap, again
-end
+local rem = require "rbremedy"           -- the remedy lifecycle as a test checks it
+local with_fault, remedy_cycle, esc = rem.with_fault, rem.cycle, rem.esc
 
 local t0 = lab.now()
 
