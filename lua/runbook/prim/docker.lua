@@ -25,7 +25,8 @@
 -- the host's SSH session (no CLI started, one session for everything). The docker CLI over SSH
 -- (`docker logs --timestamps ...`, `docker inspect`, `docker restart`, `-H unix://SOCK`,
 -- `sudo -n`) remains the fallback for hosts whose inventory says docker.sudo, and for servers
--- that refuse stream-local forwarding (AllowStreamLocalForwarding no) or whose socket the SSH
+-- that refuse stream-local forwarding (AllowStreamLocalForwarding no, or AllowTcpForwarding no,
+-- which OpenSSH applies to these channels too, as the lab's ec2 does) or whose socket the SSH
 -- user cannot open: a docker.connect event says which back end a host got, and why, once per
 -- run. Through the CLI the container's stdout and stderr arrive merged (2>&1): records then
 -- carry stream = "merged". The methods below never look at the transport, only at the back end.
@@ -399,7 +400,8 @@ local function choose(ctx, hostname, h)
   if code ~= "denied" then return nil, msg, code end
   -- (OpenSSH answers "connect failed" both when forwarding is off and when it cannot connect)
   return setmetatable({ h = h, how = ("docker CLI over SSH (fallback: the server refused a stream-local channel to %s:"
-    .. " AllowStreamLocalForwarding no, or a socket the SSH user cannot open; %s)"):format(sock, msg) }, Cli)
+    .. " forwarding forbidden (AllowStreamLocalForwarding no, or AllowTcpForwarding no, which OpenSSH"
+    .. " applies to it too), or a socket the SSH user cannot open; %s)"):format(sock, msg) }, Cli)
 end
 
 -- backend(ctx, hostname) -> back end | nil, msg, code; decided once per host per run. For an
