@@ -466,19 +466,12 @@ static const char *const query_options[] = {
 	"name", "type", "server", "port", "timeout", "tcp", "retries", "recurse", "resolv_conf", NULL
 };
 
-/* dns.query(opts): see the file comment. */
-static int dns_query(lua_State *L)
+/* Checks the options at 1 into q (the name, type, port, retries, timeout, flags, servers).
+ * Raises on misuse; returns 0, or 3 with nil, msg, "io" pushed when no server is configured. */
+static int read_query_options(lua_State *L, struct dns_query *q)
 {
-	struct dns_query *q;
 	const char *name, *type, *server, *resolv_conf;
-	ldns_rdf *dname;
-	ldns_pkt *query;
-	int status;
-
-	luaL_checktype(L, 1, LUA_TTABLE);
 	rb_check_keys(L, 1, query_options, "dns.query");
-	q = lua_newuserdatauv(L, sizeof *q, 0);   /* Lua-owned: freed by the GC on any error */
-	memset(q, 0, sizeof *q);
 	name = rb_opt_required(L, 1, "name");
 	type = rb_opt_string(L, 1, "type", "A");
 	server = rb_opt_string(L, 1, "server", NULL);
@@ -494,26 +487,36 @@ static int dns_query(lua_State *L)
 			q->qtype_name = dns_types[i].name;
 		}
 	if (q->qtype_name == NULL)
-		return luaL_error(L, "unsupported DNS type '%s'", type);
+		luaL_error(L, "unsupported DNS type '%s'", type);
 	set_qname(L, q, name);
 	if (server) {
 		struct sockaddr_storage ss;
 		socklen_t sl;
 		if (rb_ip_addr(server, 53, &ss, &sl) != 0)
-			return luaL_error(L, "option 'server' must be a numeric IP address (got '%s')", server);
+			luaL_error(L, "option 'server' must be a numeric IP address (got '%s')", server);
 		snprintf(q->servers[0], INET6_ADDRSTRLEN, "%s", server);
 		q->nservers = 1;
 	} else if (system_servers(q, resolv_conf) != 0) {
 		return rb_failf(L, "io", "no nameserver in %s", resolv_conf ? resolv_conf : "/etc/resolv.conf");
 	}
+	return 0;
+}
 
-	/* C-owned from here: nothing may raise until they are freed */
-	dname = ldns_dname_new_frm_str(q->qname);
+/* The query in wire format, the reply buffer and the text buffer, all C-owned in q. Returns 0,
+ * or with nothing left allocated -1 (ldns refuses the name: a label over 63 bytes ...) or -2
+ * (out of memory). */
+static int build_wire(struct dns_query *q)
+{
+	ldns_rdf *dname = ldns_dname_new_frm_str(q->qname);
+	ldns_pkt *query;
+	int status;
 	if (dname == NULL)
-		return luaL_error(L, "bad DNS name '%s'", name);
+		return -1;
 	query = ldns_pkt_query_new(dname, q->qtype, LDNS_RR_CLASS_IN, q->recurse ? LDNS_RD : 0);
-	if (query == NULL)
-		return luaL_error(L, "out of memory building the DNS query");
+	if (query == NULL) {
+		ldns_rdf_deep_free(dname);
+		return -2;
+	}
 	ldns_pkt_set_random_id(query);
 	ldns_pkt_set_edns_udp_size(query, 1232);
 	status = ldns_pkt2wire(&q->wire, query, &q->wirelen);
@@ -525,9 +528,29 @@ static int dns_query(lua_State *L)
 		free(q->reply);
 		if (q->text)
 			ldns_buffer_free(q->text);
-		return luaL_error(L, "out of memory building the DNS query");
+		q->wire = NULL;
+		q->reply = NULL;
+		q->text = NULL;
+		return -2;
 	}
+	return 0;
+}
 
+/* dns.query(opts): see the file comment. */
+static int dns_query(lua_State *L)
+{
+	struct dns_query *q;
+	int status;
+
+	luaL_checktype(L, 1, LUA_TTABLE);
+	q = lua_newuserdatauv(L, sizeof *q, 0);   /* Lua-owned: freed by the GC on any error */
+	memset(q, 0, sizeof *q);
+	if (read_query_options(L, q) != 0)
+		return 3;
+	/* C-owned from here: nothing may raise until they are freed */
+	if ((status = build_wire(q)) != 0)
+		return status == -1 ? luaL_error(L, "bad DNS name '%s'", q->qname)
+		                    : luaL_error(L, "out of memory building the DNS query");
 	lua_pushcfunction(L, dns_query_protected);
 	lua_pushlightuserdata(L, q);
 	status = lua_pcall(L, 1, 3, 0);

@@ -109,6 +109,7 @@ local function body()
   raises(function(o) return exec.run({ "true" }, o) end, { timeout = -1 }, "option 'timeout' must be a number of seconds", "exec.run: timeout range")
   raises(require("runbook.http").request, { url = "http://127.0.0.34/", timout = 1 }, "http.request: unknown option 'timout'", "http.request")
   raises(net.tcp_check, { host = S }, "option 'port' is required", "net.tcp_check: port required")
+  raises(dns.query, { name = ("a"):rep(64) .. ".test", server = S }, "bad DNS name", "dns.query: a 64-byte label is refused before any I/O")
   raises(dns.query, { name = "x.test", server = S, port = 0 }, "option 'port' must be an integer in 1..65535", "dns.query: port range")
 end
 
