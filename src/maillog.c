@@ -320,17 +320,18 @@ int ml_parse_head(const char *line, size_t len, ml_record *r)
 	return parse_line(line, len, NULL, r, 0);
 }
 
-/* Whether [p, t) holds `: ` (t < e: the bytes up to e may be read). 16 positions at a time:
- * this runs for every line of the per-line scanner. */
-static int colon_space_before(const char *p, const char *t, const char *e)
+/* Whether [p, t) holds `: ` or `(` (t < e, t[-1] a space: the bytes up to e may be read). 16
+ * positions at a time: this runs for every line of the per-line scanner. */
+static int earlier_tag_mark(const char *p, const char *t, const char *e)
 {
 #ifdef __SSE2__
-	const __m128i colon = _mm_set1_epi8(':'), sp = _mm_set1_epi8(' ');
+	const __m128i colon = _mm_set1_epi8(':'), sp = _mm_set1_epi8(' '), paren = _mm_set1_epi8('(');
 	for (; p + 1 < t && e - p >= 17; p += 16) {
-		__m128i a = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)p), colon);
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+		__m128i a = _mm_cmpeq_epi8(x, colon);
 		__m128i b = _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(const void *)(p + 1)), sp);
-		unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(a, b));
-		size_t lim = (size_t)(t - 1 - p); /* a `:` at p + i counts when i < lim */
+		unsigned m = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_and_si128(a, b), _mm_cmpeq_epi8(x, paren)));
+		size_t lim = (size_t)(t - 1 - p); /* a mark at p + i counts when i < lim (t[-1] is a space) */
 		if (lim < 16)
 			m &= (1u << lim) - 1;
 		if (m)
@@ -338,7 +339,7 @@ static int colon_space_before(const char *p, const char *t, const char *e)
 	}
 #endif
 	for (; p + 1 < t; p++)
-		if (p[0] == ':' && p[1] == ' ')
+		if ((p[0] == ':' && p[1] == ' ') || p[0] == '(')
 			return 1;
 	return 0;
 }
@@ -353,19 +354,25 @@ static int parse_fast(const char *line, size_t len, ml_record *r)
 	rb = memchr(line, ']', lim);
 	if (!rb || e - rb < 3 || rb[1] != ':' || rb[2] != ' ')
 		return -1;
+	/* the tag must be one the general parser takes: 1 to 10 digits of pid and tag characters
+	 * (`(` is none), else it reads this word as the host */
+	unsigned bad = 0;
 	lb = rb;
 	while (lb > line && lb[-1] != '[' && lb[-1] != ' ')
-		lb--;
-	if (lb == line || lb[-1] != '[')
+		lb--, bad |= !is_digit((unsigned char)*lb);
+	if (lb == line || lb[-1] != '[' || bad || rb - lb < 1 || rb - lb > 10)
 		return -1;
 	t = --lb;
+	(void)tag_char(0); /* the table is set */
 	while (t > line && t[-1] != ' ')
-		t--;
-	if (t == lb || (t > line && t - line < 15)) /* a tag needs a header (or nothing) before it */
+		t--, bad |= !tag_chars[(unsigned char)*t];
+	if (bad || t == lb || (t > line && t - line < 15)) /* a tag needs a header (or nothing) before it */
 		return -1;
-	/* A `: ` before it ends an earlier tag (`postfix-out: ... x[1]: `, `dovecot: `): the tag is
-	 * that one, and this `]: ` is in its message. No header holds `: `. */
-	if (colon_space_before(line, t, e))
+	/* A `: ` before it ends an earlier tag (`postfix-out: ... x[1]: `, `dovecot: `), a `(` before
+	 * it or in it opens a Dovecot one that may span it (`lmtp(user)<pid ... x[1]: ...><s>: `):
+	 * the tag is that one, and this `]: ` is in it or in its message. No header or Postfix tag
+	 * holds either. */
+	if (earlier_tag_mark(line, t, e))
 		return -1;
 	r->program = (ml_str){ t, (size_t)(lb - t) };
 	r->has_pid = 1;

@@ -83,7 +83,7 @@ int mls_lookback(ml_scanner *s, ml_str key, int family, size_t reach, ml_emit_fn
 						done = 1;
 				}
 			}
-			x = le;
+			x = le > x ? le : x + 1; /* a key that starts with a newline matches at le again */
 		}
 		end = start;
 		if (step < s->hkeep)

@@ -226,6 +226,8 @@ int ml_scanner_watch_replay(ml_scanner *s, const char *key, size_t n, ml_emit_fn
 	if (k->watched)
 		return 0;
 	set_watched(s, k, key, n, 1);
+	if (memchr(key, '\n', n))
+		return 0; /* no line's key */
 	if (s->hist)
 		return mls_lookback_read(s, (ml_str){ key, n }, ML_DOVECOT, fn, ud);
 	return k->last ? replay(s, k, fn, ud) : 0;

@@ -321,7 +321,9 @@ static void test_scanner(void)
 /* The scanner's head parse must take every line the full parse takes for a mail line, or a
  * line with the followed address is never reported. Its fast path reads the tag at the first
  * `]: `; a headerless line whose own tag (`postfix-NAME: `) comes first has that `]: ` in its
- * message (tests/fixtures/fuzz/maillog/full-vs-head-family.txt, found by fz_maillog). */
+ * message (tests/fixtures/fuzz/maillog/full-vs-head-family.txt, found by fz_maillog), inside
+ * the tag's own `(...)<...>` (full-vs-head-paren-tag.txt), or in a first word that the general
+ * parser reads as the host (full-vs-head-host-word.txt). */
 static void test_head_agrees(void)
 {
 	static const char *const lines[] = {
@@ -330,6 +332,13 @@ static void test_head_agrees(void)
 		"Nov 28 11:53:53 host postfix-out: warning: opendkim[3]: <s@example.test>",
 		"dovecot: lmtp(s@example.test)<7><abc>: Info: from x[1]: y",
 		"Nov 28 11:53:53 ec2 postfix/smtpd[1]: CD9CEA72012: client=unknown[127.0.0.99] s@example.test",
+		/* a Dovecot tag whose `<...>` holds the `]: ` (full-vs-head-paren-tag.txt) */
+		"2026-11-28T11:57:04 lmtp(s@example.test)<17211:53:41 ec2 postfix/smtpd[1]: conn12><kMzxEJDBCms8QwAAg+zDdQ>: Info: x",
+		/* a first word that is no tag is the host (full-vs-head-host-word.txt): a byte outside
+		 * the tag characters, a pid that is not 1 to 10 digits */
+		"2026-11-28T11:53:42.5Z p\x01stfi/smtpd[77]: dovecot: imap-login: Info: Login: user=<s@example.test>",
+		"Nov 28 11:53:53 postfix/smtpd[x1]: dovecot: imap-login: Info: Login: user=<s@example.test>",
+		"Nov 28 11:53:53 postfix/smtpd[12345678901]: dovecot: imap-login: Info: Login: user=<s@example.test>",
 	};
 	ml_time_opts to = { 2026, 0, 0 };
 	for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {

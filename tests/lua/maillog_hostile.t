@@ -10,6 +10,8 @@
 --    Postfix line to the full parser and not to the scanner's head parse, which read the tag at
 --    the first `]: ` (tests/fixtures/fuzz/maillog/full-vs-head-family.txt): no scanner reported
 --    it although it held the address. The tag at the start is the tag; both parsers agree now.
+--  * sc:watch(key) with a key starting with a newline looped forever in the history look-back
+--    (tests/fixtures/fuzz/maillog/timeout-watch-newline-key.txt).
 -- Under `make asan` (with -fsanitize=float-cast-overflow) the old code aborts on these inputs.
 local t = require "tap"
 local maillog = require "runbook.maillog"
@@ -108,6 +110,17 @@ do
 		t.ok(#out == 1 and out[1].program == "postfix-maied",
 			("headerless line with the address: the %s scanner reports it"):format(per_line and "per-line" or "find-first"))
 	end
+end
+
+-- sc:watch with a key that starts with a newline (fz_maillog's timeout input): the find-first
+-- look-back matched it again at the end of the line it had just read, forever
+do
+	local sc <close> = maillog.scanner { match = "info@toyota-phv.test" }
+	sc:feed(read(root .. "/tests/fixtures/fuzz/maillog/timeout-watch-newline-key.txt"))
+	local recs = sc:watch("\nNov 28 11:5")
+	t.is(#recs, 0, "watch of a key with a newline returns (nothing to replay)")
+	recs = sc:watch("Nov 28 11:5\n")
+	t.is(#recs, 0, "watch of a key ending in a newline returns")
 end
 
 -- A FIFO (or any non-regular file) given as the log must not block the run: it is refused at
