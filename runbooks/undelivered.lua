@@ -16,6 +16,8 @@ local causes = require "lib.causes"
 local replies = require "lib.replies"
 local verdict = require "lib.verdict"
 local maillog = require "runbook.maillog"
+local chain = require "lib.chain"
+local resolve = require "lib.resolve"
 
 -- per-call timeouts (seconds): each stalled daemon costs at most this, and a daemon found
 -- stalled is not asked again in the same run (f.dead), so a run ends within 20 s.
@@ -102,15 +104,28 @@ local function check_db(ctx, f, r)
     return r:unknown(("the database %s did not answer (%s: %s)"):format(f.db, code, msg))
   end
   if #d.rows == 0 then
+    f.domain_row_missing = true
     r:fail("domain_missing", ("the domain %s is not in the domains table"):format(f.domain),
       { ev(f.ms, "sql", ("SELECT id, name FROM domains WHERE name = '%s' -> 0 rows"):format(f.domain)) })
   end
-  local u, umsg, ucode = ctx:sql(f.db, "SELECT email, domain_id, enabled, maildir FROM users WHERE email = ?", f.addr)
+  -- the row as Dovecot should find it: the address itself, else its +tag-stripped form, else a
+  -- row that differs only in case or trailing blanks (found here, judged by the dovecot check)
+  local u, umsg, ucode = ctx:sql(f.db, "SELECT email, domain_id, enabled, maildir FROM users WHERE LOWER(TRIM(email)) IN (LOWER(?), LOWER(?))",
+    f.addr, f.tag_base or f.addr)
   if not u then return r:unknown(("users query: %s (%s)"):format(umsg, ucode)) end
-  local row = u.rows[1]
+  local row
+  for _, want in ipairs { f.addr, f.tag_base or f.addr } do
+    for _, x in ipairs(u.rows) do if not row and x.email == want then row = x end end
+  end
+  row = row or u.rows[1]
   if not row then
     return r:fail("user_missing", ("the user %s is not in the users table"):format(f.addr),
       { ev(f.ms, "sql", ("SELECT ... FROM users WHERE email = '%s' -> 0 rows"):format(f.addr)) })
+  end
+  f.row = { email = row.email, enabled = row.enabled, maildir = row.maildir }
+  if row.email ~= f.addr and row.email ~= f.tag_base then
+    ctx:finding { severity = "warn", hop = f.ms .. ".db", message = ("the users row for %s is %q (case or blanks differ)"):format(f.addr, row.email),
+                  evidence = { ev(f.ms, "sql", ("users: email=%q"):format(row.email)) } }
   end
   f.user_maildir = row.maildir
   if tonumber(row.enabled) ~= 1 then
@@ -224,7 +239,7 @@ end
 
 local function check_mx_config(ctx, f, r)
   if f.down(f.mx_pf) then return r:skip(f.mx_pf .. " is not running") end
-  local p, msg, code = ctx:postconf(f.mx_pf, { "relay_domains", "relay_transport", "transport_maps", "mydestination" })
+  local p, msg, code = chain.params(ctx, f, f.mx_pf)   -- every parameter the later checks need, one call
   if not p then gone(f, "docker:mx", msg, code); return r:unknown(("postconf on %s: %s (%s)"):format(f.mx_pf, msg, code)) end
   local function val(name) local v = p[name]; if type(v) == "table" then v = v.value or table.concat(v, ", ") end; return v or "" end
   f.relay_transport = val("relay_transport")
@@ -244,9 +259,6 @@ local function check_mx_config(ctx, f, r)
     r:fail("relay_transport_wrong", ("relay_transport of %s is %q%s"):format(f.mx_pf, f.relay_transport,
       f.expected_transport and (", not " .. f.expected_transport) or ", not an lmtp: or smtp: next hop"),
       { ev(f.mx, "postconf relay_transport", "relay_transport = " .. f.relay_transport) })
-  end
-  if val("transport_maps") ~= "" then
-    ctx:note(("transport_maps = %s: a per-domain entry there overrides relay_transport (not looked up)"):format(val("transport_maps")))
   end
   local via = f.configured and f.configured.kind == "smtp" and (f.ms .. "'s Postfix, then Dovecot") or "Dovecot LMTP directly"
   ctx:note(("path: sender -> %s Postfix -> %s (%s)"):format(f.mx, via, f.relay_transport))
@@ -305,11 +317,13 @@ local function check_next_rcpt(ctx, f, r)
   -- first the greeting alone: a next hop that accepts and never greets stops every delivery
   local res, msg, code = ctx:smtp_probe { host = nh.host, port = nh.port, lmtp = nh.kind == "lmtp", stop = "helo", timeout = T.reply }
   if not res and code == "timeout" and tostring(msg):find("no reply", 1, true) then
+    if nh.kind == "lmtp" then f.dead.dovecot = msg end   -- a Dovecot that does not greet is not asked again
     return r:fail("relay_not_greeting", ("the next hop %s accepts connections but does not answer within %ds"):format(nh.text, T.reply),
       { ev(f.ms, where, msg) }, "mx->mailserver")
   elseif not res then
     return r:unknown(("%s: %s (%s)"):format(where, msg, code))
   end
+  if nh == f.configured and res.stages and res.stages.helo then f.next_tls_offered = res.stages.helo.starttls_offered == true end
   res, msg, code = ctx:smtp_probe { host = nh.host, port = nh.port, lmtp = nh.kind == "lmtp", from = "",
     rcpt = f.addr, stop = "rcpt", timeout = T.reply }
   if not res then
@@ -319,6 +333,9 @@ local function check_next_rcpt(ctx, f, r)
   local rc = res.stages and res.stages.rcpt and res.stages.rcpt[1]
   if rc and not rc.ok then
     local text = reply_text(rc)
+    if tostring(rc.code):sub(1, 1) == "5" and (text:lower():find("doesn't exist", 1, true) or text:lower():find("unknown", 1, true)) then
+      f.next_refused_user = text
+    end
     r:reply(text, "next", ("the next hop refuses RCPT for %s now: %s"):format(f.addr, text), { ev(f.ms, where, text) })
   end
 end
@@ -371,7 +388,10 @@ local function outcome(f, m)
     end
   end
   local lines = last.lines or {}
+  local dlines   -- the Dovecot hop's last lines: the sieve action is there (lib/chain.lua reads it)
+  if last.kind == "dovecot" then dlines = {} for i = math.max(1, #lines - 3), #lines do dlines[#dlines + 1] = lines[i] end end
   return { time = m.last_time or m.first_time, host = host, delivered = m.delivered, status = m.final_status,
+           mailbox = m.mailbox, message_id = m.message_id, user = last.kind == "dovecot" and last.user or nil, lines = dlines,
            reply = reply, line = lines[#lines], rewritten_to = rewritten,
            at = replies.where(reply, host == f.mx and "mx" or "mailserver"),
            hop = rewritten_hop or (host and (host .. (last.kind == "dovecot" and ".dovecot" or ".postfix"))) or nil,
@@ -465,16 +485,31 @@ local CHECKS = {
     confirms = { "relay_domain_missing", "relay_transport_wrong", "domain_local" } },
   { name = "mx.rcpt", hop = "mx.postfix", needs = {}, probe = true, run = check_mx_rcpt, title = "the MX accepts RCPT for the address from outside mynetworks",
     confirms = { "relay_domain_missing", "mx_recipient_refused", "tls_required", "mx_greylisted", "mx_dnsbl_blocked", "rate_limited", "mx_lookup_failure", "storage_insufficient" } },
+  { name = "ms.resolve", hop = "mailserver.postfix", needs = { "docker:ms" }, run = function(ctx, f, r) chain.resolve(ctx, f, r, "ms") end,
+    title = "the mail server's Postfix resolves the address (the chain on the smtp: path)",
+    confirms = { "delivered_elsewhere", "domain_in_two_classes" } },
+  { name = "mx.resolve", hop = "mx.postfix", needs = { "ssh:mx", "docker:mx" }, run = function(ctx, f, r) chain.resolve(ctx, f, r, "mx") end,
+    title = "the MX resolves the address: domain class, postmap -q in every table that can change or refuse it, transport",
+    confirms = { "address_rewritten", "delivered_elsewhere", "mx_recipient_refused", "domain_in_two_classes", "mx_lookup_failure" } },
   { name = "relay", hop = "mx->mailserver", needs = { "ssh:mx" }, run = check_relay, title = "the MX can connect to the next hop relay_transport names (document 3.1/3.2)",
     confirms = { "relay_unreachable", "dovecot_down", "mailserver_postfix_down", "relay_transport_wrong" } },
   { name = "next.rcpt", hop = "mailserver.dovecot", needs = {}, probe = true, run = check_next_rcpt, title = "the next hop accepts RCPT for the address (LMTP/SMTP, nothing delivered)",
     confirms = { "relay_not_greeting", "user_missing", "user_disabled", "domain_missing", "quota_exceeded", "lookup_failure", "db_down", "dovecot_down" } },
+  { name = "dovecot", hop = "mailserver.dovecot", needs = { "docker:ms", "sql", "dovecot" }, run = chain.dovecot,
+    title = "Dovecot's own view (doveadm user, quota, auth cache) against the database row",
+    confirms = { "plus_tag_unsupported", "address_case_mismatch", "auth_negative_cache", "lookup_failure" } },
+  { name = "pair", hop = "mx.postfix", needs = {}, run = chain.pair,
+    title = "the hops as a pair: size limits, recipient_delimiter, the TLS level the MX requires of the next hop",
+    confirms = { "size_limit_mismatch", "delimiter_mismatch", "tls_level_mismatch" } },
   { name = "maildir", hop = "mailserver.maildir", needs = { "docker:ms" }, run = check_maildir, title = "the Maildir's owner and mode (document 1.3)",
     confirms = { "maildir_permissions" } },
   { name = "disk", hop = "mailserver.disk", needs = { "docker:ms" }, run = check_disk, title = "free space on the mail volume (document 4)",
     confirms = { "disk_full" } },
   { name = "logs", hop = "logs", needs = {}, run = check_logs, title = "the address in every hop's log since --since (document 1.2, 1.3, 2.2)",
     confirms = {} },
+  { name = "saved", hop = "mailserver.dovecot", needs = {}, run = chain.saved,
+    title = "the last message saved: found by Message-ID in the mailbox, its folder, the sieve action, subscribed",
+    confirms = { "delivered_to_junk", "delivered_elsewhere" } },
   { name = "queues", hop = "mx.queue", needs = {}, run = check_queues, title = "what waits in the Postfix queues for the address (document Q1)",
     confirms = {} },
 }
@@ -526,8 +561,11 @@ local function facts(ctx)
     mx_addrs = inv.mail.mx_addresses or { inv.hosts[mx].address }, mx_ips = {},
     probe_from = inv.mail.probe_from or ("postmaster@" .. (addr:match("@(.+)$"))), probe_source = inv.mail.probe_source,
     since = os.time() - ctx.args.since, no_probe = ctx.args["no-probe"],
-    dead = {}, states = {}, history = {}, queued = {}, aliases = {},
+    dead = {}, states = {}, history = {}, queued = {}, aliases = {}, params = {}, chains = {},
   }
+  -- the +tag form: the inventory's mail.recipient_delimiter (default "+") splits the local part
+  f.tag_char = inv.mail.recipient_delimiter or "+"
+  f.tag_base = resolve.strip(addr, f.tag_char)
   f.mx_addr_text = table.concat(f.mx_addrs, ", ")
   f.intended = parse_transport(f.expected_transport)
   f.next_hop_text = f.intended and f.intended.text
@@ -573,11 +611,22 @@ Postfix, Dovecot and MariaDB in a compose project). Every check ends ok, fail or
   mx.smtp     every MX greets on port 25 and answers EHLO (probe)            document 4
   mx.config   relay_domains, relay_transport, mydestination on the MX        document 2.3
   mx.rcpt     the MX accepts RCPT for the address from outside (probe)       document 2.4
+  mx.resolve  the MX resolves the address: domain class, postmap -q in every table that can
+              change or refuse it (aliases incl. catch-all @domain and the +tag-stripped key,
+              canonical maps, transport_maps, relay_recipient_maps, check_recipient_access)
+  ms.resolve  the same on the mail server's Postfix (on the smtp:[dell]:25 path)
   relay       the next hop relay_transport names answers, seen FROM the MX   document 3
   next.rcpt   the next hop accepts RCPT for the address (probe, LMTP/SMTP)   document 1.3
+  dovecot     Dovecot's own view (doveadm user, quota, auth cache) against the database row
+  pair        the hops as a pair: size limits, recipient_delimiter, TLS level for the next hop
   maildir     Maildir owner and mode; disk   free space on the mail volume   document 1.3, 4
   logs        every hop's log for the address in the window (--since)       document 1.2, 1.3, 2.2
+  saved       the last message saved: found by Message-ID, its folder, sieve action, subscribed
   queues      what waits in the Postfix queues for the address              document Q1
+
+The resolution chain of both Postfix hops and Dovecot's view are info findings (in --format json).
+Mail saved into Junk (a sieve rule) or into another mailbox (an alias, a catch-all) is a problem
+(delivered_to_junk, delivered_elsewhere), never healthy.
 
 The verdict is healthy only when every check passes and no hop's log shows a failure for the
 address after its last delivery. A check that could not run (a daemon, port or socket that does
@@ -617,7 +666,10 @@ Reads only. The probes stop at RCPT (nothing is sent); --no-probe turns them off
     if ctx.args.record then
       local keep = {}
       for _, k in ipairs { "addr", "domain", "mx", "ms", "mx_pf", "ms_pf", "ms_dc", "ms_db", "db", "expected_transport",
-                           "maildir_root", "mx_addr_text", "next_hop_text" } do keep[k] = f[k] end
+                           "maildir_root", "mx_addr_text", "next_hop_text", "chains", "dovecot_view", "saved_view",
+                           "rewritten_to", "rewritten_on", "elsewhere_to", "elsewhere_how", "elsewhere_where", "junk_message_id",
+                           "size_limit_target", "delimiters_text", "delimiter_service", "dovecot_delimiter", "tls_param",
+                           "two_classes", "two_classes_service", "row_email", "postfix_delimiter" } do keep[k] = f[k] end
       local recent = {}   -- the latest outcomes are the ones that count
       for i = math.max(1, #f.history - 9), #f.history do recent[#recent + 1] = f.history[i] end
       ctx:note("record: " .. verdict.encode { facts = keep, checks = results, history = recent, queued = f.queued })

@@ -42,6 +42,7 @@
 ---| "dryrun"      # a write without --apply: nothing was changed, the would-record was shown
 ---| "declined"    # a write the operator declined at the confirmation prompt: nothing was changed
 ---| "journal"     # the audit journal's intent line could not be written: nothing was changed
+---| "lookup"      # a lookup table or Dovecot's userdb/passdb could not answer (postmap cannot open or query the table; doveadm exit 75)
 
 ---@alias WriteCode "dryrun"|"declined"|"journal"
 ---@alias SecretCode "auth"|"notfound"|"denied"|"type"|"io"|"cap"|"short"
@@ -657,6 +658,102 @@ function Ctx:df_local(path) end
 ---@return "notfound"|"denied"|"io"|"timeout"|WriteCode|nil code
 function Ctx:write_file(path, content, mode) end
 
+-- ---------------------------------------------------------------- Dovecot (runbook.prim.dovecot)
+
+---Read Dovecot settings of a service (`doveconf NAME...`). A section (`plugin`) is present as ""
+---and its settings as "section/name". An unknown setting is `notfound`.
+---
+---Example:
+---```lua
+---local c = ctx:doveconf("dell/dovecot", { "recipient_delimiter", "plugin" })
+---local max = c and c["plugin/quota_max_mail_size"]
+---```
+---@param service string "host/service"
+---@param names string[] setting or section names
+---@param opts? {timeout: number} seconds (default: the inventory's timeout)
+---@return table<string, string>|nil settings name -> value
+---@return string|nil message
+---@return ServiceCode|nil code
+function Ctx:doveconf(service, names, opts) end
+
+---The userdb answer Dovecot will use for a user (`doveadm user USER`), through its auth cache
+---when one is configured. A user Dovecot does not know is `{found = false}`, not an error; a
+---userdb that could not answer (exit 75) is `lookup`.
+---
+---Example:
+---```lua
+---local u = ctx:doveadm_user("dell/dovecot", "info@example.jp")
+---if u and u.found then ctx:note("home " .. u.fields.home) end
+---```
+---@param service string "host/service"
+---@param user string
+---@param opts? {timeout: number} seconds (default: the inventory's timeout)
+---@return {found: boolean, fields: table<string, string>|nil, text: string|nil}|nil user
+---@return string|nil message
+---@return ServiceCode|"lookup"|nil code
+function Ctx:doveadm_user(service, user, opts) end
+
+---Whether Dovecot's passdb knows a user (`doveadm auth lookup USER`). Only found/not found is
+---kept: the passdb's fields (a password hash among them) are never returned or shown.
+---
+---Example:
+---```lua
+---local a = ctx:doveadm_auth("dell/dovecot", "info@example.jp")
+---```
+---@param service string "host/service"
+---@param user string
+---@param opts? {timeout: number} seconds (default: the inventory's timeout)
+---@return {found: boolean, text: string}|nil result
+---@return string|nil message
+---@return ServiceCode|"lookup"|nil code
+function Ctx:doveadm_auth(service, user, opts) end
+
+---A user's quota (`doveadm quota get -u USER`): one row per quota root and type.
+---
+---Example:
+---```lua
+---for _, q in ipairs(ctx:doveadm_quota("dell/dovecot", "info@example.jp") or {}) do ctx:note(q.type .. " " .. q.value) end
+---```
+---@param service string "host/service"
+---@param user string
+---@param opts? {timeout: number} seconds (default: the inventory's timeout)
+---@return {name: string, type: string, value: number|string, limit: number|string, percent: number|string}[]|nil rows
+---@return string|nil message
+---@return ServiceCode|"lookup"|nil code
+function Ctx:doveadm_quota(service, user, opts) end
+
+---A user's mailboxes (`doveadm mailbox list -u USER`), only the subscribed ones with
+---`{subscribed = true}` (`-s`): the folders a mail client shows.
+---
+---Example:
+---```lua
+---local subs = ctx:doveadm_mailboxes("dell/dovecot", "info@example.jp", { subscribed = true })
+---```
+---@param service string "host/service"
+---@param user string
+---@param opts? {subscribed: boolean, timeout: number} subscribed: only those (`-s`); timeout in seconds
+---@return string[]|nil names
+---@return string|nil message
+---@return ServiceCode|"lookup"|nil code
+function Ctx:doveadm_mailboxes(service, user, opts) end
+
+---Every copy of a message in a user's mailboxes, found by its Message-ID header
+---(`doveadm fetch -u USER 'mailbox uid' mailbox '*' header message-id ID`). Reads only.
+---
+---Example:
+---```lua
+---local hits = ctx:doveadm_find("dell/dovecot", "info@example.jp", "<a1@example.org>")
+---if hits and hits[1] then ctx:note("in " .. hits[1].mailbox) end
+---```
+---@param service string "host/service"
+---@param user string
+---@param message_id string
+---@param opts? {timeout: number} seconds (default: the inventory's timeout)
+---@return {mailbox: string, uid: integer|string}[]|nil copies
+---@return string|nil message
+---@return ServiceCode|"lookup"|nil code
+function Ctx:doveadm_find(service, user, message_id, opts) end
+
 -- ---------------------------------------------------------------- Postfix (runbook.prim.postfix)
 
 ---Read Postfix parameters of a service (`postconf NAME...`, or `postconf -n` with no names).
@@ -669,13 +766,36 @@ function Ctx:write_file(path, content, mode) end
 ---```lua
 ---local value, list = ctx:postconf("ec2/postfix", "relay_domains")
 ---local map = ctx:postconf("ec2/postfix", { "relay_domains", "relay_transport" })
+---local x = ctx:postconf("ec2/postfix", { "virtual_alias_domains" }, { expand = true })  -- postconf -x
 ---```
 ---@param service string "host/service"
 ---@param names? string|string[] parameter name(s); nil for `postconf -n`
+---@param opts? {expand: boolean} expand = true: `$name` references expanded (`postconf -x`)
 ---@return string|table<string, string>|nil value the value, or name -> value
 ---@return string[]|table<string, string[]>|string|nil list the list form; the message on failure
 ---@return ServiceCode|nil code
-function Ctx:postconf(service, names) end
+function Ctx:postconf(service, names, opts) end
+
+---Look keys up in one Postfix lookup table with Postfix itself: ONE `postmap -q - TYPE:TABLE`
+---with every key on its standard input (map types and case folding are Postfix's own).
+---
+---The result maps each key to its value, or false when the table does not hold it. A table that
+---postmap cannot open or query (a missing .db, a database that does not answer) is `lookup`:
+---never "not found".
+---
+---Example:
+---```lua
+---local a = ctx:postmap("ec2/postfix", "hash:/etc/postfix/virtual", { "info@example.jp", "@example.jp" })
+---if a and a["@example.jp"] then ctx:note("catch-all: " .. a["@example.jp"]) end
+---```
+---@param service string "host/service"
+---@param map string "type:table"
+---@param keys string[] keys without blanks
+---@param opts? {timeout: number} seconds (default: the inventory's timeout)
+---@return table<string, string|false>|nil answers key -> value | false
+---@return string|nil message
+---@return ServiceCode|"lookup"|nil code
+function Ctx:postmap(service, map, keys, opts) end
 
 ---Set a Postfix parameter: `postconf -e`, `postfix reload`, re-read. A WRITE.
 ---

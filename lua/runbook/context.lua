@@ -17,7 +17,7 @@ Ctx.__index = Ctx
 M.Ctx = Ctx
 
 -- Wrappers the engine installs; a missing one is an error at start (a typo is not "not built").
-M.PRIMS = { "host", "file", "postfix", "sql", "http", "docker", "dns", "smtp" }
+M.PRIMS = { "host", "file", "postfix", "sql", "http", "docker", "dns", "smtp", "dovecot" }
 
 local installed = false
 local public_methods = {

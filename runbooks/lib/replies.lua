@@ -17,6 +17,7 @@ local M = {}
 M.ROWS = {
   -- the MX's own answers to the sender (causes.md 11, 1, 15, 17, 12, 22, 5, 4, 27, 8, 3)
   { text = { "relay access denied" }, causes = { "relay_domain_missing" } },
+  { text = { "user unknown in virtual alias table" }, at = "mx", causes = { "domain_in_two_classes", "mx_recipient_refused" } },
   { text = { "user unknown in relay recipient table", "unverified address", "recipient address rejected: access denied" },
     at = "mx", causes = { "mx_recipient_refused" } },
   { text = { "message size exceeds fixed limit", "message too large", "exceeds size limit" }, enhanced = "5.3.4",
@@ -44,7 +45,7 @@ M.ROWS = {
   { text = { "quota exceeded", "mailbox is full", "over quota", "mailbox full" }, enhanced = "5.2.2",
     causes = { "quota_exceeded" } },
   { text = { "user doesn't exist", "user unknown", "unknown user", "no such user", "mailbox unavailable" }, enhanced = "5.1.1",
-    causes = { "domain_missing", "user_disabled", "user_missing" } },
+    causes = { "plus_tag_unsupported", "address_case_mismatch", "auth_negative_cache", "domain_missing", "user_disabled", "user_missing" } },
   { text = { "temporary lookup failure", "user query failed", "userdb lookup", "query failed", "gone away",
              "too many connections" }, causes = { "db_down", "lookup_failure" } },
   { text = { "permission denied", "missing +x perm", "missing +w perm" }, causes = { "maildir_permissions" } },

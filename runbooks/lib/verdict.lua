@@ -42,7 +42,10 @@ local function ev(host, source, text, time) return { host = host, source = sourc
 -- the name of a check that denies them all ("denied")
 local function resolve(cands, confirmed, ok_confirms)
   for _, c in ipairs(cands) do if confirmed[c] then return c, "confirmed" end end
-  for i = #cands, 1, -1 do if not ok_confirms[cands[i]] then return cands[i], "believed" end end
+  for i = #cands, 1, -1 do
+    local spec = causes.BY_NAME[cands[i]]
+    if not ok_confirms[cands[i]] and not (spec and spec.confirm_only) then return cands[i], "believed" end
+  end
   return nil, ok_confirms[cands[#cands]]
 end
 M.resolve = resolve
@@ -109,7 +112,18 @@ local function weigh_failure(fail, confirmed, ok_confirms, facts)
   local e = failure_evidence(fail)
   local when = iso(fail.time) or "?"
   if fail.rewritten_to then
-    facts.rewritten_to, facts.rewritten_on = fail.rewritten_to, fail.host
+    -- a check saw the rewrite in the tables now: the log line is its evidence
+    for _, c in ipairs { "delivered_elsewhere", "address_rewritten" } do
+      if confirmed[c] then table.insert(confirmed[c].evidence, e); return nil end
+    end
+    -- rewritten on the mail server (its alias or catch-all): delivered to another mailbox there
+    if facts.ms and tostring(fail.hop or ""):sub(1, #facts.ms + 1) == facts.ms .. "." then
+      facts.elsewhere_to, facts.elsewhere_where = facts.elsewhere_to or fail.rewritten_to, facts.elsewhere_where or (fail.host .. "'s Postfix")
+      facts.elsewhere_how = facts.elsewhere_how or "an alias or catch-all on the mail server"
+      return { cause = "delivered_elsewhere", evidence = { e }, hop = "mailserver.alias",
+               message = ("the last message for %s (%s) was delivered to %s instead, rewritten on %s"):format(facts.addr, when, fail.rewritten_to, fail.host) }
+    end
+    facts.rewritten_to, facts.rewritten_on = facts.rewritten_to or fail.rewritten_to, facts.rewritten_on or fail.host
     return { cause = "address_rewritten", evidence = { e }, hop = fail.hop,
              message = ("the last message for %s (%s) was delivered to %s instead"):format(facts.addr, when, fail.rewritten_to) }
   end

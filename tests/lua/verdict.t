@@ -172,6 +172,52 @@ t.is(v.status, "problem", "not_reproduced is a problem, not healthy")
 
 v = with(function(r) r.history = { entry(NOW, true, "250 2.0.0 Saved", { rewritten_to = "catchall@example.test" }) } end)
 t.is(v.cause, "address_rewritten", "delivered to another address: address_rewritten")
+v = with(function(r) r.history = { entry(NOW, true, "250 2.0.0 Saved", { rewritten_to = "catchall@example.test", host = "dell", hop = "dell.postfix" }) } end)
+t.is(v.cause, "delivered_elsewhere", "rewritten on the mail server (its alias or catch-all): delivered_elsewhere")
+t.is(v.status, "problem", "delivered_elsewhere is a problem, never healthy")
+t.is(v.hop, "dell.alias", "delivered_elsewhere's hop")
+t.like(type(v.fix) == "string" and v.fix or "", "catchall@example%.test", "its fix names where the mail went")
+
+-- issue 11: the chain's checks. Their fails are causes like any other; the saved mail's folder
+-- makes a delivery a problem; an unknown lookup is never "not found".
+local function check_named(r, name)
+  for _, c in ipairs(r.checks) do if c.name == name then return c end end
+  local c = { name = name, hop = "logs", status = "ok", confirms = {}, fails = {}, why = "", on_path = true }
+  r.checks[#r.checks + 1] = c
+  return c
+end
+v = with(function(r)
+  r.history = { entry(NOW, true, "250 2.0.0 Saved") }
+  local c = check_named(r, "saved")
+  c.status = "fail"
+  c.fails = { { cause = "delivered_to_junk", message = "saved into 'Junk' by sieve", evidence = { { host = "dell", source = "dovecot log", text = "stored mail into mailbox 'Junk'" } } } }
+  r.facts.junk_message_id = "<m1@outside.test>"
+end)
+t.is(v.status, "problem", "a delivery into Junk is a problem, not healthy, although the log says saved")
+t.is(v.cause, "delivered_to_junk", "delivered_to_junk is the verdict")
+t.is(v.hop, "dell.dovecot", "delivered_to_junk's hop")
+t.is(type(v.fix) == "table" and v.fix.runbook, "message-move", "delivered_to_junk's fix is message-move")
+t.is(type(v.fix) == "table" and v.fix.args["message-id"], "<m1@outside.test>", "... of that message")
+v = with(function(r)
+  local c = check_named(r, "mx.resolve")
+  c.status = "unknown"; c.why = "postmap -q - hash:/etc/postfix/virtual: timeout"
+end)
+t.is(v.status, "escalate", "a table lookup that could not run: escalate, never healthy")
+t.is(v.cause, "incomplete", "... incomplete, never 'no alias'")
+v = with(function(r)
+  r.history = { entry(NOW - 60, true, "250 2.0.0 Saved"), entry(NOW, false, "host 127.0.0.20[127.0.0.20] said: 451 4.2.0 <a@d> Mail size is larger than the maximum size allowed by server configuration") }
+  local c = check_named(r, "pair")
+  c.status = "fail"
+  c.fails = { { cause = "size_limit_mismatch", message = "10240000 > 65536", evidence = { { text = "x" } } } }
+end)
+t.is(v.cause, "mailserver_size_limit", "a size refusal seen in the logs comes before the mismatch that explains it")
+t.ok((function() for _, c in ipairs(v.also or {}) do if c == "size_limit_mismatch" then return true end end end)(), "... and the mismatch is named too")
+v = with(function(r)
+  local c = check_named(r, "pair")
+  c.status = "fail"
+  c.fails = { { cause = "delimiter_mismatch", message = "+ vs -", evidence = { { text = "x" } } } }
+end)
+t.is(v.status, "problem", "a mismatch between the hops is a finding before mail fails: problem, not healthy")
 
 -- every check, one at a time, could not run: never healthy, named, and never read as a cause
 for i, c in ipairs(base.checks) do
@@ -274,7 +320,7 @@ for _, c in ipairs(replies.causes()) do t.ok(causes.exists(c), "reply row cause 
 do
   local dir = "/tmp/runbook-verdict-" .. core.getpid()
   exec.run({ "mkdir", "-p", dir .. "/lib" }, { timeout = 5 })
-  for _, l in ipairs { "causes", "replies", "verdict" } do
+  for _, l in ipairs { "causes", "replies", "verdict", "chain", "resolve" } do
     exec.writefile(dir .. "/lib/" .. l .. ".lua", assert(exec.readfile(ROOT .. "/runbooks/lib/" .. l .. ".lua")), tonumber("644", 8))
   end
   local src = assert(exec.readfile(ROOT .. "/runbooks/undelivered.lua"))

@@ -4,8 +4,14 @@
 --   ctx:postconf("ec2/postfix", "relay_domains") -> value, list          (read)
 --   ctx:postconf(svc, {"relay_domains", "relay_transport"}) -> {name = value}, {name = list}
 --   ctx:postconf(svc) -> every non-default parameter (postconf -n) as {name = value}, {name = list}
+--   ctx:postconf(svc, names, {expand = true}) -> the same with $name references expanded (postconf -x)
 --       list: the value split on Postfix's list separators (whitespace and commas)
 --       codes: notfound (unknown parameter), and those of exec
+--   ctx:postmap(svc, "type:table", {key...} [, {timeout=}]) -> {key = value | false}  (read)
+--       ONE `postmap -q - type:table` with the keys on its standard input: Postfix's own lookup
+--       (map types, case folding) answers for every key at once; false = not in the table.
+--       A table postmap cannot open or query (missing .db, database down) is an error, code
+--       "lookup" (the message is postmap's); the command's own failures keep exec's codes.
 --   ctx:postconf_set(svc, name, value) -> {name, value, before}         WRITE
 --       dry run: nil, "dry run: would postconf.set ec2/postfix:NAME", "dryrun"; the would-record
 --       has before = current value, after = value and the exact command `postconf -e 'name = value'`.
@@ -76,10 +82,11 @@ local function failure(what, r)
 end
 
 -- raw reads (no trace event): value | map, or nil, msg, code
-local function read_params(ctx, spec, names)
+local function read_params(ctx, spec, names, expand)
   local svc = ctx:service(spec)
   local argv
   if names == nil then argv = pf(svc, "postconf", "-n")
+  elseif expand then argv = pf(svc, "postconf", "-x", table.unpack(names))
   else argv = pf(svc, "postconf", table.unpack(names)) end
   local r, msg, code = host().run(ctx, spec, argv, {})
   if not r then return nil, msg, code end
@@ -131,6 +138,26 @@ function M.parse_queue(out)
   return list
 end
 
+-- parse_postmap(result, keys, what) -> {key = value | false} | nil, msg, "lookup"
+-- `postmap -q -` prints "key<TAB>value" for each key found and exits 1 when none was found; a
+-- table it cannot open or query is a fatal error (exit 1, "postmap: fatal: ..." on stderr).
+function M.parse_postmap(r, keys, what)
+  local err = trim(r.stderr or "")
+  if err:find("fatal:", 1, true) or err:find("error:", 1, true) or (r.status ~= 0 and r.status ~= 1) then
+    return nil, ("%s: %s"):format(what, err ~= "" and err or ("exit " .. tostring(r.status))), "lookup"
+  end
+  local out = {}
+  for _, k in ipairs(keys) do out[k] = false end
+  for line in r.stdout:gmatch("[^\n]+") do
+    local k, v = line:match("^(%S+)%s+(.-)%s*$")
+    if k then
+      -- postmap prints the key as it was asked; match case-insensitively as Postfix folds
+      for _, want in ipairs(keys) do if want:lower() == k:lower() then out[want] = v end end
+    end
+  end
+  return out
+end
+
 local function read_queue(ctx, spec)
   local svc = ctx:service(spec)
   local argv = pf(svc, "postqueue", "-j")
@@ -141,8 +168,16 @@ local function read_queue(ctx, spec)
 end
 
 function M.install(Ctx)
-  function Ctx:postconf(spec, names)
+  function Ctx:postconf(spec, names, opts)
     check_svc(spec, "postconf")
+    if opts ~= nil then
+      if type(opts) ~= "table" then error("bad argument #3 to 'postconf' (options table expected)", 2) end
+      for k, v in pairs(opts) do
+        if k ~= "expand" then error(("postconf: unknown option '%s'"):format(tostring(k)), 2) end
+        if type(v) ~= "boolean" then error("postconf: option 'expand' must be a boolean", 2) end
+      end
+    end
+    local expand = opts and opts.expand and names ~= nil
     local list
     if type(names) == "string" then
       check_name(names, "postconf", 2)
@@ -155,12 +190,13 @@ function M.install(Ctx)
       error("bad argument #2 to 'postconf' (name, list of names or nil expected)", 2)
     end
     local svc = self:service(spec)
-    local argv = list and pf(svc, "postconf", table.unpack(list)) or pf(svc, "postconf", "-n")
+    local argv = list and (expand and pf(svc, "postconf", "-x", table.unpack(list)) or pf(svc, "postconf", table.unpack(list)))
+      or pf(svc, "postconf", "-n")
     local map, msg, code = call(self, {
       family = "postconf", op = list and "get" or "list", host = svc.host,
-      summary_args = list and { spec, table.concat(list, " ") } or { spec, "-n" },
+      summary_args = list and { spec, (expand and "-x " or "") .. table.concat(list, " ") } or { spec, "-n" },
       detail = spec .. ": " .. host().display(argv),
-      fn = function() return read_params(self, spec, list) end,
+      fn = function() return read_params(self, spec, list, expand) end,
       summarize = function(m)
         if type(names) == "string" then return names .. " = " .. m[names] end
         local n = 0
@@ -171,6 +207,44 @@ function M.install(Ctx)
     if not map then return nil, msg, code end
     if type(names) == "string" then return map[names], M.split_list(map[names]) end
     return map, lists_of(map)
+  end
+
+  function Ctx:postmap(spec, map, keys, opts)
+    check_svc(spec, "postmap")
+    if opts ~= nil then
+      if type(opts) ~= "table" then error("bad argument #4 to 'postmap' (options table expected)", 2) end
+      for k, v in pairs(opts) do
+        if k ~= "timeout" then error(("postmap: unknown option '%s'"):format(tostring(k)), 2) end
+        if type(v) ~= "number" or not (v > 0) then error("postmap: option 'timeout' must be a number > 0", 2) end
+      end
+    end
+    if type(map) ~= "string" or not map:match("^%a[%w_]*:[^%s]+$") then
+      error("bad argument #2 to 'postmap' (\"type:table\" expected)", 2)
+    end
+    if type(keys) ~= "table" or #keys == 0 then error("bad argument #3 to 'postmap' (non-empty list of keys expected)", 2) end
+    for i, k in ipairs(keys) do
+      if type(k) ~= "string" or k == "" or k:find("[%s%z]") then
+        error(("bad argument #3 to 'postmap' (key %d: a non-empty string without blanks expected)"):format(i), 2)
+      end
+    end
+    local svc = self:service(spec)
+    local argv = pf(svc, "postmap", "-q", "-", map)
+    local input = table.concat(keys, "\n") .. "\n"
+    return call(self, {
+      family = "service", op = "exec", host = svc.host, argv = argv,
+      summary_args = { spec, map, #keys .. " key(s)" },
+      detail = spec .. ": " .. host().display(argv) .. " <<< " .. table.concat(keys, " "),
+      fn = function()
+        local r, msg, code = host().run(self, spec, argv, { stdin = input, timeout = opts and opts.timeout })
+        if not r then return nil, msg, code end
+        return M.parse_postmap(r, keys, spec .. ": postmap -q - " .. map)
+      end,
+      summarize = function(a)
+        local hits = {}
+        for _, k in ipairs(keys) do if a[k] then hits[#hits + 1] = k .. " -> " .. a[k] end end
+        return #hits == 0 and "no key found" or table.concat(hits, "; ")
+      end,
+    })
   end
 
   function Ctx:postconf_set(spec, name, value)
