@@ -27,7 +27,7 @@ mail deferred meanwhile goes out at the next queue run (queue-flush), new mail l
   args = {
     { name = "addr", type = "email", required = true, help = "the address Dovecot refuses, e.g. info@example.jp" },
   },
-  hosts = { "@mailserver" },         -- its Dovecot container and the mail database
+  needs = { services = { "@mailserver/dovecot" }, sql = { "@database" } },   -- its Dovecot container and the mail database
   examples = {
     "runbook run auth-cache-flush --addr info@example.jp",
     "runbook run auth-cache-flush --addr info@example.jp --apply",

@@ -28,7 +28,7 @@ client shows it in INBOX at its next refresh.]],
     { name = "to", type = "string", pattern = "^%w[%w._/-]*$",
       help = "the destination mailbox (default INBOX)" },
   },
-  hosts = { "@mailserver" },         -- its Dovecot container
+  needs = { services = { "@mailserver/dovecot" } },   -- its Dovecot container
   examples = {
     "runbook run message-move --addr info@example.jp --message-id '<20240101.abc@example.jp>'",
     "runbook run message-move --addr info@example.jp --message-id '<20240101.abc@example.jp>' --apply",

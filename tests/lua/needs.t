@@ -78,6 +78,20 @@ r = rb { "run", "maildir-fix", "--domain", "example.test", "-i", no_dovecot, "--
 t.is(r.status, 2, "maildir-fix with no Dovecot on the mail server: exit 2")
 t.like(r.stderr, "needs service dell/dovecot: add hosts%.dell%.services%.dovecot", "... naming the service's key")
 t.is(#r.events, 0, "... nothing started")
+for _, case in ipairs {
+  { "message-move", "--addr", "info@example.test", "--message-id", "<a@b.test>" },
+  { "auth-cache-flush", "--addr", "info@example.test" },
+} do
+  local argv = { "run" }
+  for _, a in ipairs(case) do argv[#argv + 1] = a end
+  for _, a in ipairs { "-i", no_dovecot, "--format", "json" } do argv[#argv + 1] = a end
+  r = rb(argv)
+  t.is(r.status, 2, case[1] .. " with no Dovecot on the mail server: exit 2 before anything runs")
+  t.like(r.stderr, "needs service dell/dovecot: add hosts%.dell%.services%.dovecot", "... naming the service's key")
+  t.is(#r.events, 0, "... nothing started")
+end
+r = rb { "run", "auth-cache-flush", "--addr", "info@example.test", "-i", no_dovecot }
+t.like(r.stderr, "needs the SQL database 'mail'", "auth-cache-flush also needs the mail database")
 r = rb { "run", "maildir-fix", "--domain", "example.test", "-i", inventory("no_ms", HOSTS .. "mail: { mx_host: ec2 }\n") }
 t.is(r.status, 2, "maildir-fix with mail.mailserver_host unset: exit 2")
 t.like(r.stderr, "needs the mail server host %(mail%.mailserver_host is not set%): set mail%.mailserver_host", "... the role's key")
