@@ -323,7 +323,7 @@ function Ctx:step(name, fn, title) end
 ---End the current step as skipped (raises; `ctx:step` catches it).
 ---
 ---The step's status becomes `skipped` with `reason`, and `ctx:step` returns `nil, reason`.
----Outside a step it ends the run as an error.
+---Outside a step nothing catches it: the run ends with exit 3.
 ---
 ---Example:
 ---```lua
