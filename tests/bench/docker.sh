@@ -3,7 +3,8 @@
 # address, next to what an operator does today: `docker logs C 2>&1 | grep -i ADDR`.
 # Wall time and peak RSS (GNU time: '%e %M'; for the pipeline, the largest process in it) of
 # each, median of R runs. The container prints Postfix-like lines; 5 of them carry the address.
-#   tests/bench/docker.sh [LINES] [RUNS]      defaults 100000 and 3
+#   tests/bench/docker.sh [LINES] [RUNS]      defaults 100000 and 3; then the MX checks below
+#   tests/bench/docker.sh mx                  the MX checks only (MX_RUNS=11)
 # Target: a private throwaway dockerd under /tmp/runbook-test-docker-$$ (LAB-NOTES flags).
 # Depends on: ./runbook (make), docker.io, GNU time (/usr/bin/time).
 set -euo pipefail
@@ -18,6 +19,7 @@ DOCKER=$(command -v /usr/bin/docker || command -v docker)
 dk() { "$DOCKER" -H "unix://$sock" "$@"; }
 
 cleanup() {
+	if [ -s "$work/twin.pid" ]; then kill "$(cat "$work/twin.pid")" 2>/dev/null || true; fi
 	if [ -s "$work/dockerd.pid" ]; then
 		ids=$(dk ps -aq 2>/dev/null || true)
 		[ -z "$ids" ] || dk rm -f $ids >/dev/null 2>&1 || true
@@ -31,6 +33,116 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# ---------------------------------------------------------------- the MX-side checks (the lab)
+# The ten checks an operator runs on the MX (ec2) when mail does not arrive: its Postfix log
+# (the last 500 lines), postconf relay_domains and relay_transport, postqueue -p, the
+# container's state, and five trivial commands in the container. Each way is a whole process
+# timed from outside (start-up, SSH login, all ten), run in turn, median of MX_RUNS (11):
+#   A  runbook: one `runbook lua` process, the lab inventory (ec2 over SSH): ctx:docker_logs,
+#      ctx:service_exec x8, ctx:container_state, through the Engine API in a stream-local
+#      channel of the SSH session. The lab's sshd says AllowTcpForwarding no, which OpenSSH
+#      applies to stream-local channels too, so A talks to a twin of it on another port that
+#      allows local forwarding (as an sshd with default settings does); the same key, host key
+#      and user.
+#   A' runbook against the lab's sshd itself: the docker CLI fallback (one `docker` per check)
+#   B  the docker CLI on the MX itself (what an operator logged in on ec2 types)
+#   C  OpenSSH, one `ssh ec2 docker ...` per check
+# Targets: A within 1.25x of B; A at least 8x faster than C. Needs the lab (tests/lab/lab up).
+mx_checks() {
+	local lab_env
+	lab_env=$("$root/tests/lab/lab" env 2>/dev/null) || { echo "(MX checks skipped: no lab)"; return 0; }
+	eval "$(printf '%s\n' "$lab_env" | grep -E '^LAB_(DIR|EC2_ADDR|EC2_SSH_PORT|EC2_SSH_USER|SSH_KEY|SSH_KNOWN_HOSTS|INVENTORY|EC2_DOCKER_HOST|EC2_POSTFIX_CONTAINER)=')"
+	local C=$LAB_EC2_POSTFIX_CONTAINER R=${MX_RUNS:-11} port p
+	mkdir -p "$work"
+	# the twin sshd: the lab's config, another port, local forwarding allowed
+	for _ in $(seq 50); do
+		p=$(( 20000 + RANDOM % 20000 ))
+		if ! (exec 3<>"/dev/tcp/$LAB_EC2_ADDR/$p") 2>/dev/null; then port=$p; break; fi
+	done
+	sed -e "s/^ListenAddress .*/ListenAddress $LAB_EC2_ADDR:$port/" -e "s|^PidFile .*|PidFile $work/twin.pid|" \
+		-e "s/^AllowTcpForwarding no/AllowTcpForwarding local/" "$LAB_DIR/sshd/sshd_config" >"$work/twin.conf"
+	/usr/sbin/sshd -f "$work/twin.conf" -E "$work/twin.log" || { echo "MX checks: twin sshd failed" >&2; return 1; }
+	for _ in $(seq 100); do (exec 3<>"/dev/tcp/$LAB_EC2_ADDR/$port") 2>/dev/null && break; sleep 0.05; done
+	sed "s/^\[$LAB_EC2_ADDR\]:$LAB_EC2_SSH_PORT /[$LAB_EC2_ADDR]:$port /" "$LAB_SSH_KNOWN_HOSTS" >"$work/twin_known_hosts"
+	sed -e "s/^    port: $LAB_EC2_SSH_PORT\$/    port: $port/" -e "s|^    known_hosts: .*|    known_hosts: $work/twin_known_hosts|" \
+		"$LAB_INVENTORY" >"$work/twin.yaml"
+	grep -q "port: $port" "$work/twin.yaml" || { echo "MX checks: cannot point the inventory at the twin" >&2; return 1; }
+	cat >"$work/mx.lua" <<-'EOF'
+	local ctx = require("runbook.context").new { inventory = arg[1] }
+	local n = 0
+	for _ in assert(ctx:docker_logs("ec2/postfix", { tail = 500 })) do n = n + 1 end
+	local function x(argv) local r = assert(ctx:service_exec("ec2/postfix", argv)); assert(r.status == 0, argv[1]) end
+	x { "postconf", "-h", "relay_domains" }
+	x { "postconf", "-h", "relay_transport" }
+	x { "postqueue", "-p" }
+	assert(ctx:container_state("ec2/postfix").running)
+	x { "cat", "/etc/hostname" }
+	x { "cat", "/etc/os-release" }
+	x { "stat", "/var/spool/postfix" }
+	x { "cat", "/proc/loadavg" }
+	x { "stat", "/etc/postfix/main.cf" }
+	print("backend " .. require("runbook.prim.docker").backend(ctx, "ec2").how)
+	ctx:close()
+	EOF
+	# the same ten as docker CLI commands; B runs them on the MX, C one ssh login each
+	cat >"$work/mx-checks.txt" <<-EOF
+	logs --tail 500 $C
+	exec $C postconf -h relay_domains
+	exec $C postconf -h relay_transport
+	exec $C postqueue -p
+	inspect --type container $C
+	exec $C cat /etc/hostname
+	exec $C cat /etc/os-release
+	exec $C stat /var/spool/postfix
+	exec $C cat /proc/loadavg
+	exec $C stat /etc/postfix/main.cf
+	EOF
+	cat >"$work/mx-cli.sh" <<-EOF
+	#!/bin/sh
+	export DOCKER_HOST=$LAB_EC2_DOCKER_HOST
+	while read -r line; do $DOCKER \$line >/dev/null 2>&1 || exit 1; done <"$work/mx-checks.txt"
+	EOF
+	cat >"$work/mx-ssh.sh" <<-EOF
+	#!/bin/sh
+	while read -r line; do
+		ssh -n -i "$LAB_SSH_KEY" -o UserKnownHostsFile="$LAB_SSH_KNOWN_HOSTS" -o StrictHostKeyChecking=yes \\
+			-o BatchMode=yes -o LogLevel=ERROR -p "$LAB_EC2_SSH_PORT" "$LAB_EC2_SSH_USER@$LAB_EC2_ADDR" \\
+			"docker \$line" >/dev/null 2>&1 || exit 1
+	done <"$work/mx-checks.txt"
+	EOF
+	chmod +x "$work/mx-cli.sh" "$work/mx-ssh.sh"
+	now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
+	local a=() a2=() b=() c=() t0 i
+	for i in $(seq "$R"); do
+		t0=$(now_ms); env RUNBOOK_HOME="$root" "$bin" lua "$work/mx.lua" "$work/twin.yaml" >"$work/mx.out" ||
+			{ echo "MX checks: runbook failed" >&2; return 1; }
+		a+=($(( $(now_ms) - t0 )))
+		t0=$(now_ms); env RUNBOOK_HOME="$root" "$bin" lua "$work/mx.lua" "$LAB_INVENTORY" >"$work/mx-cli.out" ||
+			{ echo "MX checks: runbook (lab sshd) failed" >&2; return 1; }
+		a2+=($(( $(now_ms) - t0 )))
+		t0=$(now_ms); "$work/mx-cli.sh" || { echo "MX checks: docker CLI failed" >&2; return 1; }
+		b+=($(( $(now_ms) - t0 )))
+		t0=$(now_ms); "$work/mx-ssh.sh" || { echo "MX checks: ssh failed" >&2; return 1; }
+		c+=($(( $(now_ms) - t0 )))
+	done
+	kill "$(cat "$work/twin.pid")" 2>/dev/null || true
+	grep -q '^backend Engine API' "$work/mx.out" || { echo "MX checks: A did not get the Engine API back end" >&2; return 1; }
+	local ma ma2 mb mc
+	ma=$(printf '%s\n' "${a[@]}" | median) mb=$(printf '%s\n' "${b[@]}" | median) mc=$(printf '%s\n' "${c[@]}" | median)
+	ma2=$(printf '%s\n' "${a2[@]}" | median)
+	printf '\nthe ten MX-side checks (log, postconf x2, postqueue, state, 5 commands), whole process, median of %d\n' "$R"
+	printf '  %-52s %8s\n' "" "wall ms"
+	printf '  %-52s %8s\n' "A runbook (one SSH session, Engine API through it)" "$ma"
+	printf '  %-52s %8s\n' "A' runbook, the lab's sshd (forwarding off: the CLI)" "$ma2"
+	printf '  %-52s %8s\n' "B docker CLI on the MX itself" "$mb"
+	printf '  %-52s %8s\n' "C OpenSSH, one ssh per check" "$mc"
+	awk -v a="$ma" -v b="$mb" -v c="$mc" 'BEGIN { printf "  A/B = %.2fx (target at most 1.25x); C/A = %.1fx (target at least 8x)\n", a / b, c / a }'
+}
+
+if [ "${1:-}" = mx ]; then mx_checks; exit; fi
 
 mkdir -p "$work/data" "$work/exec" "$work/empty"
 setsid dockerd --iptables=false --ip-masq=false --bridge=none --storage-driver=vfs \
@@ -65,7 +177,6 @@ for rec in logs do n = n + 1; io.write(rec.line, "\n") end
 io.stderr:write(("read %d matched %d\n"):format(logs.read, logs.matched))
 EOF
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 rb_t=() rb_m=() cli_t=() cli_m=()
 for _ in $(seq "$RUNS"); do
 	set -- $(/usr/bin/time -f '%e %M' -o "$work/t" env RUNBOOK_HOME="$root" "$bin" lua "$work/bench.lua" \
@@ -87,3 +198,4 @@ printf '  %-40s %10s %14s\n' "docker logs C 2>&1 | grep -i ADDR" \
 	"$(printf '%s\n' "${cli_t[@]}" | median)" "$(printf '%s\n' "${cli_m[@]}" | median)"
 base=$( /usr/bin/time -f '%M' -o "$work/t" env RUNBOOK_HOME="$root" "$bin" lua /dev/null; cat "$work/t")
 printf '  (runbook doing nothing: %s KiB peak RSS)\n' "$base"
+mx_checks
