@@ -41,7 +41,7 @@ BIN       = $(if $(filter build,$(B)),runbook,$(B)/runbook)
 # Debian packages: build, lab and benchmark dependencies (one list for every command).
 DEB_PACKAGES = build-essential pkg-config liblua5.4-dev lua5.4 libcurl4-openssl-dev \
   libmariadb-dev libssh2-1-dev libyaml-dev libcjson-dev libldns-dev libssl-dev \
-  postfix postfix-mysql dovecot-core dovecot-lmtpd dovecot-mysql mariadb-server mariadb-client \
+  postfix postfix-mysql dovecot-core dovecot-lmtpd dovecot-mysql dovecot-sieve mariadb-server mariadb-client \
   openssh-server openssh-client dnsmasq-base bind9-dnsutils swaks docker.io \
   pflogsumm iproute2 util-linux procps curl perl python3 python3-pymysql time openssl \
   clang-14 libclang-rt-14-dev

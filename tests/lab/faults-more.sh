@@ -400,6 +400,7 @@ fault_db_stall() {
 	local pids
 	pids=$(fm_mariadb_pids)
 	[ -n "$pids" ] || { warn "no mariadbd in dell's containers"; return 1; }
+	dovecot_auth_flush # Dovecot must ask the database, not its auth cache (as db-down)
 	fm_signal STOP $pids
 }
 active_db_stall() { fm_any_stopped $(fm_mariadb_pids); }

@@ -106,6 +106,15 @@ wait_dovecot_ready() { # LMTP listening and Dovecot's userdb answering for the f
 	return 1
 }
 
+# dovecot_auth_flush: Dovecot forgets every cached auth/userdb answer (the lab's auth cache keeps
+# them an hour, negative ones too): after a fault or heal changes a user's row, Dovecot answers
+# from the database again, as `doveadm auth cache flush` makes it for an operator
+dovecot_auth_flush() {
+	[ "$(timeout 10 "$DOCKER" -H "unix://$L/dell/docker.sock" inspect -f '{{.State.Running}}' "$DELL_DOVECOT" 2>/dev/null)" = true ] || return 0
+	timeout 10 "$DOCKER" -H "unix://$L/dell/docker.sock" exec "$DELL_DOVECOT" doveadm auth cache flush >/dev/null 2>&1 ||
+		{ warn "doveadm auth cache flush failed"; return 1; }
+}
+
 # container_stopped HOST NAME: the container exists and is not running (inspect answers)
 container_stopped() { [ "$(timeout 10 "$DOCKER" -H "unix://$L/$1/docker.sock" inspect -f '{{.State.Running}}' "$2" 2>/dev/null)" = false ]; }
 
@@ -220,7 +229,9 @@ heal_dovecot_down() {
 	wait_dovecot_ready && ec2_flush && dell_flush
 }
 
-fault_db_down() { dk_dell stop -t 10 "$DELL_MARIADB" >/dev/null; }
+# (the auth cache is flushed first, as if its hour had passed: else Dovecot answers for info@ from
+# it and the database's absence shows only for users it has not cached)
+fault_db_down() { dovecot_auth_flush; dk_dell stop -t 10 "$DELL_MARIADB" >/dev/null; }
 active_db_down() { container_stopped dell "$DELL_MARIADB"; }
 heal_db_down() {
 	container_running dell "$DELL_MARIADB" || dk_dell start "$DELL_MARIADB" >/dev/null || return 1
@@ -363,18 +374,20 @@ restore_rows() { # STATEDIR
 fault_user_missing() {
 	save_user_rows "email='$FAULT_USER'" "$1/users.sql" || return 1
 	[ -s "$1/users.sql" ] || { warn "user $FAULT_USER does not exist"; return 1; }
-	db -e "DELETE FROM users WHERE email='$FAULT_USER'"
+	db -e "DELETE FROM users WHERE email='$FAULT_USER'" && dovecot_auth_flush
 }
-active_user_missing() { [ "$(db_count "SELECT COUNT(*) FROM users WHERE email='$FAULT_USER'")" = 0 ]; }
-heal_user_missing() { restore_rows "$1" || return 1; ec2_flush; }
+# (a row in another case is address-case, not a missing user)
+active_user_missing() { [ "$(db_count "SELECT COUNT(*) FROM users WHERE LOWER(TRIM(email))='$FAULT_USER'")" = 0 ]; }
+heal_user_missing() { restore_rows "$1" || return 1; dovecot_auth_flush; ec2_flush; }
 
 fault_user_disabled() {
 	[ "$(db_count "SELECT COUNT(*) FROM users WHERE email='$FAULT_USER'")" = 1 ] || { warn "user $FAULT_USER does not exist"; return 1; }
-	db -e "UPDATE users SET enabled=0 WHERE email='$FAULT_USER'"
+	db -e "UPDATE users SET enabled=0 WHERE email='$FAULT_USER'" && dovecot_auth_flush
 }
 active_user_disabled() { [ "$(db_count "SELECT enabled FROM users WHERE email='$FAULT_USER'")" = 0 ]; }
 heal_user_disabled() {
-	db -e "UPDATE users SET enabled=$(seed_user_field "$FAULT_USER" 2) WHERE email='$FAULT_USER'" && ec2_flush
+	db -e "UPDATE users SET enabled=$(seed_user_field "$FAULT_USER" 2) WHERE email='$FAULT_USER'" || return 1
+	dovecot_auth_flush; ec2_flush
 }
 
 # the domain row goes, and with it (ON DELETE CASCADE) its users; heal puts back both
@@ -383,7 +396,7 @@ fault_domain_missing() {
 		FROM domains WHERE name='$FAULT_DOMAIN'" >"$1/domain.sql" || return 1
 	[ -s "$1/domain.sql" ] || { warn "domain $FAULT_DOMAIN does not exist"; return 1; }
 	save_user_rows "domain_id=(SELECT id FROM domains WHERE name='$FAULT_DOMAIN')" "$1/users.sql" || return 1
-	db -e "DELETE FROM domains WHERE name='$FAULT_DOMAIN'"
+	db -e "DELETE FROM domains WHERE name='$FAULT_DOMAIN'" && dovecot_auth_flush
 }
 active_domain_missing() { [ "$(db_count "SELECT COUNT(*) FROM domains WHERE name='$FAULT_DOMAIN'")" = 0 ]; }
 heal_domain_missing() {
@@ -392,17 +405,18 @@ heal_domain_missing() {
 		{ echo "DELETE FROM domains WHERE name='$FAULT_DOMAIN';"; cat "$1/domain.sql" "$1/users.sql"; } | db || return 1
 	fi
 	restore_rows "" || return 1
-	ec2_flush
+	dovecot_auth_flush; ec2_flush
 }
 
 fault_quota_exceeded() {
 	[ "$(db_count "SELECT COUNT(*) FROM users WHERE email='$FAULT_USER'")" = 1 ] || { warn "user $FAULT_USER does not exist"; return 1; }
 	# the mailbox already holds more than its (now 1 KiB) quota
 	db -e "UPDATE users SET quota=1024 WHERE email='$FAULT_USER'" || return 1
+	dovecot_auth_flush || return 1 # the cached userdb answer carries the old quota_rule
 	local n
 	n=$(find "$L/dell/vmail/$FAULT_DOMAIN/${FAULT_USER%@*}"/{new,cur} -type f 2>/dev/null | wc -l)
 	[ "$n" -gt 0 ] || { warn "mailbox of $FAULT_USER is empty: the first message will be refused at DATA"; }
 	return 0
 }
 active_quota_exceeded() { local q; q=$(db_count "SELECT quota FROM users WHERE email='$FAULT_USER'") && [ "$q" != "$HEALTHY_QUOTA" ]; }
-heal_quota_exceeded() { db -e "UPDATE users SET quota=$HEALTHY_QUOTA WHERE email='$FAULT_USER'" && ec2_flush; }
+heal_quota_exceeded() { db -e "UPDATE users SET quota=$HEALTHY_QUOTA WHERE email='$FAULT_USER'" || return 1; dovecot_auth_flush; ec2_flush; }
