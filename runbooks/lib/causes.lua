@@ -50,7 +50,7 @@ M.LIST = {
   { cause = "domain_local", hop = "mx.postfix",
     fix = function(f) return ("%s is in mydestination of %s, so the MX delivers it locally (and bounces) instead of relaying: remove it from mydestination (postconf -e mydestination=...) and reload"):format(f.domain, f.mx_pf) end },
   { cause = "domain_in_two_classes", hop = "mx.postfix",
-    fix = function(f) return ("%s is listed in more than one address class on %s (%s): Postfix warns and uses the first; keep it in exactly one (relay_domains on the MX, one virtual class on the mail server): runbook run postfix-param-set --service %s --name PARAM --value ..."):format(f.domain, f.two_classes_service or f.mx_pf, f.two_classes or "?", f.two_classes_service or f.mx_pf) end },
+    fix = function(f) return f.two_classes_fix or ("%s is listed in more than one address class on %s (%s): Postfix warns and uses the first; keep it in exactly one (relay_domains on the MX, one virtual class on the mail server): runbook run postfix-param-set --service %s --name PARAM --value ..."):format(f.domain, f.two_classes_service or f.mx_pf, f.two_classes or "?", f.two_classes_service or f.mx_pf) end },
   { cause = "mail_loop", hop = "mx.postfix",
     fix = function(f) return ("%s treats %s as its own (mydestination / virtual domains) and mail loops back: remove the domain from mydestination on %s so relay_domains and relay_transport apply"):format(f.mx, f.domain, f.mx_pf) end },
   { cause = "relay_transport_wrong", hop = "mx.postfix",

@@ -101,6 +101,19 @@ function M.resolve(ctx, f, r, which)
   -- findings
   if #classes >= 2 then
     f.two_classes, f.two_classes_service = table.concat(classes, " and "), svc
+    -- the fix: keep relay_domains (the lab's and the document's class for the hosted domains),
+    -- take the domain out of the other list when that list names it literally (not a table)
+    for _, c in ipairs(classes) do
+      if c ~= "relay_domains" and not f.two_classes_fix then
+        local keep, literal = {}, false
+        for _, item in ipairs(resolve.split(p[c])) do
+          if lower(item) == lower(f.domain) then literal = true else keep[#keep + 1] = item end
+        end
+        if literal and #classes == 2 and classes[2] == "relay_domains" then
+          f.two_classes_fix = { runbook = "postfix-param-set", args = { service = svc, name = c, value = table.concat(keep, ", ") } }
+        end
+      end
+    end
     local e = {}
     for _, c in ipairs(classes) do e[#e + 1] = ev(host, "postconf -x " .. c, c .. " = " .. tostring(p[c])) end
     r:fail("domain_in_two_classes", ("%s is listed in %s on %s: Postfix warns \"do not list domain %s in BOTH ...\" and uses only one of them"):format(
@@ -195,6 +208,11 @@ function M.dovecot(ctx, f, r)
     end
   else
     evs[#evs + 1] = ev(f.ms, "doveadm user " .. f.addr, "not found: " .. tostring(u.text))
+    -- the passdb's answer too (found or not: its fields, a hash among them, are never kept)
+    local a, amsg, acode = ctx:doveadm_auth(f.ms_dc, f.addr, { timeout = M.T.doveadm })
+    evs[#evs + 1] = ev(f.ms, "doveadm auth lookup " .. f.addr, a and (a.found and "passdb: found" or ("passdb: not found " .. tostring(a.text)))
+      or ("could not ask: " .. tostring(amsg) .. " (" .. tostring(acode) .. ")"))
+    view.passdb_found = a and a.found
   end
   if f.row then
     evs[#evs + 1] = ev(f.ms, "sql users", ("row: email=%q enabled=%s maildir=%s"):format(f.row.email, tostring(f.row.enabled), tostring(f.row.maildir)))
@@ -342,7 +360,11 @@ function M.saved(ctx, f, r)
     last.time and os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(last.time)) or nil) }
   local found, subscribed
   local dead = f.dead["docker:ms"] or f.dead.dovecot or (f.dead.sql and ("the database: " .. f.dead.sql))
-  if last.message_id and f.has(f.ms, "dovecot") and not f.down(f.ms_dc) and dead then
+  local unknown_user = f.dovecot_view and f.dovecot_view.found == false and lower(user) == lower(f.addr)
+  if unknown_user then
+    -- Dovecot does not know the user now (the dovecot check says why): its mailbox cannot be asked
+    e[#e + 1] = ev(f.ms, "doveadm fetch", "not looked up: Dovecot does not know " .. user .. " now")
+  elseif last.message_id and f.has(f.ms, "dovecot") and not f.down(f.ms_dc) and dead then
     -- doveadm fetch looks the user up first: with the database or Dovecot not answering it would wait
     r:unknown(("the message %s was not looked up: %s did not answer (%s)"):format(last.message_id, f.ms_dc, dead))
   elseif last.message_id and f.has(f.ms, "dovecot") and not f.down(f.ms_dc) then
