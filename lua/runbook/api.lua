@@ -660,8 +660,10 @@ function Ctx:write_file(path, content, mode) end
 
 -- ---------------------------------------------------------------- Dovecot (runbook.prim.dovecot)
 
----Read Dovecot settings of a service (`doveconf NAME...`). A section (`plugin`) is present as ""
----and its settings as "section/name". An unknown setting is `notfound`.
+---Read Dovecot settings of a service (`doveconf NAME...`).
+---
+---A section (`plugin`) is present as "" and its settings as "section/name". An unknown setting
+---is `notfound`.
 ---
 ---Example:
 ---```lua
@@ -676,9 +678,10 @@ function Ctx:write_file(path, content, mode) end
 ---@return ServiceCode|nil code
 function Ctx:doveconf(service, names, opts) end
 
----The userdb answer Dovecot will use for a user (`doveadm user USER`), through its auth cache
----when one is configured. A user Dovecot does not know is `{found = false}`, not an error; a
----userdb that could not answer (exit 75) is `lookup`.
+---The userdb answer Dovecot will use for a user (`doveadm user USER`).
+---
+---Through its auth cache when one is configured. A user Dovecot does not know is
+---`{found = false}`, not an error; a userdb that could not answer (exit 75) is `lookup`.
 ---
 ---Example:
 ---```lua
@@ -693,8 +696,10 @@ function Ctx:doveconf(service, names, opts) end
 ---@return ServiceCode|"lookup"|nil code
 function Ctx:doveadm_user(service, user, opts) end
 
----Whether Dovecot's passdb knows a user (`doveadm auth lookup USER`). Only found/not found is
----kept: the passdb's fields (a password hash among them) are never returned or shown.
+---Whether Dovecot's passdb knows a user (`doveadm auth lookup USER`).
+---
+---Only found/not found is kept: the passdb's fields (a password hash among them) are never
+---returned or shown.
 ---
 ---Example:
 ---```lua
@@ -722,8 +727,9 @@ function Ctx:doveadm_auth(service, user, opts) end
 ---@return ServiceCode|"lookup"|nil code
 function Ctx:doveadm_quota(service, user, opts) end
 
----A user's mailboxes (`doveadm mailbox list -u USER`), only the subscribed ones with
----`{subscribed = true}` (`-s`): the folders a mail client shows.
+---A user's mailboxes (`doveadm mailbox list -u USER`).
+---
+---Only the subscribed ones with `{subscribed = true}` (`-s`): the folders a mail client shows.
 ---
 ---Example:
 ---```lua
@@ -737,8 +743,9 @@ function Ctx:doveadm_quota(service, user, opts) end
 ---@return ServiceCode|"lookup"|nil code
 function Ctx:doveadm_mailboxes(service, user, opts) end
 
----Every copy of a message in a user's mailboxes, found by its Message-ID header
----(`doveadm fetch -u USER 'mailbox uid' mailbox '*' header message-id ID`). Reads only.
+---Every copy of a message in a user's mailboxes, found by its Message-ID header.
+---
+---One `doveadm fetch -u USER 'mailbox uid' mailbox '*' header message-id ID`. Reads only.
 ---
 ---Example:
 ---```lua
@@ -776,8 +783,10 @@ function Ctx:doveadm_find(service, user, message_id, opts) end
 ---@return ServiceCode|nil code
 function Ctx:postconf(service, names, opts) end
 
----Look keys up in one Postfix lookup table with Postfix itself: ONE `postmap -q - TYPE:TABLE`
----with every key on its standard input (map types and case folding are Postfix's own).
+---Look keys up in one Postfix lookup table with Postfix itself (`postmap -q - TYPE:TABLE`).
+---
+---One command for every key, on its standard input (map types and case folding are Postfix's
+---own).
 ---
 ---The result maps each key to its value, or false when the table does not hold it. A table that
 ---postmap cannot open or query (a missing .db, a database that does not answer) is `lookup`:

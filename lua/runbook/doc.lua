@@ -85,6 +85,7 @@ local function method_entry(name, arglist, block)
     end
   end
   e.summary = desc[1] or ""
+  e.summary_continues = desc[2] ~= nil and desc[2] ~= ""
   local i = 2
   while desc[i] == "" do i = i + 1 end
   local in_example = false
@@ -247,6 +248,9 @@ function M.check(api, public)
   for _, e in ipairs(api.methods) do
     if not is_public[e.name] then add("api.lua documents ctx:%s, which no context exposes", e.name) end
     if e.summary == "" then add("ctx:%s has no summary line", e.name) end
+    if e.summary_continues then
+      add("ctx:%s: the summary runs onto a second line (one line, then a blank ---)", e.name)
+    end
     if not e.example then add("ctx:%s has no example", e.name) end
     local documented = {}
     for _, p in ipairs(e.params) do documented[#documented + 1] = p.name end

@@ -141,6 +141,12 @@ do -- a code not in ErrCode
     '---@return "notfound"|"gone"|nil code\nfunction Ctx:file_stat')
   t.ok(has(problems_of(m), 'ctx:file_stat returns code "gone"'), "control: a code missing from ErrCode is reported")
 end
+do -- a summary that runs onto a second line (it would be cut in the lists)
+  local m = text:gsub("%-%-%-Percent%-encode a string %(for building a query string by hand%)%.\n%-%-%-\n",
+    "---Percent-encode a string\n---(for building a query string by hand).\n---\n", 1)
+  t.ok(m ~= text and has(problems_of(m), "ctx:url_escape: the summary runs onto a second line"),
+    "control: a summary of two lines is reported")
+end
 do -- a type name api.lua does not define (LuaLS would say undefined-doc-name)
   local m = text:gsub("%-%-%-@return ExecResult|nil result", "---@return ExecResults|nil result", 1)   -- exec's
   t.ok(m ~= text and has(problems_of(m), "ctx:exec uses type ExecResults, which api.lua does not define"),
