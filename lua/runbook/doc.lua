@@ -223,7 +223,9 @@ end
 
 function M.load()
   local path, why = M.path()
-  if not path then return nil, "the API description (runbook/api.lua) is not installed:" .. why end
+  if not path then
+    return nil, "the API description (runbook/api.lua) is not installed: " .. (why:gsub("^%s+", ""):gsub("%s+", " "))
+  end
   local f, err = io.open(path, "r")
   if not f then return nil, err end
   local text = f:read("a")
