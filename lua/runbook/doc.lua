@@ -1,5 +1,5 @@
--- runbook.doc: `runbook doc [METHOD]` and the README's API section, both read from the one
--- description of the runbook API, lua/runbook/api.lua (LuaLS definitions, never run).
+-- runbook.doc: `runbook doc` and the API sections of the README and the man page, all read from
+-- the one description of the runbook API, lua/runbook/api.lua (LuaLS definitions, never run).
 --
 --   doc.parse(text) -> api | nil, msg       api = { methods = {entry...}, by_name = {}, fields =
 --       {{name, type, desc}...}, codes = {{name, meaning}...}, code_meaning = {}, aliases = {},
@@ -14,7 +14,7 @@
 --   doc.signature(entry) -> "ctx:name(a, b [, c]) -> result | nil, message, code"
 --   doc.markdown(api) -> the README's API section (between <!-- api:begin --> and <!-- api:end -->)
 --   doc.roff(api) -> the man page's (src/runbook.1, between .\" api:begin and .\" api:end)
---   doc.main(argv) -> exit status for `runbook doc [METHOD | codes | --markdown]`
+--   doc.main(argv) -> exit status for `runbook doc [METHOD | TYPE | codes | --markdown]`
 -- Depends on: nothing but the standard library (reads api.lua as text).
 local M = {}
 
@@ -511,7 +511,7 @@ end
 -- ---------------------------------------------------------------- the command
 
 local HELP = [[
-Usage: runbook doc [METHOD | codes | --markdown]
+Usage: runbook doc [METHOD | TYPE | codes | --markdown]
 
   runbook doc            every ctx field and method with a one-line summary
   runbook doc METHOD     one method in full: signature, parameters, returns (and the fields of
