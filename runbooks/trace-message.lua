@@ -50,6 +50,7 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
       if ops.service_of(ctx, s[1]) then services[#services + 1] = { spec = s[1], host = s[1]:match("^(.-)/"), label = s[2] } end
     end
 
+    local unread = {}   -- services whose queue could not be read
     -- 1. where does the id appear: queue ids, recipients, message-id
     local found = ctx:step("find", function()
       local qids, rcpts, rcpt_list, mid, waiting = {}, {}, {}, msgid, {}
@@ -91,7 +92,12 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
       if next(qids) and #rcpt_list == 0 then
         for _, svc in ipairs(services) do
           if svc.label ~= "dovecot" and (hits[svc.spec] or 0) > 0 then
-            local q = ctx:postqueue(svc.spec)
+            local q, qmsg = ctx:postqueue(svc.spec)
+            if not q then   -- could not read the queue: not "nothing waits"
+              unread[#unread + 1] = ("%s (%s)"):format(svc.spec, tostring(qmsg))
+              ctx:finding { severity = "warn", cause = "queue_unreadable", hop = svc.spec,
+                            message = ("cannot read %s's queue: %s"):format(svc.spec, tostring(qmsg)) }
+            end
             for _, m in ipairs(q or {}) do
               if qids[m.queue_id] then
                 for _, r in ipairs(m.recipients or {}) do
@@ -117,6 +123,13 @@ Exit 0 when every recipient's copy was delivered, 1 when one stopped or nothing 
       return { qids = qids, rcpts = rcpt_list, message_id = mid, waiting = waiting }
     end, "find the message in every hop's log since --since")
     if not found then return end
+    if #found.rcpts == 0 and #unread > 0 then
+      ctx:verdict { status = "escalate", cause = "queue_unreadable",
+                    message = ("%s is in the logs (queue id %s) but no recipient was logged and the queue could not be read: %s"):format(
+                      needle, table.concat((function() local l = {} for q in pairs(found.qids) do l[#l + 1] = q end table.sort(l) return l end)(), " "),
+                      table.concat(unread, "; ")) }
+      return
+    end
     if #found.rcpts == 0 then
       ctx:verdict { status = "problem", cause = "not_found",
                     message = ("%s is not in the logs since %s (or no recipient was logged for it yet): try a longer --since"):format(needle, ops.utc(since)) }
