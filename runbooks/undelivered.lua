@@ -344,6 +344,9 @@ local function check_maildir(ctx, f, r)
   if f.down(f.ms_dc) then return r:skip(f.ms_dc .. " is not running") end
   local paths = { f.maildir_root .. "/" .. f.domain }
   if f.user_maildir and f.user_maildir ~= "" then paths[#paths + 1] = f.maildir_root .. "/" .. tostring(f.user_maildir):gsub("/$", "") end
+  -- Dovecot's home (its own view) is the directory that receives mail: it must exist on disk too
+  local home = f.dovecot_view and f.dovecot_view.home and tostring(f.dovecot_view.home):gsub("/+$", "")
+  if home and home ~= "" and home ~= paths[#paths] then paths[#paths + 1] = home end
   -- one exec for every path (find only prints: a read for the gate); a missing one is not an error
   local argv = { "find" }
   for _, p in ipairs(paths) do argv[#argv + 1] = p end
@@ -352,6 +355,11 @@ local function check_maildir(ctx, f, r)
   if not res then gone(f, "docker:ms", msg, code); return r:unknown(("find %s: %s (%s)"):format(paths[1], msg, code)) end
   if res.status ~= 0 and not res.stdout:find("%S") and not res.stderr:find("No such file", 1, true) then
     return r:unknown(("find %s: exit %s: %s"):format(paths[1], tostring(res.status), res.stderr:sub(1, 200)))
+  end
+  if home and home ~= "" and not res.stdout:find(home .. "\t", 1, true) then
+    ctx:finding { severity = "warn", hop = f.ms .. ".maildir",
+      message = ("Dovecot's home for %s, %s, does not exist on disk (the database row names %s): the first message creates it, and the user's client may read another directory"):format(
+        f.addr, home, tostring(f.user_maildir)), evidence = { ev(f.ms, "find " .. home, "No such file or directory") } }
   end
   for line in res.stdout:gmatch("[^\n]+") do
     local p, user, group, mode, kind = line:match("^(.-)\t(%S+)\t(%S+)\t(%d+)\t(%S+)$")
