@@ -619,10 +619,12 @@ Postfix, Dovecot and MariaDB in a compose project). Every check ends ok, fail or
   mx.smtp     every MX greets on port 25 and answers EHLO (probe)            document 4
   mx.config   relay_domains, relay_transport, mydestination on the MX        document 2.3
   mx.rcpt     the MX accepts RCPT for the address from outside (probe)       document 2.4
-  mx.resolve  the MX resolves the address: domain class, postmap -q in every table that can
-              change or refuse it (aliases incl. catch-all @domain and the +tag-stripped key,
-              canonical maps, transport_maps, relay_recipient_maps, check_recipient_access)
-  ms.resolve  the same on the mail server's Postfix (on the smtp:[dell]:25 path)
+  ms.resolve  the mail server's Postfix resolves the address (on the smtp:[dell]:25 path):
+              domain class, postmap -q in every table that can change or refuse it (aliases
+              incl. catch-all @domain and the +tag-stripped key, canonical maps, transport_maps,
+              relay_recipient_maps, check_recipient_access)
+  mx.resolve  the same on the MX (asked second: a rewrite the mail server's own table makes
+              too, or a catch-all, is delivered_elsewhere; one only the MX makes address_rewritten)
   relay       the next hop relay_transport names answers, seen FROM the MX   document 3
   next.rcpt   the next hop accepts RCPT for the address (probe, LMTP/SMTP)   document 1.3
   dovecot     Dovecot's own view (doveadm user, quota, auth cache) against the database row
