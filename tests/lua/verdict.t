@@ -60,6 +60,7 @@ local EXPECT = {
   ["size-mismatch"] = { "problem", "size_limit_mismatch", "ec2.postfix" },
   ["domain-two-classes"] = { "problem", "domain_in_two_classes", "ec2.postfix" },
   ["plus-tag"] = { "problem", "plus_tag_unsupported", "dell.dovecot", also = "delimiter_mismatch" },
+  ["sieve-junk"] = { "problem", "delivered_to_junk", "dell.dovecot" },
   -- stalls: the right unknown checks, never healthy, never "no"; recorded runs ended within 20 s
   ["mx-stall"] = { "problem", "mx_not_greeting", "ec2.smtp", within = 20 },
   ["lmtp-stall"] = { "problem", "relay_not_greeting", "ec2->dell", within = 20 },
