@@ -1,0 +1,159 @@
+# tests/lab/faults-11.sh - the faults of "every part answers, yet the mail goes somewhere else"
+# (issue 11): aliases, sieve, the +tag delimiter, address case, Dovecot's negative auth cache,
+# size limits and address classes of the two Postfix hops. Sourced by tests/lab/lab after
+# tests/lab/faults.sh and tests/lab/faults-more.sh; uses their helpers (db, db_count, dk_*,
+# send_mail, postfix_main_cf, write_ec2_aliases, healthy_aliases, dovecot_auth_flush, ...).
+#
+# The contract (see faults.sh): fault_NAME STATEDIR breaks the lab as it breaks for real and, where
+# the evidence is a message, sends one (its queue id and Message-ID in STATEDIR/queue_id,
+# STATEDIR/message_id); heal_NAME STATEDIR puts back the lab's known healthy state, idempotent and
+# correct with an empty or missing STATEDIR; active_NAME exits 0 iff the REAL state shows the fault.
+#
+# The lab parts these faults act on (tests/lab/lab, tests/lab/README.md):
+# - table `aliases` (source = user@domain or @domain, destination, domain, enabled) in
+#   mailserver_usermgmt; seed: abuse@example.test -> postmaster@example.test and the one catch-all
+#   @shop.test -> sales@shop.test (harmless: shop.test's one mailbox maps to itself).
+#   dell's Postfix reads it: virtual_alias_maps = mysql:/etc/postfix/mysql-virtual-aliases.cf.
+#   ec2's Postfix (the MX; on the lab's LMTP path the only Postfix) reads its export:
+#   virtual_alias_maps = hash:/etc/postfix/virtual_aliases, written from the table's enabled rows
+#   (ORDER BY id) by the lab's sync (sync_ec2_aliases: `lab up`, the faults and heals), as an
+#   operator's sync job keeps a gateway's copy. So an alias row acts on both paths.
+# - recipient_delimiter = + on both Postfix hops and in Dovecot; message_size_limit = 10240000 on
+#   both hops; virtual_alias_domains = (empty) on both hops.
+# - Dovecot: auth_cache_size = 1M, auth_cache_ttl = 1 hour, auth_cache_negative_ttl = 1 hour;
+#   Pigeonhole sieve in LMTP (sieve = file:~/sieve;active=~/dovecot.sieve; healthy: no script);
+#   every enabled seed user has INBOX and Junk, both subscribed.
+# - users.email and aliases.source compare byte for byte (utf8mb4_bin).
+# Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
+
+FAULTS="$FAULTS catchall"
+
+F11_CATCHALL_TARGET=postmaster@example.test   # catchall: where @example.test goes
+F11_ALIAS_TARGET=sales@shop.test              # alias-elsewhere: where info@ goes
+F11_TAG_ADDR=info+tag@example.test            # plus-tag: the tagged address the fault mails
+F11_CASE_EMAIL=Info@example.test              # address-case: info@'s row as the fault writes it
+F11_DELL_SIZE=1048576                         # size-mismatch: dell's message_size_limit (ec2: 10240000)
+F11_SIEVE_NAME=lab-junk                       # sieve-junk: the script's name
+F11_DOVECOT_CONF=$L/dell/dovecot/etc/dovecot.conf
+F11_UDIR=$L/dell/vmail/$FAULT_DOMAIN/${FAULT_USER%@*}   # info@'s home and Maildir (on the host)
+
+# ---------------------------------------------------------------- helpers
+
+f11_dk() { local h=$1; shift; timeout "${F11_DK_TIMEOUT:-30}" "$DOCKER" -H "unix://$L/$h/docker.sock" "$@"; }
+f11_running() { [ "$(f11_dk "$1" inspect -f '{{.State.Running}}' "$2" 2>/dev/null)" = true ]; }
+f11_doveadm() { f11_dk dell exec -i "$DELL_DOVECOT" doveadm "$@"; }
+f11_etc() { echo "$L/$1/postfix/etc"; }
+
+# the Postfix main.cf of HOST (ec2|dell), read from the file as the instance loads it
+f11_cf_get() { postconf -c "$(f11_etc "$1")" -h "$2" 2>/dev/null; }
+# f11_cf_line HOST NAME: the exact line the lab's definition writes (exit 1: the lab does not set it)
+f11_cf_line() {
+	postfix_main_cf "$1" | awk -v n="$2" 'index($0, n " =") == 1 && !found { print; found = 1 } END { exit !found }'
+}
+# f11_cf_drift HOST NAME: exit 0 if the file's NAME differs from the lab's healthy line
+f11_cf_drift() {
+	local want
+	if want=$(f11_cf_line "$1" "$2"); then
+		[ "$(grep -E "^$2[[:space:]]*=" "$(f11_etc "$1")/main.cf")" != "$want" ]
+	else
+		[ -n "$(postconf -c "$(f11_etc "$1")" -n "$2" 2>/dev/null)" ]
+	fi
+}
+# f11_cf_restore HOST NAME...: the lab's exact line back in place (or the parameter removed with
+# its continuation lines when the lab does not set it); exit 0 if anything changed
+f11_cf_restore() {
+	local h=$1 n want changed=1 tmp etc
+	shift
+	etc=$(f11_etc "$h")
+	for n; do
+		f11_cf_drift "$h" "$n" || continue
+		want=$(f11_cf_line "$h" "$n") || want=""
+		tmp=$(mktemp "$etc/.main.cf.XXXXXX") || return 2
+		awk -v n="$n" -v want="$want" '
+			skip && /^[ \t]/ { next }
+			{ skip = 0 }
+			$0 ~ "^" n "[ \t]*=" { skip = 1; if (want != "" && !done) { print want; done = 1 }; next }
+			{ print }
+			END { if (want != "" && !done) print want }' "$etc/main.cf" >"$tmp" || { rm -f "$tmp"; return 2; }
+		chmod 0644 "$tmp" && mv -f "$tmp" "$etc/main.cf" || return 2
+		changed=0
+	done
+	return $changed
+}
+# in HOST's Postfix container, as the operator: postconf -e, postfix reload
+f11_pf() { local h=$1; shift; f11_dk "$h" exec "$(postfix_of "$h")" "$@"; }
+f11_pf_reload() { f11_running "$1" "$(postfix_of "$1")" || return 0; f11_pf "$1" postfix reload >/dev/null 2>&1; }
+f11_pf_set() { f11_pf "$1" postconf -e "$2=$3" >/dev/null && f11_pf_reload "$1"; }
+
+# f11_sync: the sync job: the aliases table's enabled rows exported to ec2's map, ec2 reloaded
+f11_sync() { sync_ec2_aliases; [ $? -le 1 ]; }
+# f11_alias_set SOURCE DESTINATION: one alias row (as the admin tool writes it), then the sync
+f11_alias_set() {
+	db -e "INSERT INTO aliases (source, destination, domain, enabled) VALUES ('$1', '$2', SUBSTRING_INDEX('$1', '@', -1), 1)
+		ON DUPLICATE KEY UPDATE destination=VALUES(destination), enabled=1" || return 1
+	f11_sync
+}
+# f11_map_has KEY [EXCEPT-VALUE]: ec2's alias map source has KEY (with a value other than EXCEPT-VALUE)
+f11_map_has() { awk -v k="$1" -v x="${2:-}" '$1 == k && $2 != x { f = 1 } END { exit !f }' "$L/ec2/postfix/etc/$EC2_ALIAS_MAP" 2>/dev/null; }
+# the healthy aliases: every seed row as the seed has it, the fault's rows gone, the map their export
+f11_aliases_heal() { # SQL-WHERE of the rows this fault adds
+	db -e "DELETE FROM aliases WHERE $1" || return 1
+	seed_rows >/dev/null || return 1
+	f11_sync
+}
+
+# f11_send RCPT SUBJECT STATEDIR: one message from the outside sender; queue id and Message-ID
+# kept in STATEDIR; prints the queue id. A refusal is returned (1) with the reply in STATEDIR/refusal.
+f11_send() {
+	local msgid qid err
+	msgid="<$(printf '%s' "$2" | tr -c 'a-z0-9-' '-').$(date +%s%N)@outside.test>"
+	err=$(mktemp) || return 1
+	qid=$(send_mail "$1" "lab fault $2" "$msgid" 2>"$err")
+	local rc=$?
+	[ -d "${3:-}" ] && { printf '%s\n' "$msgid" >>"$3/message_id"; cat "$err" >>"$3/refusal"; }
+	rm -f "$err"
+	[ $rc -eq 0 ] || return 1
+	[ -d "${3:-}" ] && printf '%s\n' "$qid" >>"$3/queue_id"
+	echo "$qid"
+}
+# f11_wait_gone QID SECONDS: ec2 has handed the message on (no queue file of it left: sent or bounced)
+f11_wait_gone() {
+	local i
+	for i in $(seq $(($2 * 10))); do
+		[ -z "$(find "$L/ec2/postfix/spool/incoming" "$L/ec2/postfix/spool/active" "$L/ec2/postfix/spool/deferred" \
+			-type f -name "$1" 2>/dev/null)" ] && return 0
+		sleep 0.1
+	done
+	warn "message $1 still in ec2's queue after $2 s"
+	return 1
+}
+# f11_dovecot_reload: after a dovecot.conf change; waits until LMTP answers for the fault user again
+f11_dovecot_reload() {
+	f11_running dell "$DELL_DOVECOT" || return 0
+	f11_doveadm reload >/dev/null 2>&1 || return 1
+	sleep 0.3 # a SIGHUP: the new lmtp/auth processes start behind it
+	wait_dovecot_ready
+}
+
+# ---------------------------------------------------------------- catchall
+
+# A catch-all for example.test is added (row @example.test -> postmaster@example.test in the
+# aliases table, exported to ec2's map) while info@ has no identity entry: Postfix's virtual(5)
+# search (user@domain, then @domain) hands info@'s mail to postmaster. The fault sends one message.
+# Evidence: accepted; ec2 log `QID: to=<postmaster@example.test>, orig_to=<info@example.test>,
+# relay=127.0.0.20[127.0.0.20]:2525, ..., dsn=2.0.0, status=sent (250 2.0.0 <postmaster@example.test>
+# SESSION Saved)`; dovecot log `lmtp(postmaster@example.test)<PID><SESSION>: Info: msgid=<...>: saved
+# mail to INBOX`; the message in example.test/postmaster/new, not in info's Maildir; ec2
+# `postmap -q info@example.test hash:/etc/postfix/virtual_aliases`: nothing (exit 1),
+# `postmap -q @example.test hash:/etc/postfix/virtual_aliases` = postmaster@example.test; dell
+# `postmap -q @example.test mysql:/etc/postfix/mysql-virtual-aliases.cf` = postmaster@example.test;
+# SQL `SELECT destination FROM aliases WHERE source='@example.test'` = postmaster@example.test.
+fault_catchall() {
+	f11_alias_set "@$FAULT_DOMAIN" "$F11_CATCHALL_TARGET" || return 1
+	f11_send "$FAULT_USER" catchall "$1" >/dev/null
+}
+active_catchall() {
+	[ "$(db_count "SELECT COUNT(*) FROM aliases WHERE source='@$FAULT_DOMAIN'")" = 1 ] || f11_map_has "@$FAULT_DOMAIN"
+}
+heal_catchall() { f11_aliases_heal "source='@$FAULT_DOMAIN'"; }
+
