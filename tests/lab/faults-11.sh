@@ -26,7 +26,7 @@
 # - users.email and aliases.source compare byte for byte (utf8mb4_bin).
 # Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
 
-FAULTS="$FAULTS catchall"
+FAULTS="$FAULTS catchall alias-elsewhere"
 
 F11_CATCHALL_TARGET=postmaster@example.test   # catchall: where @example.test goes
 F11_ALIAS_TARGET=sales@shop.test              # alias-elsewhere: where info@ goes
@@ -156,4 +156,26 @@ active_catchall() {
 	[ "$(db_count "SELECT COUNT(*) FROM aliases WHERE source='@$FAULT_DOMAIN'")" = 1 ] || f11_map_has "@$FAULT_DOMAIN"
 }
 heal_catchall() { f11_aliases_heal "source='@$FAULT_DOMAIN'"; }
+
+# ---------------------------------------------------------------- alias-elsewhere
+
+# An alias row in the database sends info@ to another mailbox (info@example.test ->
+# sales@shop.test, an old forward nobody removed); dell's Postfix reads it (mysql:) and the sync
+# exports it to ec2's map. The fault sends one message.
+# Evidence: accepted; ec2 log `QID: to=<sales@shop.test>, orig_to=<info@example.test>,
+# relay=127.0.0.20[127.0.0.20]:2525, ..., status=sent (250 2.0.0 <sales@shop.test> SESSION Saved)`;
+# dovecot log `lmtp(sales@shop.test)<PID><SESSION>: Info: msgid=<...>: saved mail to INBOX`; the
+# message in shop.test/sales/new, not in info's Maildir; SQL `SELECT destination FROM aliases WHERE
+# source='info@example.test'` = sales@shop.test; `postmap -q info@example.test` on ec2's
+# hash:/etc/postfix/virtual_aliases and on dell's mysql:/etc/postfix/mysql-virtual-aliases.cf =
+# sales@shop.test. (The MX-only variant, a hash map of its own, is alias-rewrite.)
+fault_alias_elsewhere() {
+	f11_alias_set "$FAULT_USER" "$F11_ALIAS_TARGET" || return 1
+	f11_send "$FAULT_USER" alias-elsewhere "$1" >/dev/null
+}
+active_alias_elsewhere() {
+	[ "$(db_count "SELECT COUNT(*) FROM aliases WHERE source='$FAULT_USER' AND destination<>'$FAULT_USER'")" = 1 ] ||
+		f11_map_has "$FAULT_USER" "$FAULT_USER"
+}
+heal_alias_elsewhere() { f11_aliases_heal "source='$FAULT_USER' AND destination<>'$FAULT_USER'"; }
 
