@@ -26,7 +26,7 @@
 # - users.email and aliases.source compare byte for byte (utf8mb4_bin).
 # Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
 
-FAULTS="$FAULTS catchall alias-elsewhere"
+FAULTS="$FAULTS catchall alias-elsewhere sieve-junk"
 
 F11_CATCHALL_TARGET=postmaster@example.test   # catchall: where @example.test goes
 F11_ALIAS_TARGET=sales@shop.test              # alias-elsewhere: where info@ goes
@@ -178,4 +178,39 @@ active_alias_elsewhere() {
 		f11_map_has "$FAULT_USER" "$FAULT_USER"
 }
 heal_alias_elsewhere() { f11_aliases_heal "source='$FAULT_USER' AND destination<>'$FAULT_USER'"; }
+
+# ---------------------------------------------------------------- sieve-junk
+
+# info@'s active sieve script (put and activated with `doveadm sieve put -a`, as ManageSieve or a
+# webmail filter page does) files mail from outside.test into Junk. Postfix and Dovecot both say
+# "Saved". The fault sends one message.
+# Evidence: ec2 log `QID: to=<info@example.test>, relay=127.0.0.20[127.0.0.20]:2525, ..., dsn=2.0.0,
+# status=sent (250 2.0.0 <info@example.test> SESSION Saved)`; dovecot log
+# `lmtp(info@example.test)<PID><SESSION>: Info: sieve: msgid=<...>: fileinto action: stored mail
+# into mailbox 'Junk'`; the message in example.test/info/.Junk/new (not new/ or cur/ of INBOX);
+# `doveadm sieve list -u info@example.test` = `lab-junk ACTIVE`; `doveadm search -u info@example.test
+# mailbox Junk header message-id <ID>` finds it; `doveadm mailbox list -s -u info@example.test`
+# lists Junk (subscribed). On disk: example.test/info/sieve/lab-junk.sieve and the link
+# example.test/info/dovecot.sieve -> sieve/lab-junk.sieve.
+F11_SIEVE_SCRIPT='require ["fileinto"];
+# filed by a rule the user once made: everything from outside.test is spam
+if address :domain :is "from" "outside.test" {
+  fileinto "Junk";
+  stop;
+}'
+fault_sieve_junk() {
+	printf '%s\n' "$F11_SIEVE_SCRIPT" | f11_doveadm sieve put -u "$FAULT_USER" -a "$F11_SIEVE_NAME" || return 1
+	f11_send "$FAULT_USER" sieve-junk "$1" >/dev/null
+}
+# (any script or active link: healthy is none; `doveadm sieve list` alone makes an empty ~/sieve)
+active_sieve_junk() {
+	local f
+	for f in dovecot.sieve .dovecot.sieve; do [ -e "$F11_UDIR/$f" ] || [ -L "$F11_UDIR/$f" ] && return 0; done
+	compgen -G "$F11_UDIR/sieve/*.sieve" >/dev/null
+}
+# healthy: no script at all (the active link, the scripts and their compiled forms go); the mail
+# already filed stays where it is, as in a real mailbox
+# (.dovecot.sieve too: with the Maildir in the home, Maildir++ takes it for a folder and the quota
+# count fails on it, 451 4.2.0 at RCPT; the lab names the link dovecot.sieve for that reason)
+heal_sieve_junk() { rm -rf "$F11_UDIR/dovecot.sieve" "$F11_UDIR/dovecot.svbin" "$F11_UDIR/.dovecot.sieve" "$F11_UDIR/.dovecot.svbin" "$F11_UDIR/sieve"; }
 
