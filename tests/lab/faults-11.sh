@@ -26,7 +26,7 @@
 # - users.email and aliases.source compare byte for byte (utf8mb4_bin).
 # Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
 
-FAULTS="$FAULTS catchall alias-elsewhere sieve-junk"
+FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag"
 
 F11_CATCHALL_TARGET=postmaster@example.test   # catchall: where @example.test goes
 F11_ALIAS_TARGET=sales@shop.test              # alias-elsewhere: where info@ goes
@@ -213,4 +213,33 @@ active_sieve_junk() {
 # (.dovecot.sieve too: with the Maildir in the home, Maildir++ takes it for a folder and the quota
 # count fails on it, 451 4.2.0 at RCPT; the lab names the link dovecot.sieve for that reason)
 heal_sieve_junk() { rm -rf "$F11_UDIR/dovecot.sieve" "$F11_UDIR/dovecot.svbin" "$F11_UDIR/.dovecot.sieve" "$F11_UDIR/.dovecot.svbin" "$F11_UDIR/sieve"; }
+
+# ---------------------------------------------------------------- plus-tag
+
+# Dovecot loses its recipient_delimiter (`recipient_delimiter =` in dovecot.conf, reloaded) while
+# both Postfix hops keep `+`: Postfix passes info+tag@example.test unchanged over LMTP and Dovecot
+# looks up the whole address. The fault sends one message to info+tag@example.test.
+# Evidence: ec2 log `QID: to=<info+tag@example.test>, relay=127.0.0.20[127.0.0.20]:2525, ...,
+# dsn=5.1.1, status=bounced (host 127.0.0.20[127.0.0.20] said: 550 5.1.1 <info+tag@example.test>
+# User doesn't exist: info+tag@example.test (in reply to RCPT TO command))`; `doveconf -h
+# recipient_delimiter` in the dovecot container: empty; `postconf -h recipient_delimiter` on both
+# hops: `+`; mail to info@example.test itself is still delivered.
+fault_plus_tag() {
+	sed -i 's/^recipient_delimiter = .*/recipient_delimiter =/' "$F11_DOVECOT_CONF" || return 1
+	grep -qx 'recipient_delimiter =' "$F11_DOVECOT_CONF" || return 1
+	f11_dovecot_reload || return 1
+	local qid
+	qid=$(f11_send "$F11_TAG_ADDR" plus-tag "$1") && f11_wait_gone "$qid" 15
+	return 0
+}
+active_plus_tag() { ! grep -qx 'recipient_delimiter = +' "$F11_DOVECOT_CONF" 2>/dev/null; }
+heal_plus_tag() {
+	active_plus_tag || return 0
+	local tmp
+	tmp=$(mktemp "$F11_DOVECOT_CONF.XXXXXX") || return 1
+	# the lab's own line back (added after lmtp_rcpt_check_quota when it was removed)
+	awk '/^recipient_delimiter[ \t]*=/ { next } { print } /^lmtp_rcpt_check_quota = / { print "recipient_delimiter = +" }' \
+		"$F11_DOVECOT_CONF" >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$F11_DOVECOT_CONF" || { rm -f "$tmp"; return 1; }
+	f11_dovecot_reload
+}
 
