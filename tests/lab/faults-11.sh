@@ -26,7 +26,9 @@
 # - users.email and aliases.source compare byte for byte (utf8mb4_bin).
 # Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
 
-FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag"
+FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag address-case"
+# a row in another case must be put back before user-missing's heal looks for info@'s row
+FAULTS_ORDER="${FAULTS_ORDER/domain-missing/address-case domain-missing}"
 
 F11_CATCHALL_TARGET=postmaster@example.test   # catchall: where @example.test goes
 F11_ALIAS_TARGET=sales@shop.test              # alias-elsewhere: where info@ goes
@@ -241,5 +243,40 @@ heal_plus_tag() {
 	awk '/^recipient_delimiter[ \t]*=/ { next } { print } /^lmtp_rcpt_check_quota = / { print "recipient_delimiter = +" }' \
 		"$F11_DOVECOT_CONF" >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$F11_DOVECOT_CONF" || { rm -f "$tmp"; return 1; }
 	f11_dovecot_reload
+}
+
+# ---------------------------------------------------------------- address-case
+
+# info@'s row is written Info@example.test (an import that kept the case). users.email compares byte
+# for byte, so the document's query and Dovecot's user_query (auth_username_format = %Lu) find no
+# row: Dovecot answers as for an unknown user. The fault sends one message.
+# Evidence: ec2 log `QID: to=<info@example.test>, relay=127.0.0.20[127.0.0.20]:2525, ..., dsn=5.1.1,
+# status=bounced (host 127.0.0.20[127.0.0.20] said: 550 5.1.1 <info@example.test> User doesn't
+# exist: info@example.test (in reply to RCPT TO command))`; SQL `SELECT email FROM users WHERE
+# email='info@example.test'`: no row, `... WHERE LOWER(email)='info@example.test'` = Info@example.test
+# (same id, maildir example.test/info/); `doveadm user info@example.test`: `userdb lookup: user
+# info@example.test doesn't exist` (exit 67); API GET /api/users/info@example.test: 404.
+fault_address_case() {
+	[ "$(db_count "SELECT COUNT(*) FROM users WHERE email='$FAULT_USER'")" = 1 ] || { warn "user $FAULT_USER does not exist"; return 1; }
+	db -e "UPDATE users SET email='$F11_CASE_EMAIL' WHERE email='$FAULT_USER'" || return 1
+	dovecot_auth_flush || return 1
+	local qid
+	qid=$(f11_send "$FAULT_USER" address-case "$1") && f11_wait_gone "$qid" 15
+	return 0
+}
+active_address_case() {
+	local n
+	n=$(db_count "SELECT COUNT(*) FROM users WHERE LOWER(TRIM(email))='$FAULT_USER' AND BINARY email<>'$FAULT_USER'") && [ "$n" -gt 0 ]
+}
+# the row gets its address back (same id and hash); a row made for info@ meanwhile (through the
+# API) gives way to it
+heal_address_case() {
+	active_address_case || return 0
+	db -e "DELETE FROM users WHERE BINARY email='$FAULT_USER'
+		AND EXISTS (SELECT 1 FROM (SELECT id FROM users WHERE LOWER(TRIM(email))='$FAULT_USER' AND BINARY email<>'$FAULT_USER') x);
+		UPDATE users SET email='$FAULT_USER' WHERE LOWER(TRIM(email))='$FAULT_USER' AND BINARY email<>'$FAULT_USER' LIMIT 1;
+		DELETE FROM users WHERE LOWER(TRIM(email))='$FAULT_USER' AND BINARY email<>'$FAULT_USER';" || return 1
+	dovecot_auth_flush
+	ec2_flush
 }
 
