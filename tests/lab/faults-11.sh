@@ -26,7 +26,7 @@
 # - users.email and aliases.source compare byte for byte (utf8mb4_bin).
 # Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
 
-FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag address-case"
+FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag address-case negative-cache"
 # a row in another case must be put back before user-missing's heal looks for info@'s row
 FAULTS_ORDER="${FAULTS_ORDER/domain-missing/address-case domain-missing}"
 
@@ -279,4 +279,42 @@ heal_address_case() {
 	dovecot_auth_flush
 	ec2_flush
 }
+
+# ---------------------------------------------------------------- negative-cache
+
+# The user is enabled in the database, but Dovecot still refuses it from its negative auth cache
+# (auth_cache_negative_ttl = 1 hour). The fault plays the story: info@ is disabled, a message to
+# it is refused (Dovecot caches "no such user"), the operator enables it again through the User
+# Management API (PATCH {"enabled": true}), a second message is refused all the same.
+# STATEDIR/queue_id: the two queue ids (the second is the one refused while the row is enabled).
+# Evidence: ec2 log for the second message `QID: to=<info@example.test>, relay=127.0.0.20[127.0.0.20]:2525,
+# ..., dsn=5.1.1, status=bounced (host 127.0.0.20[127.0.0.20] said: 550 5.1.1 <info@example.test>
+# User doesn't exist: info@example.test (in reply to RCPT TO command))`, logged after the row was
+# enabled; SQL `enabled` = 1, API GET enabled true; `doveadm user info@example.test`: `userdb
+# lookup: user info@example.test doesn't exist` (exit 67; it asks the same cache);
+# `doveconf -h auth_cache_size auth_cache_negative_ttl` = `1 M` / `1 hours`; after `doveadm auth
+# cache flush` (the remedy) `doveadm user` finds it and mail is delivered.
+fault_negative_cache() {
+	[ "$(db_count "SELECT enabled FROM users WHERE email='$FAULT_USER'")" = 1 ] || { warn "user $FAULT_USER is not there and enabled"; return 1; }
+	db -e "UPDATE users SET enabled=0 WHERE email='$FAULT_USER'" || return 1
+	dovecot_auth_flush || return 1
+	local qid out
+	qid=$(f11_send "$FAULT_USER" negative-cache-before "$1") && f11_wait_gone "$qid" 15
+	out=$(curl -s --noproxy '*' --max-time 10 -X PATCH -H 'Content-Type: application/json' \
+		--data '{"enabled": true}' -o /dev/null -w '%{http_code}' "http://$DELL_IP:$API_PORT/api/users/$FAULT_USER")
+	[ "$out" = 200 ] || { warn "API PATCH answered $out; enabling with SQL"; db -e "UPDATE users SET enabled=1 WHERE email='$FAULT_USER'" || return 1; }
+	qid=$(f11_send "$FAULT_USER" negative-cache "$1") && f11_wait_gone "$qid" 15
+	return 0
+}
+# the row is there and enabled, yet Dovecot's userdb (through its cache) does not find the user
+active_negative_cache() {
+	[ "$(db_count "SELECT enabled FROM users WHERE email='$FAULT_USER'")" = 1 ] || return 1
+	# a stalled dockerd or Dovecot cannot answer: that is their own fault, not this one
+	! fm_any_stopped $(fm_dockerd_pids dell) $(fm_dovecot_pids) || return 1
+	F11_DK_TIMEOUT=5 f11_running dell "$DELL_DOVECOT" || return 1
+	local out
+	out=$(F11_DK_TIMEOUT=5 f11_doveadm user "$FAULT_USER" 2>&1)
+	[ $? = 67 ] || grep -q "doesn't exist" <<<"$out"
+}
+heal_negative_cache() { dovecot_auth_flush || return 1; ec2_flush; }
 
