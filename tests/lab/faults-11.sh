@@ -26,7 +26,7 @@
 # - users.email and aliases.source compare byte for byte (utf8mb4_bin).
 # Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
 
-FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag address-case negative-cache"
+FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag address-case negative-cache size-mismatch"
 # a row in another case must be put back before user-missing's heal looks for info@'s row
 FAULTS_ORDER="${FAULTS_ORDER/domain-missing/address-case domain-missing}"
 
@@ -317,4 +317,29 @@ active_negative_cache() {
 	[ $? = 67 ] || grep -q "doesn't exist" <<<"$out"
 }
 heal_negative_cache() { dovecot_auth_flush || return 1; ec2_flush; }
+
+# ---------------------------------------------------------------- size-mismatch
+
+# The MX accepts bigger mail than the mail server's Postfix: dell's message_size_limit is lowered
+# to 1048576 (postconf -e, reload) while ec2 keeps 10240000. On the LMTP path nothing refuses yet
+# (dell's Postfix is not on it); on the smtp:[dell]:25 path ec2 would accept a 2 MB message and
+# dell's Postfix refuse it. A mismatch the pair check finds before mail fails.
+# Evidence: `postconf -h message_size_limit`: ec2 10240000, dell 1048576; EHLO at 127.0.0.10:25
+# `250-SIZE 10240000`, at 127.0.0.20:25 `250-SIZE 1048576`; `MAIL FROM:<sender@outside.test>
+# SIZE=2000000` at dell:25 is answered `552 5.3.4 Message size exceeds fixed limit`, at ec2:25
+# `250 2.1.0 Ok`.
+fault_size_mismatch() { f11_pf_set dell message_size_limit "$F11_DELL_SIZE"; }
+f11_size() { local v; v=$(f11_cf_get "$1" message_size_limit) || return 1; [ "$v" = 0 ] && v=999999999999; echo "$v"; }
+active_size_mismatch() {
+	local e d
+	f11_cf_drift ec2 message_size_limit || f11_cf_drift dell message_size_limit && return 0
+	e=$(f11_size ec2) && d=$(f11_size dell) && [ "$e" -gt "$d" ]
+}
+heal_size_mismatch() {
+	local h
+	for h in ec2 dell; do
+		f11_cf_restore "$h" message_size_limit && { f11_pf_reload "$h" || return 1; }
+	done
+	return 0
+}
 
