@@ -26,7 +26,7 @@
 # - users.email and aliases.source compare byte for byte (utf8mb4_bin).
 # Evidence each fault leaves is written above its fault_NAME, proved by tests/sh/lab-faults-11.t.
 
-FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag address-case negative-cache size-mismatch"
+FAULTS="$FAULTS catchall alias-elsewhere sieve-junk plus-tag address-case negative-cache size-mismatch domain-two-classes"
 # a row in another case must be put back before user-missing's heal looks for info@'s row
 FAULTS_ORDER="${FAULTS_ORDER/domain-missing/address-case domain-missing}"
 
@@ -343,3 +343,27 @@ heal_size_mismatch() {
 	return 0
 }
 
+# ---------------------------------------------------------------- domain-two-classes
+
+# example.test is also listed in ec2's virtual_alias_domains (it stays in relay_domains). The
+# virtual alias class wins: an address of it must be an alias, and info@ is not one.
+# Evidence: the sender gets `550 5.1.1 <info@example.test>: Recipient address rejected: User unknown
+# in virtual alias table`; ec2 log `NOQUEUE: reject: RCPT from unknown[127.0.0.99]: 550 5.1.1
+# <info@example.test>: Recipient address rejected: User unknown in virtual alias table;
+# from=<sender@outside.test> to=<info@example.test> proto=ESMTP helo=<outside.test>`, and from
+# trivial-rewrite `warning: do not list domain example.test in BOTH virtual_alias_domains and
+# relay_domains`; `postconf -h virtual_alias_domains` = example.test, `relay_domains` still lists
+# it. The fault sends one message (refused: STATEDIR/refusal).
+fault_domain_two_classes() {
+	f11_pf_set ec2 virtual_alias_domains "$FAULT_DOMAIN" || return 1
+	f11_send "$FAULT_USER" domain-two-classes "$1" >/dev/null
+	return 0
+}
+active_domain_two_classes() { f11_cf_drift ec2 virtual_alias_domains || f11_cf_drift dell virtual_alias_domains; }
+heal_domain_two_classes() {
+	local h
+	for h in ec2 dell; do
+		f11_cf_restore "$h" virtual_alias_domains && { f11_pf_reload "$h" || return 1; }
+	done
+	return 0
+}
