@@ -60,16 +60,21 @@ function M.resolve(ctx, f, r, which)
   local p, msg, code = M.params(ctx, f, svc)
   if not p then gone(f, key, msg, code); return r:unknown(("postconf -x on %s: %s (%s)"):format(svc, msg, code), hop) end
   local keys = resolve.keys(f.addr, p.recipient_delimiter)
-  local answers, errors = {}, {}
+  local answers, errors, stalled = {}, {}, nil
   local function ask(map, ks)
-    if errors[map] or f.dead[key] then return end
+    if errors[map] then return end
+    -- a table in the database that did not answer the db check would only wait the same way; a
+    -- table that timed out means postmap (or what it asks) hangs: the rest is not asked either.
+    -- Neither is the container's docker not answering (never f.dead[key] for it).
+    local why = f.dead[key] or stalled or (map:match("^[mp][yg]sql:") and f.dead.sql and ("the database: " .. f.dead.sql))
+    if why then errors[map] = { msg = "not asked: " .. why, code = "timeout" }; return end
     local a, amsg, acode = ctx:postmap(svc, map, ks, { timeout = M.T.postmap })
     if a then
       answers[map] = answers[map] or {}
       for k, v in pairs(a) do answers[map][k] = v end
     else
       errors[map] = { msg = amsg, code = acode }
-      gone(f, key, amsg, acode)
+      if acode == "timeout" then stalled = ("%s did not answer within %ds"):format(map, M.T.postmap) end
     end
   end
   for _, t in ipairs(resolve.tables(p)) do
