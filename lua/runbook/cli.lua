@@ -549,7 +549,11 @@ local function cmd_run(argv)
   -- What follows is engine code only; a generous deadline still bounds it.
   local fok, ferr = core.pcall_deadline(60, debug.traceback, function()
     if not code then
-      if ctx.verdict_event then
+      if ctx.verdict_event and ctx.verdict_event.status == "healthy" and (ctx.step_errors or 0) > 0 then
+        -- a step that failed with an error is a check that could not run: never healthy
+        code = EXIT_RUNTIME
+        rerr = ("healthy verdict refused: %d step(s) failed with an error"):format(ctx.step_errors)
+      elseif ctx.verdict_event then
         code = ctx.verdict_event.status == "healthy" and EXIT_OK or EXIT_PROBLEM
       elseif (ctx.step_errors or 0) > 0 then
         code = EXIT_RUNTIME

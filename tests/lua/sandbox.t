@@ -141,6 +141,17 @@ for _, ev in ipairs(r.events) do if ev.event == "step.end" then step_end = ev en
 t.is(step_end and step_end.status, "error", "strict: reading an undeclared global fails the step")
 t.like(step_end and step_end.reason or "", "misspelt%.lua:3: undeclared global 'limt'", "strict: the error names the global and the line")
 t.is(r.status, 3, "strict: the run ends as a runtime failure (exit 3), not healthy")
+local declared = runbook_file("declared_healthy", [[
+return { description = "declares healthy after a step failed on a misspelt global",
+  run = function(ctx)
+    ctx:step("read", function() local limit = 3; ctx:note("limit=" .. tostring(limt)) end)
+    ctx:verdict { status = "healthy", message = "all fine" }
+  end }
+]])
+r = rb { "run", declared, "-i", INV, "--format", "json" }
+t.is(r.status, 3, "a healthy verdict after a step failed with an error is refused (exit 3)")
+t.is(r.verdict and r.verdict.status, "error", "... the verdict event says error, not healthy")
+t.like(r.verdict and r.verdict.error or "", "healthy verdict refused: 1 step%(s%) failed", "... and why")
 local writes = runbook_file("writes", [[
 counter = 0
 return { description = "assigns a global at its top level", run = function(ctx) end }
