@@ -5,6 +5,7 @@ local ops = require "lib.mailops"
 local remedy = require "lib.remedy"
 
 local FIELDS = "mailbox uid guid hdr.message-id"
+local EX_TEMPFAIL = 75        -- doveadm: a mailbox could not be opened
 
 return {
   description = "Move one message, found by its Message-ID in a user's mailboxes, to INBOX (or --to) with doveadm move",
@@ -45,13 +46,32 @@ client shows it in INBOX at its next refresh.]],
     local svc = ops.need_service(ctx, ops.dovecot(ctx))
     local host = ops.ms(ctx)
 
+    -- doveadm(argv, what) -> stdout. A search or fetch over every mailbox ends with exit 75
+    -- (EX_TEMPFAIL) when one of them cannot be opened (e.g. a file in the home that Maildir++
+    -- takes for a folder): the others' answers still count, and the run says which one failed.
+    local unreadable = {}
     local function doveadm(argv, what)
       local r, msg, code = ctx:service_exec(svc, argv)
       r = ops.must(r, msg, code, what .. " on " .. svc)
+      local err = (r.stderr or ""):gsub("%s+$", "")
+      if r.status == EX_TEMPFAIL and err ~= "" then
+        for box in err:gmatch("Syncing mailbox ([^\n]-) failed") do
+          if not unreadable[box] then
+            unreadable[box] = true
+            unreadable[#unreadable + 1] = box
+            ctx:note(("%s: mailbox %s could not be read (%s); the other mailboxes were searched"):format(what, box,
+              err:match("[^\n]*") or ""))
+          end
+        end
+        if #unreadable > 0 then return r.stdout end
+      end
       if r.status ~= 0 then
-        error(("%s on %s: exit %s: %s"):format(what, svc, tostring(r.status), ((r.stderr or "") .. (r.stdout or "")):gsub("%s+$", "")), 0)
+        error(("%s on %s: exit %s: %s"):format(what, svc, tostring(r.status), (err .. (r.stdout or "")):gsub("%s+$", "")), 0)
       end
       return r.stdout
+    end
+    local function unread_note()
+      return #unreadable > 0 and (" (mailboxes that could not be read: %s)"):format(table.concat(unreadable, ", ")) or ""
     end
 
     -- matches() -> list of { mailbox, uid, guid } whose Message-ID is exactly mid. `doveadm
@@ -93,7 +113,7 @@ client shows it in INBOX at its next refresh.]],
     end
     if #list == 0 then
       ctx:verdict { status = "problem", cause = "message_not_found",
-                    message = ("no message with Message-ID %s in any mailbox of %s: nothing moved (expunged, or delivered elsewhere: trace-message --message-id)"):format(mid, addr) }
+                    message = ("no message with Message-ID %s in any mailbox of %s: nothing moved (expunged, or delivered elsewhere: trace-message --message-id)%s"):format(mid, addr, unread_note()) }
       return
     end
     if #list > 1 then
@@ -107,7 +127,7 @@ client shows it in INBOX at its next refresh.]],
     local m = list[1]
     local ev = { { host = host, source = "doveadm fetch", text = ("%s %s"):format(mid, where(m)) } }
     if m.mailbox == to then
-      return remedy.nothing_to_do(ctx, ("%s is in %s of %s already: nothing to do"):format(mid, to, addr), ev)
+      return remedy.nothing_to_do(ctx, ("%s is in %s of %s already: nothing to do%s"):format(mid, to, addr, unread_note()), ev)
     end
 
     return remedy.change(ctx, {

@@ -202,7 +202,12 @@ do
     end
   end
 
-  -- not this remedy: a disabled user is pointed at user-enable, nothing flushed
+  -- not this remedy: a user missing from the database is pointed at user-create, a disabled
+  -- one at user-enable; nothing is flushed
+  local missing = rb { "run", "auth-cache-flush", "--addr", "nobody@" .. DOMAIN, "--apply", "--yes" }
+  t.is(missing.status, 1, "auth-cache-flush: a user missing from the database is a problem (exit 1)")
+  t.like(missing.stdout, "runbook run user%-create %-%-addr nobody@" .. esc(DOMAIN), "auth-cache-flush: recommends user-create")
+  t.unlike(missing.stdout, "APPLIED", "auth-cache-flush: flushes nothing for a missing user")
   rem.with_fault("user-disabled", function()
     local r = rb { "run", "auth-cache-flush", "--addr", USER, "--apply", "--yes" }
     t.is(r.status, 1, "auth-cache-flush: a user disabled in the database is a problem (exit 1)")
@@ -270,6 +275,23 @@ do
   local nobox = rb { "run", "message-move", "--addr", USER, "--message-id", twice, "--to", "NoSuchBox", "--apply", "--yes" }
   t.is(nobox.status, 1, "message-move: a --to mailbox the user does not have is a problem (exit 1)")
   t.like(nobox.stdout, "has no mailbox NoSuchBox", "message-move: says the mailbox does not exist")
+  -- a link in the home that Maildir++ takes for a folder (".NAME" -> a file, as Pigeonhole's
+  -- default ~/.dovecot.sieve is where the home is the Maildir): doveadm search over every mailbox
+  -- fails on it (exit 75, "Syncing mailbox NAME failed"); the other mailboxes still count
+  local id = send("stray-folder")
+  t.ok(wait_in("", id), "stray-folder: the message is in INBOX")
+  local stray = HOME .. "/.rb11-stray-" .. lab.pid()
+  exec.run({ "ln", "-s", "dovecot-uidvalidity", stray }, { timeout = 5 })
+  local ok, r = pcall(rb, { "run", "message-move", "--addr", USER, "--message-id", id })
+  os.remove(stray)
+  t.ok(exec.lstat(stray) == nil, "stray-folder: the link made here is removed again")
+  if t.ok(ok and r.status == 0, "message-move: a mailbox that cannot be read does not stop the search (exit 0)") then
+    t.like(r.stdout, "mailbox rb11%-stray%-%d+ could not be read", "message-move: names the mailbox it could not read")
+    t.like(r.stdout, "is in INBOX of " .. esc(USER) .. " already: nothing to do", "message-move: still finds the message in INBOX")
+  else
+    t.diag(ok and r.all or tostring(r))
+  end
+
   if created_junk then
     doveadm("expunge", "-u", USER, "mailbox", "Junk", "all")
     t.is(doveadm("mailbox", "delete", "-u", USER, "Junk").status, 0, "the Junk mailbox made here is removed again")
