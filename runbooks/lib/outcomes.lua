@@ -30,17 +30,12 @@ M.LIST = {
   -- message-move
   { cause = "message_not_found", what = "no message with that Message-ID in the mailbox" },
   { cause = "several_messages", what = "more than one message matches: refused, nothing moved" },
+  { cause = "message_elsewhere", what = "the message is in another mailbox than the one asked for (not Junk)" },
   -- postfix-param-set
   { cause = "unknown_parameter", what = "Postfix does not know the parameter" },
   { cause = "param_differs", what = "the parameter's value differs from the one asked for" },
   -- examples/banner.lua
   { cause = "content_differs", what = "a file does not hold the text it must" },
-  -- postfix-param-set, auth-cache-flush, message-move (issue 11)
-  { cause = "unknown_parameter", what = "the Postfix of the service does not know the parameter (postconf -d): nothing changed" },
-  { cause = "param_differs", what = "a Postfix parameter has another value than the one asked for" },
-  { cause = "message_not_found", what = "no message of the user has that Message-ID: nothing moved" },
-  { cause = "several_messages", what = "more than one message has that Message-ID: refused, nothing moved" },
-  { cause = "message_elsewhere", what = "the message is in another mailbox than the one asked for (not Junk)" },
   -- trace-message
   { cause = "logs_unavailable", what = "a hop's log could not be read" },
   { cause = "logs_incomplete", what = "a hop's log does not cover the whole window" },
