@@ -154,6 +154,17 @@ local MATRIX = {
   { faults = { "transport-unavailable" }, status = "problem", hop = "ec2.postfix", cause = "transport_unavailable" },
   { faults = { "lookup-failure" }, status = "problem", hop = "ec2.postfix", cause = "mx_lookup_failure" },
   { faults = { "domain-local" }, status = "problem", hop = "ec2.postfix", cause = "domain_local", allow = { domain_in_two_classes = true } },
+  -- every part answers, yet the mail goes somewhere else (issue 11): the chain, Dovecot's view,
+  -- the saved message and the pair checks find it; the verdict is never healthy
+  { faults = { "catchall" }, status = "problem", hop = "dell.alias", cause = "delivered_elsewhere", chain = true },
+  { faults = { "alias-elsewhere" }, status = "problem", hop = "dell.alias", cause = "delivered_elsewhere", chain = true },
+  { faults = { "sieve-junk" }, status = "problem", hop = "dell.dovecot", cause = "delivered_to_junk", fixname = "message-move" },
+  { faults = { "plus-tag" }, addr = "info+tag@example.test", status = "problem", hop = "dell.dovecot", cause = "plus_tag_unsupported",
+    allow = { delimiter_mismatch = true } },
+  { faults = { "address-case" }, status = "problem", hop = "dell.db", cause = "address_case_mismatch" },
+  { faults = { "negative-cache" }, status = "problem", hop = "dell.dovecot", cause = "auth_negative_cache", fix = "auth-cache-flush" },
+  { faults = { "size-mismatch" }, status = "problem", hop = "ec2.postfix", cause = "size_limit_mismatch", fix = "postfix-param-set" },
+  { faults = { "domain-two-classes" }, status = "problem", hop = "ec2.postfix", cause = "domain_in_two_classes", fix = "postfix-param-set" },
   -- stalls: a daemon, port or docker socket that stops answering; the run ends within 20 s
   { faults = { "mx-stall" }, status = "problem", hop = "ec2.smtp", cause = "mx_not_greeting", within = 20 },
   { faults = { "lmtp-stall" }, status = "problem", hop = "ec2->dell", cause = "relay_not_greeting", within = 20 },
