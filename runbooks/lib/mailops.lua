@@ -28,10 +28,12 @@ function M.service_of(ctx, spec)
 end
 
 -- need_service(ctx, spec): a service named on the command line must be in the inventory.
+-- A service the inventory lacks is a usage error: exit 2 when nothing has run yet (the remedies
+-- call this first), a runtime error once something has.
 function M.need_service(ctx, spec)
   if not M.service_of(ctx, spec) then
-    error(("service %s is not in the inventory (hosts.%s.services.%s)"):format(spec,
-      tostring(spec:match("^(.-)/")), tostring(spec:match("/(.*)$"))), 0)
+    ctx:usage_error(("service %s is not in the inventory (add hosts.%s.services.%s)"):format(spec,
+      tostring(spec:match("^(.-)/")), tostring(spec:match("/(.*)$"))))
   end
   return spec
 end

@@ -154,6 +154,20 @@ t.ok(r.verdict and r.verdict.calls == 0 and r.verdict.exit == 2, "ctx:usage_erro
 r = rb { "run", refuse, "--a" }
 t.is(r.status, 0, "control: --a alone runs")
 
+-- ---------------------------------------------------------------- a --service the inventory lacks
+-- (remedies whose service comes from the command line cannot declare it in needs): lib/mailops'
+-- need_service refuses it through ctx:usage_error, before anything runs
+do
+  local inv = inventory("svc", HOSTS .. MAIL)
+  local rs = rb { "run", "relay-transport-set", "--service", "dell/nosuch", "--value", "lmtp:[127.0.0.20]:2525",
+                  "-i", inv, "--format", "json" }
+  t.is(rs.status, 2, "relay-transport-set --service HOST/SVC the inventory lacks: exit 2 (was 3 after starting)")
+  t.like(rs.stderr, "service dell/nosuch is not in the inventory %(add hosts%.dell%.services%.nosuch%)", "... naming the key to add")
+  t.ok(rs.verdict and rs.verdict.calls == 0, "... and no primitive ran")
+  rs = rb { "run", "container-restart", "--service", "ec2/nosuch", "-i", inv }
+  t.is(rs.status, 2, "container-restart --service the inventory lacks: exit 2")
+end
+
 -- ---------------------------------------------------------------- a PRIMS entry whose module is missing
 do
   local context = require "runbook.context"
