@@ -159,7 +159,7 @@ demo: deps all
 # lua/runbook/api.lua (LuaLS definitions) is the one description of what runbooks can call;
 # `runbook doc` reads it, and this rewrites README.md and src/runbook.1 between their api markers.
 doc: $(BIN)
-	RUNBOOK_HOME=$(CURDIR) $(BIN) lua tests/tools/gen-api-doc.lua README.md src/runbook.1
+	RUNBOOK_HOME=$(CURDIR) $(CURDIR)/$(BIN) lua tests/tools/gen-api-doc.lua README.md src/runbook.1
 
 # ---------------------------------------------------------------- install
 install: $(BIN)

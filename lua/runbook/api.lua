@@ -944,8 +944,9 @@ function Ctx:url_escape(s) end
 ---`since`/`until`: a duration before now ("30m", "1h"), epoch seconds or RFC 3339. `grep`: a
 ---string, a list (plain text, case-insensitive, any of them) or a function(rec) -> bool: the
 ---whole window is scanned inside the call and at most `max` (10000) matches kept. Without grep
----records stream lazily; a failure midway is `logs:err()`. Over SSH stdout and stderr arrive
----merged (`stream = "merged"`).
+---records stream lazily; a failure midway is `logs:err()`. Through the Engine API (local hosts,
+---and SSH hosts whose sshd allows the stream-local channel) stdout and stderr stay apart; through
+---the docker CLI fallback over SSH they arrive merged (`stream = "merged"`).
 ---
 ---Example:
 ---```lua
