@@ -43,11 +43,11 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # timed from outside (start-up, SSH login, all ten), run in turn, median of MX_RUNS (11):
 #   A  runbook: one `runbook lua` process, the lab inventory (ec2 over SSH): ctx:docker_logs,
 #      ctx:service_exec x8, ctx:container_state, through the Engine API in a stream-local
-#      channel of the SSH session. The lab's sshd says AllowTcpForwarding no, which OpenSSH
-#      applies to stream-local channels too, so A talks to a twin of it on another port that
-#      allows local forwarding (as an sshd with default settings does); the same key, host key
-#      and user.
-#   A' runbook against the lab's sshd itself: the docker CLI fallback (one `docker` per check)
+#      channel of the SSH session (the lab's sshd allows local forwarding, as an sshd with
+#      default settings does).
+#   A' runbook against a twin of the lab's sshd on another port that says AllowTcpForwarding no
+#      (which OpenSSH applies to stream-local channels too): the docker CLI fallback (one
+#      `docker` per check); the same key, host key and user.
 #   B  the docker CLI on the MX itself (what an operator logged in on ec2 types)
 #   C  OpenSSH, one `ssh ec2 docker ...` per check
 # Targets: A within 1.25x of B; A at least 8x faster than C. Needs the lab (tests/lab/lab up).
@@ -57,13 +57,13 @@ mx_checks() {
 	eval "$(printf '%s\n' "$lab_env" | grep -E '^LAB_(DIR|EC2_ADDR|EC2_SSH_PORT|EC2_SSH_USER|SSH_KEY|SSH_KNOWN_HOSTS|INVENTORY|EC2_DOCKER_HOST|EC2_POSTFIX_CONTAINER)=')"
 	local C=$LAB_EC2_POSTFIX_CONTAINER R=${MX_RUNS:-11} port p
 	mkdir -p "$work"
-	# the twin sshd: the lab's config, another port, local forwarding allowed
+	# the twin sshd: the lab's config, another port, forwarding refused
 	for _ in $(seq 50); do
 		p=$(( 20000 + RANDOM % 20000 ))
 		if ! (exec 3<>"/dev/tcp/$LAB_EC2_ADDR/$p") 2>/dev/null; then port=$p; break; fi
 	done
 	sed -e "s/^ListenAddress .*/ListenAddress $LAB_EC2_ADDR:$port/" -e "s|^PidFile .*|PidFile $work/twin.pid|" \
-		-e "s/^AllowTcpForwarding no/AllowTcpForwarding local/" "$LAB_DIR/sshd/sshd_config" >"$work/twin.conf"
+		-e "s/^AllowTcpForwarding .*/AllowTcpForwarding no/" "$LAB_DIR/sshd/sshd_config" >"$work/twin.conf"
 	/usr/sbin/sshd -f "$work/twin.conf" -E "$work/twin.log" || { echo "MX checks: twin sshd failed" >&2; return 1; }
 	for _ in $(seq 100); do (exec 3<>"/dev/tcp/$LAB_EC2_ADDR/$port") 2>/dev/null && break; sleep 0.05; done
 	sed "s/^\[$LAB_EC2_ADDR\]:$LAB_EC2_SSH_PORT /[$LAB_EC2_ADDR]:$port /" "$LAB_SSH_KNOWN_HOSTS" >"$work/twin_known_hosts"
@@ -117,11 +117,11 @@ mx_checks() {
 	now_ms() { local t; t=$(date +%s%N); echo $((t / 1000000)); }
 	local a=() a2=() b=() c=() t0 i
 	for i in $(seq "$R"); do
-		t0=$(now_ms); env RUNBOOK_HOME="$root" "$bin" lua "$work/mx.lua" "$work/twin.yaml" >"$work/mx.out" ||
+		t0=$(now_ms); env RUNBOOK_HOME="$root" "$bin" lua "$work/mx.lua" "$LAB_INVENTORY" >"$work/mx.out" ||
 			{ echo "MX checks: runbook failed" >&2; return 1; }
 		a+=($(( $(now_ms) - t0 )))
-		t0=$(now_ms); env RUNBOOK_HOME="$root" "$bin" lua "$work/mx.lua" "$LAB_INVENTORY" >"$work/mx-cli.out" ||
-			{ echo "MX checks: runbook (lab sshd) failed" >&2; return 1; }
+		t0=$(now_ms); env RUNBOOK_HOME="$root" "$bin" lua "$work/mx.lua" "$work/twin.yaml" >"$work/mx-cli.out" ||
+			{ echo "MX checks: runbook (twin sshd, forwarding off) failed" >&2; return 1; }
 		a2+=($(( $(now_ms) - t0 )))
 		t0=$(now_ms); "$work/mx-cli.sh" || { echo "MX checks: docker CLI failed" >&2; return 1; }
 		b+=($(( $(now_ms) - t0 )))
@@ -130,13 +130,14 @@ mx_checks() {
 	done
 	kill "$(cat "$work/twin.pid")" 2>/dev/null || true
 	grep -q '^backend Engine API' "$work/mx.out" || { echo "MX checks: A did not get the Engine API back end" >&2; return 1; }
+	grep -q '^backend Engine API' "$work/mx-cli.out" && { echo "MX checks: A' did not get the CLI fallback" >&2; return 1; }
 	local ma ma2 mb mc
 	ma=$(printf '%s\n' "${a[@]}" | median) mb=$(printf '%s\n' "${b[@]}" | median) mc=$(printf '%s\n' "${c[@]}" | median)
 	ma2=$(printf '%s\n' "${a2[@]}" | median)
 	printf '\nthe ten MX-side checks (log, postconf x2, postqueue, state, 5 commands), whole process, median of %d\n' "$R"
 	printf '  %-52s %8s\n' "" "wall ms"
 	printf '  %-52s %8s\n' "A runbook (one SSH session, Engine API through it)" "$ma"
-	printf '  %-52s %8s\n' "A' runbook, the lab's sshd (forwarding off: the CLI)" "$ma2"
+	printf '  %-52s %8s\n' "A' runbook, sshd with forwarding off (the CLI)" "$ma2"
 	printf '  %-52s %8s\n' "B docker CLI on the MX itself" "$mb"
 	printf '  %-52s %8s\n' "C OpenSSH, one ssh per check" "$mc"
 	awk -v a="$ma" -v b="$mb" -v c="$mc" 'BEGIN { printf "  A/B = %.2fx (target at most 1.25x); C/A = %.1fx (target at least 8x)\n", a / b, c / a }'

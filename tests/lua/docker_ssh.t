@@ -1,10 +1,10 @@
 -- docker_ssh.t: the SSH side of lua/runbook/prim/docker.lua: a host with transport ssh (the
 -- lab's sshd on 127.0.0.10:2222, user rbops of group docker) whose docker socket is a private
--- dockerd (tests/lib/dockerd_private.lua). The lab's sshd says AllowTcpForwarding no, which
--- OpenSSH applies to stream-local channels too, so this host gets the docker CLI back end (docker
--- logs / inspect / ps -a / restart on the server through the real SSH session; stdout and stderr
--- merged), said once by a docker.connect event. Should the lab allow forwarding, the Engine API
--- back end is checked instead (streams apart). docker_tunnel.t covers both on its own sshds.
+-- dockerd (tests/lib/dockerd_private.lua). The lab's sshd allows local forwarding, so this host
+-- gets the Engine API back end through a stream-local channel of the SSH session (streams apart),
+-- said once by a docker.connect event; should an sshd refuse it (AllowTcpForwarding no, which
+-- OpenSSH applies to stream-local channels too), the docker CLI back end is checked instead
+-- (stdout and stderr merged). docker_tunnel.t covers both on its own sshds.
 local t = require "tap"
 local docker = require "runbook.docker"
 local context = require "runbook.context"
