@@ -124,6 +124,18 @@ function M.parse_fetch(out)
   return list
 end
 
+-- read(ctx, spec, argv, summary_args, parse, timeout, summarize): the one shape of every method
+-- here: a command in the service, through the choke point, its result parsed.
+local function read(ctx, spec, argv, summary_args, parse, timeout, summarize)
+  local svc = ctx:service(spec)
+  return call(ctx, {
+    family = "service", op = "exec", host = svc.host, argv = argv,
+    summary_args = summary_args, detail = spec .. ": " .. host().display(argv),
+    fn = function() return run(ctx, spec, argv, parse, timeout) end,
+    summarize = summarize,
+  })
+end
+
 function M.install(Ctx)
   function Ctx:doveconf(spec, names, opts)
     check_svc(spec, "doveconf")
@@ -132,118 +144,83 @@ function M.install(Ctx)
     for _, n in ipairs(names) do
       if type(n) ~= "string" or not n:match("^[%w_]+$") then error("bad argument #2 to 'doveconf' (setting names expected)", 2) end
     end
-    local svc = self:service(spec)
     local argv = { "doveconf" }
     for _, n in ipairs(names) do argv[#argv + 1] = n end
-    return call(self, {
-      family = "service", op = "exec", host = svc.host, argv = argv,
-      summary_args = { spec, table.concat(names, " ") }, detail = spec .. ": " .. host().display(argv),
-      fn = function()
-        return run(self, spec, argv, function(r)
-          if r.status ~= 0 then return failure(spec, argv, r) end
-          local map = M.parse_doveconf(r.stdout)
-          for _, n in ipairs(names) do
-            if map[n] == nil then return nil, ("%s: doveconf printed no value for %s"):format(spec, n), "protocol" end
-          end
-          return map
-        end, opts.timeout)
-      end,
-      summarize = function(m) local o = {} for _, n in ipairs(names) do o[#o + 1] = n .. " = " .. m[n] end return table.concat(o, "; ") end,
-    })
+    return read(self, spec, argv, { spec, table.concat(names, " ") }, function(r)
+      if r.status ~= 0 then return failure(spec, argv, r) end
+      local map = M.parse_doveconf(r.stdout)
+      for _, n in ipairs(names) do
+        if map[n] == nil then return nil, ("%s: doveconf printed no value for %s"):format(spec, n), "protocol" end
+      end
+      return map
+    end, opts.timeout,
+    function(m) local o = {} for _, n in ipairs(names) do o[#o + 1] = n .. " = " .. m[n] end return table.concat(o, "; ") end)
   end
 
   function Ctx:doveadm_user(spec, user, opts)
     check_svc(spec, "doveadm_user")
     check_user(user, "doveadm_user")
     opts = check_opts(opts, "doveadm_user")
-    local svc = self:service(spec)
     local argv = { "doveadm", "user", user }
-    return call(self, {
-      family = "service", op = "exec", host = svc.host, argv = argv,
-      summary_args = { spec, user }, detail = spec .. ": " .. host().display(argv),
-      fn = function()
-        return run(self, spec, argv, function(r)
-          local text = trim(r.stderr .. " " .. r.stdout)
-          if r.status == EX_NOUSER or (r.status ~= 0 and text:find("doesn't exist", 1, true)) then
-            return { found = false, text = text:sub(1, 300) }
-          end
-          if r.status ~= 0 then return failure(spec, argv, r) end
-          return { found = true, fields = M.parse_user(r.stdout) }
-        end, opts.timeout)
-      end,
-      summarize = function(u) return u.found and ("found, home " .. tostring(u.fields.home)) or ("not found: " .. u.text) end,
-    })
+    return read(self, spec, argv, { spec, user }, function(r)
+      local text = trim(r.stderr .. " " .. r.stdout)
+      if r.status == EX_NOUSER or (r.status ~= 0 and text:find("doesn't exist", 1, true)) then
+        return { found = false, text = text:sub(1, 300) }
+      end
+      if r.status ~= 0 then return failure(spec, argv, r) end
+      return { found = true, fields = M.parse_user(r.stdout) }
+    end, opts.timeout,
+    function(u) return u.found and ("found, home " .. tostring(u.fields.home)) or ("not found: " .. u.text) end)
   end
 
   function Ctx:doveadm_auth(spec, user, opts)
     check_svc(spec, "doveadm_auth")
     check_user(user, "doveadm_auth")
     opts = check_opts(opts, "doveadm_auth")
-    local svc = self:service(spec)
     local argv = { "doveadm", "auth", "lookup", user }
-    return call(self, {
-      family = "service", op = "exec", host = svc.host, argv = argv,
-      summary_args = { spec, user }, detail = spec .. ": " .. host().display(argv),
-      fn = function()
-        return run(self, spec, argv, function(r)
-          -- never keep stdout: it carries the passdb's fields, the password hash among them
-          local err = trim(r.stderr)
-          if r.status == EX_NOUSER or err:find("doesn't exist", 1, true) or err:find("not found", 1, true) then
-            return { found = false, text = err:gsub("[^\n]*password[^\n]*", ""):sub(1, 300) }
-          end
-          if r.status ~= 0 then
-            return nil, ("%s: doveadm auth lookup %s: exit %s"):format(spec, user, tostring(r.status)), r.status == EX_TEMPFAIL and "lookup" or "io"
-          end
-          return { found = true, text = "passdb: " .. user .. " found" }
-        end, opts.timeout)
-      end,
-      summarize = function(a) return a.found and "passdb: found" or "passdb: not found" end,
-    })
+    return read(self, spec, argv, { spec, user }, function(r)
+      -- never keep stdout: it carries the passdb's fields, the password hash among them
+      local err = trim(r.stderr)
+      if r.status == EX_NOUSER or err:find("doesn't exist", 1, true) or err:find("not found", 1, true) then
+        return { found = false, text = err:gsub("[^\n]*password[^\n]*", ""):sub(1, 300) }
+      end
+      if r.status ~= 0 then
+        return nil, ("%s: doveadm auth lookup %s: exit %s"):format(spec, user, tostring(r.status)), r.status == EX_TEMPFAIL and "lookup" or "io"
+      end
+      return { found = true, text = "passdb: " .. user .. " found" }
+    end, opts.timeout,
+    function(a) return a.found and "passdb: found" or "passdb: not found" end)
   end
 
   function Ctx:doveadm_quota(spec, user, opts)
     check_svc(spec, "doveadm_quota")
     check_user(user, "doveadm_quota")
     opts = check_opts(opts, "doveadm_quota")
-    local svc = self:service(spec)
     local argv = { "doveadm", "quota", "get", "-u", user }
-    return call(self, {
-      family = "service", op = "exec", host = svc.host, argv = argv,
-      summary_args = { spec, user }, detail = spec .. ": " .. host().display(argv),
-      fn = function()
-        return run(self, spec, argv, function(r)
-          if r.status ~= 0 then return failure(spec, argv, r) end
-          return M.parse_quota(r.stdout)
-        end, opts.timeout)
-      end,
-      summarize = function(rows)
-        local o = {}
-        for _, q in ipairs(rows) do o[#o + 1] = ("%s %s/%s"):format(q.type, tostring(q.value), tostring(q.limit)) end
-        return #o > 0 and table.concat(o, ", ") or "no quota"
-      end,
-    })
+    return read(self, spec, argv, { spec, user }, function(r)
+      if r.status ~= 0 then return failure(spec, argv, r) end
+      return M.parse_quota(r.stdout)
+    end, opts.timeout,
+    function(rows)
+      local o = {}
+      for _, q in ipairs(rows) do o[#o + 1] = ("%s %s/%s"):format(q.type, tostring(q.value), tostring(q.limit)) end
+      return #o > 0 and table.concat(o, ", ") or "no quota"
+    end)
   end
 
   function Ctx:doveadm_mailboxes(spec, user, opts)
     check_svc(spec, "doveadm_mailboxes")
     check_user(user, "doveadm_mailboxes")
     opts = check_opts(opts, "doveadm_mailboxes", { subscribed = "boolean" })
-    local svc = self:service(spec)
     local argv = { "doveadm", "mailbox", "list", "-u", user }
     if opts and opts.subscribed then argv[#argv + 1] = "-s" end
-    return call(self, {
-      family = "service", op = "exec", host = svc.host, argv = argv,
-      summary_args = { spec, user }, detail = spec .. ": " .. host().display(argv),
-      fn = function()
-        return run(self, spec, argv, function(r)
-          if r.status ~= 0 then return failure(spec, argv, r) end
-          local list = {}
-          for line in r.stdout:gmatch("[^\n]+") do local n = trim(line); if n ~= "" then list[#list + 1] = n end end
-          return list
-        end, opts.timeout)
-      end,
-      summarize = function(l) return table.concat(l, ", ") end,
-    })
+    return read(self, spec, argv, { spec, user }, function(r)
+      if r.status ~= 0 then return failure(spec, argv, r) end
+      local list = {}
+      for line in r.stdout:gmatch("[^\n]+") do local n = trim(line); if n ~= "" then list[#list + 1] = n end end
+      return list
+    end, opts.timeout,
+    function(l) return table.concat(l, ", ") end)
   end
 
   function Ctx:doveadm_find(spec, user, message_id, opts)
@@ -253,23 +230,16 @@ function M.install(Ctx)
     if type(message_id) ~= "string" or message_id == "" or #message_id > 998 or message_id:find("[%c]") then
       error("bad argument #3 to 'doveadm_find' (Message-ID expected)", 2)
     end
-    local svc = self:service(spec)
     local argv = { "doveadm", "fetch", "-u", user, "mailbox uid", "mailbox", "*", "header", "message-id", message_id }
-    return call(self, {
-      family = "service", op = "exec", host = svc.host, argv = argv,
-      summary_args = { spec, user, message_id }, detail = spec .. ": " .. host().display(argv),
-      fn = function()
-        return run(self, spec, argv, function(r)
-          if r.status ~= 0 then return failure(spec, argv, r) end
-          return M.parse_fetch(r.stdout)
-        end, opts.timeout)
-      end,
-      summarize = function(l)
-        local o = {}
-        for _, m in ipairs(l) do o[#o + 1] = ("%s uid %s"):format(m.mailbox, tostring(m.uid)) end
-        return #o > 0 and table.concat(o, ", ") or "not found"
-      end,
-    })
+    return read(self, spec, argv, { spec, user, message_id }, function(r)
+      if r.status ~= 0 then return failure(spec, argv, r) end
+      return M.parse_fetch(r.stdout)
+    end, opts.timeout,
+    function(l)
+      local o = {}
+      for _, m in ipairs(l) do o[#o + 1] = ("%s uid %s"):format(m.mailbox, tostring(m.uid)) end
+      return #o > 0 and table.concat(o, ", ") or "not found"
+    end)
   end
 end
 
