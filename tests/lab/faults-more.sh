@@ -370,7 +370,8 @@ fault_mx_stall() {
 	fm_ec2_reload || return 1
 	fm_hold_start "$EC2_IP" 25
 }
-fm_master_drift() { ! postfix_master_cf | cmp -s - "$FM_ETC/master.cf"; }
+# no master.cf yet is a lab not built yet (a cold `lab up` writes it), not a stalled MX
+fm_master_drift() { [ -e "$FM_ETC/master.cf" ] && ! postfix_master_cf | cmp -s - "$FM_ETC/master.cf"; }
 active_mx_stall() { [ -n "$(fm_hold_pids "$EC2_IP" 25)" ] || fm_master_drift; }
 heal_mx_stall() {
 	local c=1
