@@ -696,7 +696,7 @@ function Ctx:doveconf(service, names, opts) end
 ---@return ServiceCode|"lookup"|nil code
 function Ctx:doveadm_user(service, user, opts) end
 
----Whether Dovecot's passdb knows a user (`doveadm auth lookup USER`).
+---Whether Dovecot's passdb knows a user (`doveadm auth lookup -f user USER`: never the hash).
 ---
 ---Only found/not found is kept: the passdb's fields (a password hash among them) are never
 ---returned or shown.

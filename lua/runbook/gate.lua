@@ -62,6 +62,18 @@ local DOVEADM_READS = {
   { "who" }, { "log", "errors" }, { "user" }, { "auth", "lookup" }, { "quota", "get" },
   { "search" }, { "fetch" }, { "mailbox", "list" }, { "mailbox", "status" },
 }
+-- `doveadm auth lookup USER` prints every passdb field, the password hash among them: a read only
+-- with `-f FIELD` naming one field that is not a password (-a and -x may come too).
+local function auth_lookup_is_read(argv, i)
+  local field
+  while argv[i] and argv[i]:sub(1, 1) == "-" do
+    local a, v = argv[i], argv[i + 1]
+    if a == "-f" then field = v elseif a ~= "-a" and a ~= "-x" then return false end
+    if v == nil then return false end
+    i = i + 2
+  end
+  return field ~= nil and not field:lower():find("pass", 1, true) and argv[i] ~= nil
+end
 local function doveadm_is_read(argv)
   local i = 2
   while argv[i] and argv[i]:sub(1, 1) == "-" do
@@ -75,7 +87,10 @@ local function doveadm_is_read(argv)
     for k, w in ipairs(words) do
       if argv[i + k - 1] ~= w then match = false break end
     end
-    if match then return true end
+    if match then
+      if words[1] == "auth" then return auth_lookup_is_read(argv, i + 2) end
+      return true
+    end
   end
   return false
 end

@@ -61,7 +61,10 @@ for _, c in ipairs {
   { { "hostname", "evil" }, "write" }, { { "ss", "-tn" }, "read" }, { { "ss", "-K", "dst", "1.2.3.4" }, "write" },
   { { "doveadm", "user", "a@b" }, "read" }, { { "doveadm", "expunge", "-u", "a@b" }, "write" },
   -- issue 11: the reads the diagnosis and the remedies run, and the two remedies' writes
-  { { "doveadm", "-f", "flow", "user", "a@b" }, "read" }, { { "doveadm", "auth", "lookup", "a@b" }, "read" },
+  { { "doveadm", "-f", "flow", "user", "a@b" }, "read" }, { { "doveadm", "auth", "lookup", "-f", "user", "a@b" }, "read" },
+  -- every passdb field, the hash among them, or the password field itself: not a read
+  { { "doveadm", "auth", "lookup", "a@b" }, "write" }, { { "doveadm", "auth", "lookup", "-f", "password", "a@b" }, "write" },
+  { { "doveadm", "auth", "lookup", "-f", "PASS", "a@b" }, "write" }, { { "doveadm", "auth", "lookup", "-f", "user" }, "write" },
   { { "doveadm", "-f", "tab", "quota", "get", "-u", "a@b" }, "read" },
   { { "doveadm", "search", "-u", "a@b", "mailbox", "*", "header", "Message-ID", "<x@y>" }, "read" },
   { { "doveadm", "fetch", "-u", "a@b", "mailbox guid uid", "mailbox", "Junk", "uid", "3" }, "read" },

@@ -7,8 +7,8 @@
 --   ctx:doveadm_user(svc, user) -> {found = true, fields = {uid=, gid=, home=, mail=, ...}}
 --                               |  {found = false, text = "...doesn't exist"}     doveadm user USER
 --       the userdb answer Dovecot will use (through its auth cache when one is configured)
---   ctx:doveadm_auth(svc, user) -> {found = bool, text = "..."}   doveadm auth lookup USER
---       only whether the passdb knows the user: no passdb field (hashes) is kept or shown
+--   ctx:doveadm_auth(svc, user) -> {found = bool, text = "..."}   doveadm auth lookup -f user USER
+--       only whether the passdb knows the user: only its user field is asked for (never the hash)
 --   ctx:doveadm_quota(svc, user) -> { {name=, type="STORAGE"|"MESSAGE", value=, limit=, percent=} ... }
 --   ctx:doveadm_mailboxes(svc, user [, {subscribed = true}]) -> {name...}   doveadm mailbox list
 --   ctx:doveadm_find(svc, user, message_id) -> { {mailbox=, uid=} ... }     doveadm fetch
@@ -177,7 +177,7 @@ function M.install(Ctx)
     check_svc(spec, "doveadm_auth")
     check_user(user, "doveadm_auth")
     opts = check_opts(opts, "doveadm_auth")
-    local argv = { "doveadm", "auth", "lookup", user }
+    local argv = { "doveadm", "auth", "lookup", "-f", "user", user }   -- never the password field
     return read(self, spec, argv, { spec, user }, function(r)
       -- never keep stdout: it carries the passdb's fields, the password hash among them
       local err = trim(r.stderr)
