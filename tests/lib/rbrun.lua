@@ -16,6 +16,21 @@ local M = {}
 M.RB = os.getenv("RUNBOOK")
 M.ROOT = os.getenv("RUNBOOK_ROOT")
 
+-- The hosts of an inventory of the lab's shape that needs nothing of the lab (local transport,
+-- no key, socket or secret file): for checks that must end before anything runs.
+M.LAB_SHAPE_HOSTS = [[
+hosts:
+  ec2:
+    transport: local
+    services:
+      postfix: { container: mailserver-postfix, kind: postfix }
+  dell:
+    transport: local
+    services:
+      postfix: { compose: { project: mailserver, service: postfix }, kind: postfix }
+      dovecot: { compose: { project: mailserver, service: dovecot }, kind: dovecot }
+]]
+
 -- runner(defaults) -> rb(args [, opts]); defaults and opts: env (the whole environment of the
 -- run), timeout (s), cwd (default the repository root), stdin.
 function M.runner(defaults)

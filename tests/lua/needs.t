@@ -14,18 +14,7 @@ exec.run({ "mkdir", "-p", TMP })
 local rb = require("rbrun").runner { timeout = 30,
   env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = TMP .. "/none" } }
 
-local HOSTS = [[
-hosts:
-  ec2:
-    transport: local
-    services:
-      postfix: { container: mailserver-postfix, kind: postfix }
-  dell:
-    transport: local
-    services:
-      postfix: { compose: { project: mailserver, service: postfix }, kind: postfix }
-      dovecot: { compose: { project: mailserver, service: dovecot }, kind: dovecot }
-]]
+local HOSTS = require("rbrun").LAB_SHAPE_HOSTS
 -- nothing listens on 127.0.0.1:9 (discard) here: a run that gets that far fails fast
 local DB = "databases:\n  mail: { host: 127.0.0.1, port: 9, user: u, database: d }\n"
 local HTTP = "http:\n  usermgmt: { base_url: \"http://127.0.0.1:9\" }\n"

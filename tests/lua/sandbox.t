@@ -17,19 +17,7 @@ exec.writefile(INV, "hosts:\n  local: { transport: local }\n")
 -- an inventory of the lab's shape that needs nothing of the lab (no key, socket or secret file
 -- is touched before an argument error): these checks must not depend on the lab being up
 local LAB = TMP .. "/labshape.yaml"
-exec.writefile(LAB, [[
-hosts:
-  ec2:
-    transport: local
-    services:
-      postfix: { container: mailserver-postfix, kind: postfix }
-  dell:
-    transport: local
-    services:
-      postfix: { compose: { project: mailserver, service: postfix }, kind: postfix }
-      dovecot: { compose: { project: mailserver, service: dovecot }, kind: dovecot }
-mail: { mx_host: ec2, mailserver_host: dell }
-]])
+exec.writefile(LAB, require("rbrun").LAB_SHAPE_HOSTS .. "mail: { mx_host: ec2, mailserver_host: dell }\n")
 
 local rb = require("rbrun").runner { timeout = 30,
   env = { NO_COLOR = "1", RUNBOOK_INVENTORY = "", RUNBOOK_PATH = TMP .. "/none" } }
