@@ -97,8 +97,11 @@ TEST_FILES = $(sort $(wildcard tests/lua/*.t tests/sh/*.t)) $(CTESTS)
 check: deps all ctests fuzz-smoke
 	@was_up=; tests/lab/lab running && was_up=1; \
 	tests/lab/lab up || exit 1; \
-	RUNBOOK=$(CURDIR)/$(BIN) prove --exec tests/run $(PROVE_FLAGS) $(TEST_FILES); rc=$$?; \
+	faillog=$(CURDIR)/$(B)/test-failures.log; rm -f "$$faillog"; \
+	RUNBOOK=$(CURDIR)/$(BIN) RUNBOOK_TEST_FAILLOG="$$faillog" prove --exec tests/run $(PROVE_FLAGS) $(TEST_FILES); rc=$$?; \
 	if [ -z "$$was_up" ] && [ -z "$(KEEP_LAB)" ]; then tests/lab/lab down || echo "check: lab down failed" >&2; fi; \
+	if [ $$rc != 0 ] && [ -s "$$faillog" ]; then \
+	  echo "check: what the failing tests said ($$faillog, last 60 lines):"; tail -n 60 "$$faillog"; fi; \
 	exit $$rc
 
 test: check

@@ -11,10 +11,25 @@ _tap_n=0
 _tap_fail=0
 
 
-diag() { printf '%s\n' "$@" | sed 's/^/# /' >&2; }
+_tap_failing=0
+# diag goes to stderr; what explains a failure (the "not ok" line and the diags up to the next
+# test) is also appended to RUNBOOK_TEST_FAILLOG when set (make check prints it last)
+_tap_faillog() { [ -z "${RUNBOOK_TEST_FAILLOG:-}" ] || printf '%s\n' "$@" >>"$RUNBOOK_TEST_FAILLOG" 2>/dev/null || true; }
+diag() {
+	printf '%s\n' "$@" | sed 's/^/# /' >&2
+	[ "$_tap_failing" = 0 ] || _tap_faillog "$(printf '%s\n' "$@" | sed 's/^/# /')"
+}
 ok() { # COND-EXIT-STATUS NAME   (use: cmd; ok $? "name")
 	_tap_n=$((_tap_n + 1))
-	if [ "$1" -eq 0 ]; then echo "ok $_tap_n - $2"; else echo "not ok $_tap_n - $2"; _tap_fail=$((_tap_fail + 1)); fi
+	if [ "$1" -eq 0 ]; then
+		_tap_failing=0
+		echo "ok $_tap_n - $2"
+	else
+		_tap_failing=1
+		echo "not ok $_tap_n - $2"
+		_tap_fail=$((_tap_fail + 1))
+		_tap_faillog "$0: not ok $_tap_n - $2"
+	fi
 	return "$1"
 }
 is() { # GOT WANT NAME
@@ -26,7 +41,7 @@ like() { # STRING ERE NAME
 unlike() {
 	! printf '%s' "$1" | grep -qE -- "$2"; ok $? "$3" || diag "matches /$2/: $(printf '%s' "$1" | grep -E -- "$2" | head -3)"
 }
-bail() { echo "Bail out! $*"; exit 255; }
+bail() { _tap_faillog "$0: Bail out! $*"; echo "Bail out! $*"; exit 255; }
 done_testing() {
 	echo "1..$_tap_n"
 	diag "$(($(date +%s) - _t_locked)) s with the lab test lock held"

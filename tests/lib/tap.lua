@@ -6,18 +6,36 @@ local M = { n = 0, failed = 0, planned = nil }
 
 local function out(s) io.stdout:write(s, "\n"); io.stdout:flush() end
 
+-- What explains a failure (the "not ok" line and every diag up to the next test) also goes to
+-- stderr, which prove shows without -v, and is appended to RUNBOOK_TEST_FAILLOG when set (make
+-- check prints that file last, so CI's tail says why, not only which test failed).
+local faillog = os.getenv("RUNBOOK_TEST_FAILLOG")
+local failing = false
+local function explain(s)
+  io.stderr:write(s, "\n"); io.stderr:flush()
+  if faillog and faillog ~= "" then
+    local f = io.open(faillog, "a")
+    if f then f:write(s, "\n"); f:close() end
+  end
+end
+
 function M.plan(n) M.planned = n; out("1.." .. n) end
 
 function M.diag(msg)
-  for line in (tostring(msg) .. "\n"):gmatch("(.-)\n") do out("# " .. line) end
+  for line in (tostring(msg) .. "\n"):gmatch("(.-)\n") do
+    out("# " .. line)
+    if failing then explain("# " .. line) end
+  end
 end
 
 function M.ok(v, name)
   M.n = M.n + 1
-  if v then out(("ok %d - %s"):format(M.n, name or ""))
+  if v then failing = false; out(("ok %d - %s"):format(M.n, name or ""))
   else
     M.failed = M.failed + 1
+    failing = true
     out(("not ok %d - %s"):format(M.n, name or ""))
+    explain(("%s: not ok %d - %s"):format(arg and arg[0] or "?", M.n, name or ""))
     local info = debug.getinfo(3, "Sl") or debug.getinfo(2, "Sl")
     if info then M.diag(("  at %s:%d"):format(info.short_src, info.currentline)) end
   end
