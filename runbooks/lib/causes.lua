@@ -83,11 +83,16 @@ M.LIST = {
   { cause = "user_disabled", hop = "mailserver.db",
     fix = function(f) return { runbook = "user-enable", args = { addr = f.addr } } end },
   { cause = "address_rewritten", hop = "mailserver.alias",
-    fix = function(f) return ("mail for %s is delivered to %s instead (an alias or catch-all rewrites it): remove or correct the alias (virtual_alias_maps on %s) or add a self-alias"):format(f.addr, f.rewritten_to or "another address", f.rewritten_on or "the hop named") end },
+    fix = function(f)
+      if f.alias_only then return { runbook = "undelivered", args = { addr = f.alias_only } } end
+      return ("mail for %s is delivered to %s instead (an alias or catch-all rewrites it): remove or correct the alias (virtual_alias_maps on %s) or add a self-alias"):format(f.addr, f.rewritten_to or "another address", f.rewritten_on or "the hop named") end },
   { cause = "forward_rejected", hop = "mailserver.alias",
     fix = function(f) return ("mail for %s is forwarded to an outside mailbox that refuses it (SPF/DMARC without SRS): deliver locally or add SRS"):format(f.addr) end },
   { cause = "delivered_elsewhere", hop = "mailserver.alias",
-    fix = function(f) return ("mail for %s is delivered to %s (%s): remove or correct that alias/catch-all%s, or add an identity alias (%s -> %s)"):format(f.addr, f.elsewhere_to or "another mailbox", f.elsewhere_how or "an alias", f.elsewhere_where and (" in " .. f.elsewhere_where) or "", f.addr, f.addr) end },
+    fix = function(f)
+      -- an address that is only an alias: follow its target (lib/verdict.lua, alias_only)
+      if f.alias_only then return { runbook = "undelivered", args = { addr = f.alias_only } } end
+      return ("mail for %s is delivered to %s (%s): remove or correct that alias/catch-all%s, or add an identity alias (%s -> %s)"):format(f.addr, f.elsewhere_to or "another mailbox", f.elsewhere_how or "an alias", f.elsewhere_where and (" in " .. f.elsewhere_where) or "", f.addr, f.addr) end },
   { cause = "lmtp_crashed", hop = "mailserver.dovecot",
     fix = function(f) return ("Dovecot's LMTP drops the connection while receiving (vsz_limit / crash): see %s's log, raise service lmtp { vsz_limit }"):format(f.ms_dc) end },
   { cause = "mailserver_size_limit", hop = "mailserver.dovecot",

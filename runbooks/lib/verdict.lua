@@ -162,6 +162,35 @@ local function unknown_text(unknown)
   return table.concat(parts, "; ")
 end
 
+-- alias_only(facts, confirmed): an alias (not a catch-all) on the mail's path sends the address
+-- to other addresses, and the address has no users row of its own (or a disabled one). Postfix
+-- rewrites before any mailbox lookup, so that row stops nothing: the finding stays in the trace,
+-- the cause is the alias (delivered_elsewhere / address_rewritten), and the fix follows the
+-- target (facts.alias_only = the first target). A catch-all is left alone: whether a mailbox of
+-- its own would take the address back depends on the site's alias query, so user_missing stays.
+local function moved_away(ch, addr)
+  if type(ch) ~= "table" or not ch.rewritten or ch.catchall or ch.on_path == false then return false end
+  for _, x in ipairs(ch.final or {}) do if tostring(x):lower() == tostring(addr):lower() then return false end end
+  return ch.final ~= nil and #ch.final > 0
+end
+local function alias_only(facts, confirmed)
+  if not (confirmed.delivered_elsewhere or confirmed.address_rewritten) then return end
+  if not (confirmed.user_missing or confirmed.user_disabled) then return end
+  local chains = facts.chains or {}
+  local ch = moved_away(chains.mx, facts.addr) and chains.mx or moved_away(chains.ms, facts.addr) and chains.ms
+  if not ch then return end
+  local own = confirmed.user_missing and "has no mailbox of its own" or "has a disabled mailbox of its own"
+  for _, c in ipairs { "user_missing", "user_disabled" } do confirmed[c] = nil end
+  facts.alias_only = ch.final[1]
+  for _, c in ipairs { "delivered_elsewhere", "address_rewritten" } do
+    local x = confirmed[c]
+    if x then
+      x.message = ("%s %s: the alias on %s sends its mail to %s, whose delivery is what to follow"):format(
+        facts.addr, own, ch.service or "the MX", table.concat(ch.final, ", ")) .. " (" .. x.message .. ")"
+    end
+  end
+end
+
 function M.decide(input)
   local facts = input.facts or {}
   local checks = input.checks or {}
@@ -197,6 +226,7 @@ function M.decide(input)
     }
     facts.log_candidate = nil
   end
+  alias_only(facts, confirmed)
   local unknown_names = {}
   for _, c in ipairs(unknown) do unknown_names[#unknown_names + 1] = c.name end
   local first = first_cause(confirmed)

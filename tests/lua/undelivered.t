@@ -322,6 +322,18 @@ for _, row in ipairs(MATRIX) do
   ::continue::
 end
 
+-- An address that is only an alias (the seed's abuse@ -> postmaster@, no users row of its own) on
+-- the healthy lab: the alias is the answer, never user_missing (a mailbox for it would change
+-- nothing: Postfix rewrites first), and the fix follows the target.
+do
+  sh({ LAB, "heal", "all" }, 180)
+  local v = diagnose(nil, "abuse@example.test")
+  t.is(v.status, "problem", "alias-only address: status problem (the mail goes to another mailbox)")
+  t.is(v.cause, "delivered_elsewhere", "alias-only address: the cause is the alias")
+  t.unlike(v.message or "", "also found: [^)]*user_missing", "alias-only address: user_missing is not weighed as a cause (the row's absence stays a finding)")
+  t.like(v.fix or "", "^runbook run undelivered %-%-addr postmaster@example%.test ", "alias-only address: the fix follows the alias target")
+end
+
 -- An operator's edit: a copy of the runbook (and its lib/) with a changed message and an extra
 -- check, run from RUNBOOK_PATH without rebuilding anything.
 do

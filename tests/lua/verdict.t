@@ -23,6 +23,10 @@ local FIX = ROOT .. "/tests/fixtures/undelivered/"
 -- expected verdict per recorded case (what the fault IS, not what the run said)
 local EXPECT = {
   healthy = { status = "healthy" },
+  -- the seed alias abuse@ -> postmaster@ (no users row of its own): the alias is the cause, never
+  -- user_missing (creating a mailbox would change nothing: Postfix rewrites first); the fix
+  -- follows the target
+  ["alias-only"] = { "problem", "delivered_elsewhere", "dell.alias", fix = "runbook run undelivered --addr postmaster@example.test" },
   ["relay-domain-missing"] = { "problem", "relay_domain_missing", "ec2.postfix" },
   ["relay-transport-wrong"] = { "problem", "relay_transport_wrong", "ec2.postfix" },
   ["mx-missing"] = { "problem", "mx_missing", "dns" },
@@ -128,6 +132,11 @@ for _, name in ipairs(names) do
   for _, u in ipairs(want.unknown or {}) do
     t.ok((function() for _, c in ipairs(v.unknown or {}) do if c == u then return true end end end)(),
       name .. ": names the check that could not run: " .. u)
+  end
+  if want.fix then
+    local fx = type(v.fix) == "table" and ("runbook run %s --addr %s"):format(v.fix.runbook, tostring(v.fix.args and v.fix.args.addr)) or tostring(v.fix)
+    t.is(fx, want.fix, name .. ": the fix")
+    t.is(#(v.also or {}), 0, name .. ": nothing else is called a cause (" .. table.concat(v.also or {}, ",") .. ")")
   end
   if want.within then t.ok((rec.seconds or 99) <= want.within, ("%s: the run ended within %d s (%.1f s)"):format(name, want.within, rec.seconds or -1)) end
   ::continue::
