@@ -528,6 +528,8 @@ local function cmd_run(argv)
   end, rb.run, proxy)
 
   local code
+  -- what run returns is not an error (remedies return their outcome: "fixed", "dryrun", ...)
+  if ok then rerr = nil end
   if not ok then
     code = EXIT_RUNTIME
     local umsg, ucalls = context.usage_error_of(rerr)

@@ -36,7 +36,13 @@ function M.ok(v, name)
     failing = true
     out(("not ok %d - %s"):format(M.n, name or ""))
     explain(("%s: not ok %d - %s"):format(arg and arg[0] or "?", M.n, name or ""))
-    local info = debug.getinfo(3, "Sl") or debug.getinfo(2, "Sl")
+    -- the first caller outside this file (t.is -> t.ok, or t.ok straight from the test)
+    local info
+    for level = 2, 6 do
+      local i = debug.getinfo(level, "Sl")
+      if not i then break end
+      if i.currentline > 0 and not i.short_src:find("tap%.lua$") then info = i; break end
+    end
     if info then M.diag(("  at %s:%d"):format(info.short_src, info.currentline)) end
   end
   return v and true or false

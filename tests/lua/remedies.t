@@ -84,6 +84,30 @@ with_fault("dovecot-down", function()
   }
 end)
 
+-- the mail database: the restart is followed by doveadm reload in Dovecot (fresh auth processes:
+-- no stale connection, no "user doesn't exist" cached during the outage), and it is fixed only
+-- when Dovecot finds a user again
+with_fault("db-down", function()
+  local function running()
+    return (lab.docker("dell", "inspect", "-f", "{{.State.Running}}", env.LAB_DELL_MARIADB_CONTAINER).stdout:gsub("%s+$", ""))
+  end
+  t.is(running(), "false", "fault: the MariaDB container is stopped")
+  local _, ap = remedy_cycle {
+    name = "container-restart (database)",
+    args = { "run", "container-restart", "--service", "dell/mariadb" },
+    shows = { "dell/mariadb: exited %-> running %(restarted%)", "docker restart mailserver%-mariadb%-1",
+              "WOULD service%.exec on dell: dell/dovecot: doveadm reload" },
+    state = running,
+    audit_lines = 2,
+    fixed = function()
+      t.is(running(), "true", "the MariaDB container runs again")
+      local u = lab.docker("dell", "exec", env.LAB_DELL_DOVECOT_CONTAINER, "doveadm", "user", "info@example.test")
+      t.like(u.stdout, "home", "Dovecot finds info@example.test again (doveadm user)")
+    end,
+  }
+  t.like(ap.stdout, "Dovecot finds users again", "container-restart (database): the verdict says Dovecot finds users again")
+end)
+
 -- ---------------------------------------------------------------- maildir-fix
 with_fault("maildir-permissions", function()
   local dir = env.LAB_VMAIL_DIR .. "/example.test"

@@ -301,7 +301,10 @@ for _, row in ipairs(MATRIX) do
   if row.fix and v.fix then
     dry_run_changes_nothing(name, row, v.fix)
     local healthy, last = fixes_repair(name, v)
-    t.ok(healthy, name .. ": the recommended fixes repair it (" .. tostring(last.cause) .. ")")
+    if not t.ok(healthy, name .. ": the recommended fixes repair it (" .. tostring(last.cause) .. ")") then
+      t.diag(("last verdict: %s %s at %s: %s"):format(tostring(last.status), tostring(last.cause), tostring(last.hop), tostring(last.message)))
+      for _, e in ipairs(last.evidence or {}) do t.diag(("  evidence: %s %s: %s"):format(tostring(e.host), tostring(e.source), tostring(e.text))) end
+    end
     local n = maildir_count()
     sh({ LAB, "send", ADDR }, 60)
     t.ok(delivered_after(n, 30), name .. ": a new message is saved in the Maildir after the fix")
