@@ -106,6 +106,21 @@ wait_dovecot_ready() { # LMTP listening and Dovecot's userdb answering for the f
 	return 1
 }
 
+# wait_dovecot_found: as wait_dovecot_ready, after the database came back: a "doesn't exist"
+# (doveadm exit 67) for the fault user is a cached answer from the outage: flush, ask again
+wait_dovecot_found() {
+	wait_port "$DELL_IP" "$LMTP_PORT" 15 || return 1
+	local i rc
+	for i in $(seq 100); do
+		timeout 5 "$DOCKER" -H "unix://$L/dell/docker.sock" exec "$DELL_DOVECOT" doveadm user "$FAULT_USER" >/dev/null 2>&1
+		rc=$?
+		[ $rc = 0 ] && return 0
+		[ $rc = 67 ] && dovecot_auth_flush
+		sleep 0.1
+	done
+	return 1
+}
+
 # dovecot_auth_flush: Dovecot forgets every cached auth/userdb answer (the lab's auth cache keeps
 # them an hour, negative ones too): after a fault or heal changes a user's row, Dovecot answers
 # from the database again, as `doveadm auth cache flush` makes it for an operator
@@ -238,9 +253,12 @@ heal_db_down() {
 	local i
 	for i in $(seq 300); do db_up && break; sleep 0.05; done
 	db_up || return 1
-	# Dovecot reconnects on its next lookup; wait for it before mail is retried, so the retry
-	# does not meet the 550 that Dovecot 2.3.19 answers right after a reconnect (LAB-NOTES)
-	if container_running dell "$DELL_DOVECOT"; then wait_dovecot_ready || return 1; fi
+	# Dovecot reconnects on its next lookup; wait until it finds the user before mail is retried.
+	# Right after the database returns, Dovecot 2.3.19 can answer 550 5.1.1 for a valid user
+	# (LAB-NOTES) and keep that in its auth cache (an hour here), so a "doesn't exist" is flushed
+	# and asked again (a reload, as runbooks/container-restart.lua does, would also cut the LMTP
+	# sessions waiting on auth: their mail would wait deferred for ec2's next queue run)
+	if container_running dell "$DELL_DOVECOT"; then wait_dovecot_found || return 1; fi
 	ec2_flush && dell_flush
 }
 
