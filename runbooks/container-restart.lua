@@ -31,7 +31,7 @@ local function users_answer(ctx, spec)
   local dc = dovecot_behind(ctx, spec)
   if not dc then return nil end
   local u, msg, code = ctx:sql(ops.db(ctx), "SELECT email FROM users WHERE enabled = 1 ORDER BY email LIMIT 1")
-  if not u then return false, ("the database does not answer a query: %s (%s)"):format(tostring(msg), tostring(code)) end
+  if not u then return false, ("cannot read an enabled user to ask Dovecot about (SELECT email FROM users): %s (%s)"):format(tostring(msg), tostring(code)) end
   local email = u.rows[1] and u.rows[1].email
   if not email then return nil end   -- no enabled user to look up: nothing Dovecot could bounce
   local t0, why = ctx:elapsed(), nil
