@@ -36,12 +36,13 @@ local function refusing_sshd()
   write(d.dir .. "/sshd-noforward.conf", conf)
   local ok, out = fix.sh(("/usr/sbin/sshd -f %s -E %s/sshd-noforward.log"):format(d.dir .. "/sshd-noforward.conf", d.dir))
   assert(ok, "second sshd: " .. out)
+  -- the pid file can exist before sshd has written its pid: wait for the digits (a second
+  -- sshd was once left running after a green run: its pid had been read as "")
   for _ = 1, 100 do
-    extra_pid = fix.slurp(d.dir .. "/sshd-noforward.pid")
+    extra_pid = (fix.slurp(d.dir .. "/sshd-noforward.pid") or ""):match("%d+")
     if extra_pid and fix.sh(("bash -c 'exec 3<>/dev/tcp/%s/%d'"):format(env.HOST, port)) then break end
     os.execute("sleep 0.05")
   end
-  extra_pid = extra_pid and extra_pid:match("%d+")
   local pub = fix.slurp(env.HOST_PUB):match("^(%S+ %S+)")
   write(d.dir .. "/known_hosts_noforward", ("[%s]:%d %s\n"):format(env.HOST, port, pub))
   return port
@@ -249,6 +250,8 @@ end
 
 local ok, err = xpcall(main, debug.traceback)
 if extra_pid then os.execute("kill " .. extra_pid .. " 2>/dev/null") end
+-- and whatever still runs with this test's config (the pid may never have been read)
+os.execute("pkill -f -- '-f " .. d.dir .. "/sshd-noforward.conf' 2>/dev/null")
 d:cleanup()
 fix.down()
 if not ok then t.ok(false, "test body raised: " .. tostring(err)) end
