@@ -96,26 +96,17 @@ dell_flush() {
 db() { mysql_root "$DB_NAME" "$@"; }
 db_up() { mysql_root -e 'SELECT 1' >/dev/null 2>&1; }
 
-wait_dovecot_ready() { # LMTP listening and Dovecot's userdb answering for the fault user
-	wait_port "$DELL_IP" "$LMTP_PORT" 15 || return 1
-	local i
-	for i in $(seq 100); do
-		timeout 5 "$DOCKER" -H "unix://$L/dell/docker.sock" exec "$DELL_DOVECOT" doveadm user "$FAULT_USER" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# wait_dovecot_found: as wait_dovecot_ready, after the database came back: a "doesn't exist"
-# (doveadm exit 67) for the fault user is a cached answer from the outage: flush, ask again
-wait_dovecot_found() {
+# wait_dovecot_ready [--flush-negative]: LMTP listening and Dovecot's userdb answering for the
+# fault user. --flush-negative (after the database came back): a "doesn't exist" (doveadm exit 67)
+# is a cached answer from the outage: flush the auth cache and ask again
+wait_dovecot_ready() {
 	wait_port "$DELL_IP" "$LMTP_PORT" 15 || return 1
 	local i rc
 	for i in $(seq 100); do
 		timeout 5 "$DOCKER" -H "unix://$L/dell/docker.sock" exec "$DELL_DOVECOT" doveadm user "$FAULT_USER" >/dev/null 2>&1
 		rc=$?
 		[ $rc = 0 ] && return 0
-		[ $rc = 67 ] && dovecot_auth_flush
+		[ $rc = 67 ] && [ "${1:-}" = --flush-negative ] && dovecot_auth_flush
 		sleep 0.1
 	done
 	return 1
@@ -258,7 +249,7 @@ heal_db_down() {
 	# (LAB-NOTES) and keep that in its auth cache (an hour here), so a "doesn't exist" is flushed
 	# and asked again (a reload, as runbooks/container-restart.lua does, would also cut the LMTP
 	# sessions waiting on auth: their mail would wait deferred for ec2's next queue run)
-	if container_running dell "$DELL_DOVECOT"; then wait_dovecot_found || return 1; fi
+	if container_running dell "$DELL_DOVECOT"; then wait_dovecot_ready --flush-negative || return 1; fi
 	ec2_flush && dell_flush
 }
 
